@@ -1,0 +1,152 @@
+using System.ClientModel;
+using System.Text;
+using LlmStream.Contracts;
+using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Tasks;
+using MassTransit;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Options;
+
+namespace LlmStream.ChatWorker;
+
+/// <summary>
+/// Runs one chat generation: streams the completion from the provider and appends every token to the
+/// session's stream. Idempotent on the task id: a message for a finished task is acknowledged and ignored,
+/// and a new attempt is announced in the stream so clients drop the previous attempt's text.
+/// </summary>
+public sealed class ChatRequestedConsumer(
+    ITaskStore store,
+    ChatModels models,
+    IOptions<ModelOptions> modelOptions,
+    ILogger<ChatRequestedConsumer> logger) : IConsumer<ChatRequested>
+{
+    public async Task Consume(ConsumeContext<ChatRequested> context)
+    {
+        var request = context.Message;
+        using var scope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
+
+        var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, context.CancellationToken);
+        if (attempt is null)
+        {
+            logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
+            return;
+        }
+
+        logger.LogInformation("Generating task {TaskId} with {Model}, attempt {Attempt}", request.TaskId, request.Model, attempt);
+        var timeLimit = modelOptions.Value.LlmTimeout;
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        limit.CancelAfter(timeLimit);
+
+        var text = new StringBuilder();
+        UsageDetails? usage = null;
+        ChatFinishReason? finishReason = null;
+        try
+        {
+            var client = models.For(request.Model);
+            await foreach (var update in client.GetStreamingResponseAsync(Messages(request), cancellationToken: limit.Token))
+            {
+                var token = update.Text;
+                if (token.Length > 0)
+                {
+                    if (!await store.AppendTokensAsync(request.TaskId, request.SessionId, attempt.Value,
+                            [StreamEvents.Token(request.TaskId, attempt.Value, token)], context.CancellationToken))
+                    {
+                        // Cancelled, or another attempt took over: leaving the loop cancels the provider call.
+                        logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; generation stopped", request.TaskId, attempt);
+                        return;
+                    }
+                    text.Append(token);
+                }
+                usage = update.Contents.OfType<UsageContent>().FirstOrDefault()?.Details ?? usage;
+                finishReason = update.FinishReason ?? finishReason;
+            }
+        }
+        catch (OperationCanceledException) when (limit.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        {
+            await Fail(request, attempt.Value, $"the generation exceeded the time limit of {timeLimit.TotalSeconds:0} s (LLM_TIMEOUT)");
+            return;
+        }
+        catch (Exception e) when (!context.CancellationToken.IsCancellationRequested)
+        {
+            var failure = ProviderFailure.From(e);
+            var retriesLeft = failure.IsTransient && context.GetRetryAttempt() < ChatRequestedConsumerDefinition.MaxRetries;
+            if (retriesLeft)
+            {
+                logger.LogWarning("Task {TaskId} attempt {Attempt} failed transiently ({Reason}); it will be retried", request.TaskId, attempt, failure.Reason);
+                throw new TransientProviderException(failure.Reason, e);
+            }
+
+            await Fail(request, attempt.Value, failure.Reason);
+            if (failure.IsTransient)
+                throw; // retries exhausted: the message goes to the error queue with the exception
+            return;
+        }
+
+        var tokenUsage = usage is null ? null : new TokenUsage(
+            (int)(usage.InputTokenCount ?? 0), (int)(usage.OutputTokenCount ?? 0),
+            (int)(usage.TotalTokenCount ?? (usage.InputTokenCount ?? 0) + (usage.OutputTokenCount ?? 0)));
+        var finish = finishReason?.Value ?? "stop";
+        var finished = await store.FinishAsync(new TaskOutcome
+        {
+            TaskId = request.TaskId,
+            SessionId = request.SessionId,
+            State = TaskState.Completed,
+            Attempt = attempt,
+            Result = text.ToString(),
+            FinishReason = finish,
+            Usage = tokenUsage,
+        }, StreamEvents.Done(request.TaskId, attempt.Value, finish, tokenUsage), CancellationToken.None);
+
+        logger.LogInformation("Task {TaskId} {Outcome} with {Characters} characters", request.TaskId, finished ? "completed" : "was already ended", text.Length);
+    }
+
+    Task Fail(ChatRequested request, int attempt, string reason)
+    {
+        logger.LogWarning("Task {TaskId} failed: {Reason}", request.TaskId, reason);
+        return store.FinishAsync(new TaskOutcome
+        {
+            TaskId = request.TaskId,
+            SessionId = request.SessionId,
+            State = TaskState.Failed,
+            Attempt = attempt,
+            Error = reason,
+        }, StreamEvents.Error(request.TaskId, attempt, reason), CancellationToken.None);
+    }
+
+    static List<ChatMessage> Messages(ChatRequested request)
+    {
+        var messages = new List<ChatMessage>(2);
+        if (!string.IsNullOrWhiteSpace(request.SystemPrompt))
+            messages.Add(new ChatMessage(ChatRole.System, request.SystemPrompt));
+        messages.Add(new ChatMessage(ChatRole.User, request.Message));
+        return messages;
+    }
+}
+
+/// <summary>A provider failure worth another attempt (429, 5xx, network, provider timeout).</summary>
+public sealed class TransientProviderException(string message, Exception inner) : Exception(message, inner);
+
+/// <summary>A provider error put in words a person can read, and whether retrying can help.</summary>
+public sealed record ProviderFailure(bool IsTransient, string Reason)
+{
+    public static ProviderFailure From(Exception e) => e switch
+    {
+        ClientResultException { Status: 429 } => new(true, "the model provider is rate limiting requests (HTTP 429)"),
+        ClientResultException { Status: >= 500 } c => new(true, $"the model provider failed (HTTP {c.Status})"),
+        ClientResultException { Status: 408 } => new(true, "the model provider timed out (HTTP 408)"),
+        ClientResultException { Status: 401 or 403 } c => new(false, $"the model provider refused the credentials (HTTP {c.Status}): check the API key"),
+        ClientResultException { Status: 404 } => new(false, "the model provider does not know this model or deployment (HTTP 404)"),
+        ClientResultException { Status: >= 400 } c => new(false, $"the model provider rejected the request (HTTP {c.Status}): {FirstLine(c.Message)}"),
+        ClientResultException c => new(true, $"the model provider could not be reached: {FirstLine(c.Message)}"),
+        HttpRequestException h => new(true, $"the model provider could not be reached: {FirstLine(h.Message)}"),
+        TimeoutException or TaskCanceledException => new(true, "the model provider did not answer in time"),
+        _ => new(false, $"the generation failed: {FirstLine(e.Message)}"),
+    };
+
+    static string FirstLine(string message)
+    {
+        var line = message.Split('\n', 2)[0].Trim();
+        return line.Length > 300 ? line[..300] + "…" : line;
+    }
+}

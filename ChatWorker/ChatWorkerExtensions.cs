@@ -1,0 +1,23 @@
+using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Settings;
+using Microsoft.Extensions.Options;
+
+namespace LlmStream.ChatWorker;
+
+public static class ChatWorkerExtensions
+{
+    /// <summary>The chat consumer on the high, default and low queues, CHAT_CONCURRENCY messages in flight per queue.</summary>
+    public static WorkConsumers AddChatWorker(this WorkConsumers consumers, IConfiguration configuration)
+    {
+        var options = configuration.Get<WorkerOptions>() ?? new WorkerOptions();
+        return consumers.Add<ChatRequestedConsumer, ChatRequestedConsumerDefinition>(WorkQueues.Chat, options.ChatConcurrency);
+    }
+
+    /// <summary>A separate worker process needs a broker shared with the gateway.</summary>
+    public static IHostApplicationBuilder AddWorkerChecks(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<IValidateOptions<BrokerOptions>, SeparateWorkerBrokerValidator>();
+        builder.Services.AddHostedService<WorkerStartupReport>();
+        return builder;
+    }
+}

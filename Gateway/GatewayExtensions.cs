@@ -1,0 +1,87 @@
+using System.Text.Json;
+using LlmStream.ChatWorker;
+using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Tasks;
+using Microsoft.Extensions.Options;
+using Scalar.AspNetCore;
+
+namespace LlmStream.Gateway;
+
+public static class GatewayExtensions
+{
+    public static WebApplicationBuilder AddGateway(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<GatewayOptions>().Bind(builder.Configuration).ValidateDataAnnotations().ValidateOnStart();
+        var options = builder.Configuration.Get<GatewayOptions>() ?? new GatewayOptions();
+        builder.WebHost.UseUrls($"http://{options.Host}:{options.Port}");
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = options.MaxRequestBytes);
+
+        // BROKER=inmemory is the single-process default: the workers run inside the gateway.
+        var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
+        var embedded = IsInMemory(broker);
+        builder.AddLlmStreamBus(consumers =>
+        {
+            if (embedded)
+                consumers.AddChatWorker(builder.Configuration);
+        });
+        builder.AddStreamWakeUps();
+
+        builder.Services.AddProblemDetails();
+        builder.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+            json.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
+        });
+        builder.Services.AddOpenApi();
+        builder.Services.AddHostedService<GatewayStartupReport>();
+        return builder;
+    }
+
+    public static WebApplication UseGateway(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.UseDefaultFiles();
+        app.UseStaticFiles();
+        return app;
+    }
+
+    /// <summary>The OpenAPI document at /openapi/v1.json and a readable reference at /docs.</summary>
+    public static WebApplication MapGatewayDocs(this WebApplication app)
+    {
+        app.MapOpenApi();
+        app.MapScalarApiReference("/docs", scalar => scalar.WithTitle("LlmStream API"));
+        return app;
+    }
+
+    static bool IsInMemory(BrokerOptions broker)
+    {
+        try { return broker.Kind == BrokerKind.InMemory; }
+        catch (InvalidOperationException) { return false; } // reported at start by options validation
+    }
+}
+
+/// <summary>Prints where to open the product and what it runs on, labelling the simulated model.</summary>
+public sealed class GatewayStartupReport(
+    IOptions<GatewayOptions> gateway, IOptions<BrokerOptions> broker, ChatModels models,
+    IHostApplicationLifetime lifetime, ILogger<GatewayStartupReport> logger) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        lifetime.ApplicationStarted.Register(() =>
+        {
+            var host = gateway.Value.Host is "0.0.0.0" or "+" or "*" ? "localhost" : gateway.Value.Host;
+            var url = $"http://{host}:{gateway.Value.Port}";
+            var mode = broker.Value.Kind == BrokerKind.InMemory
+                ? "single process: in-memory bus, chat worker in this process, " + (broker.Value.UsesRedisStore ? "streams in Redis" : "in-process stream store")
+                : $"{broker.Value.Kind} broker, streams in Redis";
+            logger.LogInformation("LlmStream gateway ready ({Mode}); model provider: {Provider}", mode, models.Describe());
+            logger.LogInformation("Open {ChatUrl} for the chat page, {DocsUrl} for the API reference", url + "/", url + "/docs");
+        });
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

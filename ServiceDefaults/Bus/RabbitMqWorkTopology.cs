@@ -1,0 +1,47 @@
+using LlmStream.ServiceDefaults.Settings;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using RabbitMQ.Client;
+
+namespace LlmStream.ServiceDefaults.Bus;
+
+/// <summary>
+/// Declares the work queues exactly as the workers' receive endpoints do (durable classic queue with
+/// x-max-priority, a fanout exchange of the same name, bound to it), so that a gateway that starts
+/// before any worker never sends a message into an exchange with no queue behind it.
+/// </summary>
+public sealed class RabbitMqWorkTopology(IOptions<BrokerOptions> options, ILogger<RabbitMqWorkTopology> logger)
+{
+    readonly SemaphoreSlim _gate = new(1, 1);
+    readonly HashSet<string> _declared = [];
+
+    public async Task EnsureDeclaredAsync(WorkQueues queues, CancellationToken cancellationToken)
+    {
+        if (_declared.Contains(queues.Default))
+            return;
+
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            if (_declared.Contains(queues.Default))
+                return;
+
+            var factory = new ConnectionFactory { Uri = new Uri(options.Value.RabbitMqUrl!), ClientProvidedName = "llmstream-topology" };
+            await using var connection = await factory.CreateConnectionAsync(cancellationToken);
+            await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+            foreach (var queue in queues.All)
+            {
+                var arguments = new Dictionary<string, object?> { ["x-max-priority"] = (int)WorkQueues.MaxQueuePriority };
+                await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments, cancellationToken: cancellationToken);
+                await channel.ExchangeDeclareAsync(queue, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: cancellationToken);
+                await channel.QueueBindAsync(queue, queue, "", cancellationToken: cancellationToken);
+            }
+            _declared.Add(queues.Default);
+            logger.LogInformation("Declared work queues {Queues}", string.Join(", ", queues.All));
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+}

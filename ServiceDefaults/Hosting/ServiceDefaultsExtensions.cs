@@ -1,0 +1,87 @@
+using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Tasks;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Serilog;
+using Serilog.Events;
+
+namespace LlmStream.ServiceDefaults.Hosting;
+
+public static class ServiceDefaultsExtensions
+{
+    /// <summary>First stage of Serilog: log start-up failures before configuration is read.</summary>
+    public static void CreateBootstrapLogger() =>
+        Log.Logger = new LoggerConfiguration()
+            .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
+            .WriteTo.Console(formatProvider: System.Globalization.CultureInfo.InvariantCulture)
+            .CreateBootstrapLogger();
+
+    /// <summary>Logging, validated settings, task store and health checks: what every LlmStream service shares.</summary>
+    public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSerilog((services, logger) => logger
+            .ReadFrom.Configuration(builder.Configuration)
+            .MinimumLevel.Information()
+            .MinimumLevel.Override("Microsoft.AspNetCore", LogEventLevel.Warning)
+            .MinimumLevel.Override("MassTransit", LogEventLevel.Warning)
+            .Enrich.FromLogContext()
+            .Enrich.WithProperty("Service", builder.Environment.ApplicationName)
+            .WriteTo.Console(
+                outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj} {Properties:j}{NewLine}{Exception}",
+                formatProvider: System.Globalization.CultureInfo.InvariantCulture));
+
+        builder.AddSettings();
+        builder.AddTaskStore();
+        builder.Services.AddSingleton<ChatModels>();
+        builder.Services.AddHealthChecks().AddCheck("self", () => HealthCheckResult.Healthy(), ["live"]);
+        return builder;
+    }
+
+    /// <summary>Every setting is bound from the environment and validated at start: a bad one stops the process with one line naming it.</summary>
+    public static IHostApplicationBuilder AddSettings(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<BrokerOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<BrokerOptions>, BrokerOptionsValidator>();
+        builder.Services.AddOptions<ModelOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<ModelOptions>, ModelOptionsValidator>();
+        builder.Services.AddOptions<WorkerOptions>().Bind(builder.Configuration).ValidateDataAnnotations().ValidateOnStart();
+        return builder;
+    }
+
+    /// <summary>Liveness for orchestrators: the process answers.</summary>
+    public static IEndpointRouteBuilder MapDefaultEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapHealthChecks("/health", new HealthCheckOptions { Predicate = check => check.Tags.Contains("live") });
+        return app;
+    }
+
+    /// <summary>Runs a service; a start-up failure (a bad setting above all) ends in one fatal line and exit code 1.</summary>
+    public static int RunService(this IHost host)
+    {
+        try
+        {
+            host.Run();
+            return 0;
+        }
+        catch (OptionsValidationException e)
+        {
+            Log.Fatal("Invalid settings: {Reason}", string.Join("; ", e.Failures));
+            return 1;
+        }
+        catch (Exception e) when (e is not HostAbortedException)
+        {
+            Log.Fatal(e, "{Service} stopped unexpectedly", AppDomain.CurrentDomain.FriendlyName);
+            return 1;
+        }
+        finally
+        {
+            Log.CloseAndFlush();
+        }
+    }
+}

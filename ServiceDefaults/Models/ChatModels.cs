@@ -1,0 +1,68 @@
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using System.Collections.Concurrent;
+using Azure.AI.OpenAI;
+using LlmStream.ServiceDefaults.Settings;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Options;
+using OpenAI;
+
+namespace LlmStream.ServiceDefaults.Models;
+
+/// <summary>
+/// One long-lived chat client per model name, for the configured provider (OpenAI, Azure OpenAI,
+/// an OpenAI-compatible server, or the simulated model). The SDK's own retries are off: the bus
+/// retries whole attempts, so that a retry is visible in the stream and never stacks on another layer.
+/// </summary>
+public sealed class ChatModels : IDisposable
+{
+    readonly ModelOptions _options;
+    readonly OpenAIClient? _client;
+    readonly ConcurrentDictionary<string, IChatClient> _chatClients = new();
+
+    public ChatModels(IOptions<ModelOptions> options, TimeProvider clock)
+    {
+        _options = options.Value;
+        Clock = clock;
+        var retryOff = new ClientRetryPolicy(maxRetries: 0);
+        // The generation time limit is enforced per task; the network timeout only has to be longer.
+        var networkTimeout = _options.LlmTimeout + TimeSpan.FromSeconds(30);
+        _client = _options.Provider switch
+        {
+            ProviderKind.AzureOpenAi => new AzureOpenAIClient(
+                new Uri(_options.AzureEndpoint!),
+                new ApiKeyCredential(_options.AzureApiKey!),
+                new AzureOpenAIClientOptions { RetryPolicy = retryOff, NetworkTimeout = networkTimeout }),
+            ProviderKind.OpenAi => new OpenAIClient(
+                // OpenAI-compatible servers often need no key; the SDK still wants one.
+                new ApiKeyCredential(string.IsNullOrWhiteSpace(_options.OpenAiApiKey) ? "unused" : _options.OpenAiApiKey),
+                new OpenAIClientOptions
+                {
+                    Endpoint = string.IsNullOrWhiteSpace(_options.OpenAiBaseUrl) ? null : new Uri(_options.OpenAiBaseUrl),
+                    RetryPolicy = retryOff,
+                    NetworkTimeout = networkTimeout,
+                }),
+            _ => null,
+        };
+    }
+
+    TimeProvider Clock { get; }
+
+    public bool IsSimulated => _client is null;
+
+    public string Describe() => _options.Describe();
+
+    /// <summary>The client for <paramref name="model"/>; on Azure the deployment setting wins over the model name.</summary>
+    public IChatClient For(string model) => _chatClients.GetOrAdd(model, m => _client switch
+    {
+        null => new SimulatedChatClient(m, _options.SimulatedTokensPerSecond, Clock),
+        AzureOpenAIClient azure => azure.GetChatClient(_options.AzureDeployment ?? m).AsIChatClient(),
+        var openAi => openAi.GetChatClient(m).AsIChatClient(),
+    });
+
+    public void Dispose()
+    {
+        foreach (var client in _chatClients.Values)
+            client.Dispose();
+    }
+}

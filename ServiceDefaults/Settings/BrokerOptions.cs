@@ -1,0 +1,66 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
+
+namespace LlmStream.ServiceDefaults.Settings;
+
+public enum BrokerKind { InMemory, RabbitMq, Redis }
+
+/// <summary>Where messages travel and where token streams and task records live.</summary>
+public sealed class BrokerOptions
+{
+    /// <summary>rabbitmq, redis or inmemory. Unset: rabbitmq when RABBITMQ_URL is set, else inmemory.</summary>
+    [ConfigurationKeyName("BROKER")]
+    public string? Broker { get; set; }
+
+    [ConfigurationKeyName("RABBITMQ_URL")]
+    public string? RabbitMqUrl { get; set; }
+
+    /// <summary>Unset in single-process mode: streams and task records then stay in process.</summary>
+    [ConfigurationKeyName("REDIS_URL")]
+    public string? RedisUrl { get; set; }
+
+    public BrokerKind Kind => Broker?.Trim().ToLowerInvariant() switch
+    {
+        null or "" => string.IsNullOrWhiteSpace(RabbitMqUrl) ? BrokerKind.InMemory : BrokerKind.RabbitMq,
+        "rabbitmq" => BrokerKind.RabbitMq,
+        "redis" => BrokerKind.Redis,
+        "inmemory" => BrokerKind.InMemory,
+        _ => throw new InvalidOperationException($"BROKER='{Broker}' is not one of rabbitmq, redis, inmemory"),
+    };
+
+    public bool UsesRedisStore => !string.IsNullOrWhiteSpace(RedisUrl);
+}
+
+/// <summary>One clear message per bad setting, naming the environment variable.</summary>
+public sealed class BrokerOptionsValidator : IValidateOptions<BrokerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, BrokerOptions options)
+    {
+        var failures = new List<string>();
+        BrokerKind kind;
+        try
+        {
+            kind = options.Kind;
+        }
+        catch (InvalidOperationException e)
+        {
+            return ValidateOptionsResult.Fail(e.Message);
+        }
+
+        if (kind == BrokerKind.RabbitMq)
+        {
+            if (string.IsNullOrWhiteSpace(options.RabbitMqUrl))
+                failures.Add("RABBITMQ_URL is required when BROKER=rabbitmq (amqp://user:pass@host:5672/vhost)");
+            else if (!Uri.TryCreate(options.RabbitMqUrl, UriKind.Absolute, out var uri) || uri.Scheme is not ("amqp" or "amqps"))
+                failures.Add($"RABBITMQ_URL='{SettingText.Redact(options.RabbitMqUrl)}' is not an amqp:// or amqps:// URL");
+        }
+
+        if (kind != BrokerKind.InMemory && !options.UsesRedisStore)
+            failures.Add($"REDIS_URL is required when BROKER={kind.ToString().ToLowerInvariant()}: token streams and task status live in Redis");
+
+        if (options.UsesRedisStore && !RedisUrl.TryParse(options.RedisUrl!, out _, out var error))
+            failures.Add($"REDIS_URL='{SettingText.Redact(options.RedisUrl)}' is invalid: {error}");
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

@@ -1,0 +1,32 @@
+namespace LlmStream.ServiceDefaults.Tasks;
+
+/// <summary>
+/// Task records and the per-session event streams, changed together so that a reader never sees
+/// a task state without the stream event that goes with it. Redis in a cluster; in process in the
+/// single-process default.
+/// </summary>
+public interface ITaskStore
+{
+    /// <summary>Creates the record and appends the queued event. False when the task id already exists.</summary>
+    Task<bool> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Starts the next attempt and appends a started event carrying its number.
+    /// Null when the task is finished already (a redelivered message must not answer twice) or unknown.
+    /// </summary>
+    Task<int?> StartAttemptAsync(string taskId, string sessionId, CancellationToken cancellationToken);
+
+    /// <summary>Appends token events while <paramref name="attempt"/> is still the task's running attempt; false otherwise.</summary>
+    Task<bool> AppendTokensAsync(string taskId, string sessionId, int attempt, IReadOnlyList<string> eventData, CancellationToken cancellationToken);
+
+    /// <summary>Moves the task to its terminal state and appends the terminal event, once. False when it had ended already.</summary>
+    Task<bool> FinishAsync(TaskOutcome outcome, string terminalEventData, CancellationToken cancellationToken);
+
+    Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken);
+
+    /// <summary>Entries after <paramref name="afterId"/> ("0" for the start), oldest first.</summary>
+    Task<IReadOnlyList<StreamEntry>> ReadAsync(string sessionId, string afterId, int count, CancellationToken cancellationToken);
+
+    /// <summary>The newest entry of the session's stream; null when the session is unknown or expired.</summary>
+    Task<StreamEntry?> LastAsync(string sessionId, CancellationToken cancellationToken);
+}

@@ -1,0 +1,175 @@
+namespace LlmStream.ServiceDefaults.Tasks;
+
+/// <summary>
+/// The single-process default (no REDIS_URL): the same semantics as <see cref="RedisTaskStore"/>, held
+/// in memory with stream-style ids. Finished sessions are dropped after the retention period.
+/// </summary>
+public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock, TimeSpan retention) : ITaskStore
+{
+    readonly Lock _lock = new();
+    readonly Dictionary<string, (TaskRecord Task, DateTimeOffset ExpiresAt)> _tasks = [];
+    readonly Dictionary<string, Session> _sessions = [];
+    long _lastMs;
+    long _sequence;
+    DateTimeOffset _nextSweep;
+
+    sealed class Session
+    {
+        public readonly List<StreamEntry> Entries = [];
+        public DateTimeOffset ExpiresAt;
+    }
+
+    public Task<bool> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            Sweep();
+            if (_tasks.ContainsKey(task.TaskId))
+                return Task.FromResult(false);
+            _tasks[task.TaskId] = (task, Expiry());
+            Append(task.SessionId, StreamEventTypes.Queued, queuedEventData);
+        }
+        signals.Notify(task.SessionId);
+        return Task.FromResult(true);
+    }
+
+    public Task<int?> StartAttemptAsync(string taskId, string sessionId, CancellationToken cancellationToken)
+    {
+        int attempt;
+        lock (_lock)
+        {
+            if (!_tasks.TryGetValue(taskId, out var entry) || entry.Task.State.IsTerminal())
+                return Task.FromResult<int?>(null);
+            attempt = entry.Task.Attempt + 1;
+            _tasks[taskId] = (entry.Task with { State = TaskState.Started, Attempt = attempt, StartedAt = clock.GetUtcNow() }, Expiry());
+            Append(sessionId, StreamEventTypes.Started, StreamEvents.Started(taskId, attempt));
+        }
+        signals.Notify(sessionId);
+        return Task.FromResult<int?>(attempt);
+    }
+
+    public Task<bool> AppendTokensAsync(string taskId, string sessionId, int attempt, IReadOnlyList<string> eventData, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (!_tasks.TryGetValue(taskId, out var entry) || entry.Task.State != TaskState.Started || entry.Task.Attempt != attempt)
+                return Task.FromResult(false);
+            foreach (var data in eventData)
+                Append(sessionId, StreamEventTypes.Token, data);
+        }
+        signals.Notify(sessionId);
+        return Task.FromResult(true);
+    }
+
+    public Task<bool> FinishAsync(TaskOutcome outcome, string terminalEventData, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (!_tasks.TryGetValue(outcome.TaskId, out var entry) || entry.Task.State.IsTerminal())
+                return Task.FromResult(false);
+            if (outcome.Attempt is { } attempt && entry.Task.Attempt != attempt)
+                return Task.FromResult(false);
+            _tasks[outcome.TaskId] = (entry.Task with
+            {
+                State = outcome.State,
+                FinishedAt = clock.GetUtcNow(),
+                Result = outcome.Result,
+                Error = outcome.Error,
+                FinishReason = outcome.FinishReason,
+                Usage = outcome.Usage,
+            }, Expiry());
+            Append(outcome.SessionId, StreamEventTypes.ForOutcome(outcome.State), terminalEventData);
+        }
+        signals.Notify(outcome.SessionId);
+        return Task.FromResult(true);
+    }
+
+    public Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+            return Task.FromResult(_tasks.TryGetValue(taskId, out var entry) && entry.ExpiresAt > clock.GetUtcNow() ? entry.Task : null);
+    }
+
+    public Task<IReadOnlyList<StreamEntry>> ReadAsync(string sessionId, string afterId, int count, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (!_sessions.TryGetValue(sessionId, out var session))
+                return Task.FromResult<IReadOnlyList<StreamEntry>>([]);
+            var after = StreamId.Parse(afterId);
+            // Ids only grow: binary search for the first entry after the one the reader saw.
+            int lo = 0, hi = session.Entries.Count;
+            while (lo < hi)
+            {
+                var mid = (lo + hi) / 2;
+                if (StreamId.Parse(session.Entries[mid].Id).CompareTo(after) <= 0) lo = mid + 1; else hi = mid;
+            }
+            var take = Math.Min(count, session.Entries.Count - lo);
+            return Task.FromResult<IReadOnlyList<StreamEntry>>(session.Entries.GetRange(lo, take));
+        }
+    }
+
+    public Task<StreamEntry?> LastAsync(string sessionId, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+            return Task.FromResult(_sessions.TryGetValue(sessionId, out var s) && s.ExpiresAt > clock.GetUtcNow() && s.Entries.Count > 0
+                ? s.Entries[^1]
+                : null);
+    }
+
+    DateTimeOffset Expiry() => clock.GetUtcNow() + retention;
+
+    void Append(string sessionId, string type, string data)
+    {
+        if (!_sessions.TryGetValue(sessionId, out var session))
+            _sessions[sessionId] = session = new Session();
+        session.Entries.Add(new StreamEntry(NextId(), type, data));
+        session.ExpiresAt = Expiry();
+    }
+
+    // Same shape as Redis stream ids, so clients and Last-Event-ID work the same in both modes.
+    string NextId()
+    {
+        var ms = clock.GetUtcNow().ToUnixTimeMilliseconds();
+        if (ms > _lastMs) { _lastMs = ms; _sequence = 0; }
+        else _sequence++;
+        return $"{_lastMs}-{_sequence}";
+    }
+
+    void Sweep()
+    {
+        var now = clock.GetUtcNow();
+        if (now < _nextSweep)
+            return;
+        _nextSweep = now + TimeSpan.FromMinutes(1);
+        foreach (var key in _tasks.Where(t => t.Value.ExpiresAt <= now).Select(t => t.Key).ToList())
+            _tasks.Remove(key);
+        foreach (var key in _sessions.Where(s => s.Value.ExpiresAt <= now).Select(s => s.Key).ToList())
+            _sessions.Remove(key);
+    }
+}
+
+/// <summary>A stream entry id: milliseconds and a sequence number.</summary>
+public readonly record struct StreamId(long Milliseconds, long Sequence) : IComparable<StreamId>
+{
+    public static bool TryParse(string? value, out StreamId id)
+    {
+        id = default;
+        if (string.IsNullOrEmpty(value) || value.Length > 41)
+            return false;
+        var dash = value.IndexOf('-');
+        if (dash < 0)
+            return value == "0";
+        return long.TryParse(value.AsSpan(0, dash), System.Globalization.NumberStyles.None, null, out var ms)
+            && long.TryParse(value.AsSpan(dash + 1), System.Globalization.NumberStyles.None, null, out var seq)
+            && (id = new StreamId(ms, seq)) == id;
+    }
+
+    public static StreamId Parse(string value) =>
+        TryParse(value, out var id) ? id : throw new FormatException($"'{value}' is not a stream id");
+
+    public int CompareTo(StreamId other) =>
+        Milliseconds != other.Milliseconds ? Milliseconds.CompareTo(other.Milliseconds) : Sequence.CompareTo(other.Sequence);
+
+    public override string ToString() => $"{Milliseconds}-{Sequence}";
+}

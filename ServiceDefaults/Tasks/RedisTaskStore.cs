@@ -1,0 +1,166 @@
+using System.Globalization;
+using System.Text.Json;
+using StackExchange.Redis;
+
+namespace LlmStream.ServiceDefaults.Tasks;
+
+/// <summary>
+/// Task records are hashes, sessions are Redis streams; every change that touches both runs as one Lua
+/// script, and each stream append publishes the session id on one wake channel (read by gateways).
+/// </summary>
+public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention) : ITaskStore
+{
+    public const string WakeChannel = "llmstream:wake";
+
+    static RedisKey TaskKey(string taskId) => "llmstream:task:" + taskId;
+    public static RedisKey StreamKey(string sessionId) => "llmstream:stream:" + sessionId;
+
+    const string CreateScript = """
+        if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+        redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+        redis.call('EXPIRE', KEYS[1], ARGV[1])
+        local id = redis.call('XADD', KEYS[2], '*', 't', 'queued', 'd', ARGV[2])
+        redis.call('EXPIRE', KEYS[2], ARGV[1])
+        redis.call('PUBLISH', 'llmstream:wake', ARGV[3])
+        return id
+        """;
+
+    const string StartScript = """
+        local state = redis.call('HGET', KEYS[1], 'state')
+        if not state then return -1 end
+        if state ~= 'queued' and state ~= 'started' then return 0 end
+        local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+        redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[2])
+        redis.call('XADD', KEYS[2], '*', 't', 'started', 'd', ARGV[4] .. attempt .. '}')
+        redis.call('EXPIRE', KEYS[2], ARGV[1])
+        redis.call('PUBLISH', 'llmstream:wake', ARGV[3])
+        return attempt
+        """;
+
+    const string AppendScript = """
+        local task = redis.call('HMGET', KEYS[1], 'state', 'attempt')
+        if task[1] ~= 'started' or task[2] ~= ARGV[1] then return 0 end
+        for i = 3, #ARGV do
+          redis.call('XADD', KEYS[2], '*', 't', 'token', 'd', ARGV[i])
+        end
+        redis.call('PUBLISH', 'llmstream:wake', ARGV[2])
+        return 1
+        """;
+
+    const string FinishScript = """
+        local task = redis.call('HMGET', KEYS[1], 'state', 'attempt')
+        if not task[1] then return -1 end
+        if task[1] == 'completed' or task[1] == 'failed' or task[1] == 'cancelled' then return 0 end
+        if ARGV[5] ~= '' and task[2] ~= ARGV[5] then return 0 end
+        redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+        redis.call('EXPIRE', KEYS[1], ARGV[1])
+        redis.call('XADD', KEYS[2], '*', 't', ARGV[2], 'd', ARGV[3])
+        redis.call('EXPIRE', KEYS[2], ARGV[1])
+        redis.call('PUBLISH', 'llmstream:wake', ARGV[4])
+        return 1
+        """;
+
+    IDatabase Db => redis.GetDatabase();
+
+    string Ttl => ((long)retention.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+
+    public async Task<bool> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken)
+    {
+        var args = new List<RedisValue> { Ttl, queuedEventData, task.SessionId };
+        args.AddRange(
+        [
+            "state", task.State.ToWire(),
+            "session", task.SessionId,
+            "model", task.Model,
+            "priority", task.Priority,
+            "attempt", task.Attempt,
+            "created_at", task.CreatedAt.ToUnixTimeMilliseconds(),
+        ]);
+        if (task.UserId is not null)
+            args.AddRange(["user", task.UserId]);
+
+        var result = await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId), StreamKey(task.SessionId)], [.. args]);
+        return !result.IsNull;
+    }
+
+    public async Task<int?> StartAttemptAsync(string taskId, string sessionId, CancellationToken cancellationToken)
+    {
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var result = (long)await Db.ScriptEvaluateAsync(StartScript, [TaskKey(taskId), StreamKey(sessionId)],
+            [Ttl, now, sessionId, StreamEvents.StartedPrefix(taskId)]);
+        return result > 0 ? (int)result : null;
+    }
+
+    public async Task<bool> AppendTokensAsync(string taskId, string sessionId, int attempt, IReadOnlyList<string> eventData, CancellationToken cancellationToken)
+    {
+        var args = new RedisValue[eventData.Count + 2];
+        args[0] = attempt;
+        args[1] = sessionId;
+        for (var i = 0; i < eventData.Count; i++)
+            args[i + 2] = eventData[i];
+        return (long)await Db.ScriptEvaluateAsync(AppendScript, [TaskKey(taskId), StreamKey(sessionId)], args) == 1;
+    }
+
+    public async Task<bool> FinishAsync(TaskOutcome outcome, string terminalEventData, CancellationToken cancellationToken)
+    {
+        var args = new List<RedisValue>
+        {
+            Ttl, StreamEventTypes.ForOutcome(outcome.State), terminalEventData, outcome.SessionId,
+            outcome.Attempt?.ToString(CultureInfo.InvariantCulture) ?? "",
+            "state", outcome.State.ToWire(),
+            "finished_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+        };
+        if (outcome.Result is not null) args.AddRange(["result", outcome.Result]);
+        if (outcome.Error is not null) args.AddRange(["error", outcome.Error]);
+        if (outcome.FinishReason is not null) args.AddRange(["finish_reason", outcome.FinishReason]);
+        if (outcome.Usage is not null) args.AddRange(["usage", JsonSerializer.Serialize(outcome.Usage, StreamEvents.Json)]);
+
+        var result = (long)await Db.ScriptEvaluateAsync(FinishScript, [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId)], [.. args]);
+        return result == 1;
+    }
+
+    public async Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken)
+    {
+        var entries = await Db.HashGetAllAsync(TaskKey(taskId));
+        if (entries.Length == 0)
+            return null;
+        var f = entries.ToDictionary(e => e.Name.ToString(), e => e.Value.ToString());
+        return new TaskRecord
+        {
+            TaskId = taskId,
+            SessionId = f["session"],
+            State = TaskStates.FromWire(f["state"]),
+            Model = f["model"],
+            Priority = int.Parse(f["priority"], CultureInfo.InvariantCulture),
+            UserId = f.GetValueOrDefault("user"),
+            Attempt = int.Parse(f["attempt"], CultureInfo.InvariantCulture),
+            CreatedAt = FromMs(f["created_at"]),
+            StartedAt = f.TryGetValue("started_at", out var started) ? FromMs(started) : null,
+            FinishedAt = f.TryGetValue("finished_at", out var finished) ? FromMs(finished) : null,
+            Result = f.GetValueOrDefault("result"),
+            Error = f.GetValueOrDefault("error"),
+            FinishReason = f.GetValueOrDefault("finish_reason"),
+            Usage = f.TryGetValue("usage", out var usage) ? JsonSerializer.Deserialize<TokenUsage>(usage, StreamEvents.Json) : null,
+        };
+    }
+
+    public async Task<IReadOnlyList<StreamEntry>> ReadAsync(string sessionId, string afterId, int count, CancellationToken cancellationToken)
+    {
+        // "(" makes the start exclusive (Redis 6.2+): exactly the entries after the last one seen.
+        var start = afterId == "0" ? "-" : "(" + afterId;
+        var entries = await Db.StreamRangeAsync(StreamKey(sessionId), start, "+", count);
+        var result = new StreamEntry[entries.Length];
+        for (var i = 0; i < entries.Length; i++)
+            result[i] = new StreamEntry(entries[i].Id!, entries[i]["t"]!, entries[i]["d"]!);
+        return result;
+    }
+
+    public async Task<StreamEntry?> LastAsync(string sessionId, CancellationToken cancellationToken)
+    {
+        var entries = await Db.StreamRangeAsync(StreamKey(sessionId), "-", "+", 1, Order.Descending);
+        return entries.Length == 0 ? null : new StreamEntry(entries[0].Id!, entries[0]["t"]!, entries[0]["d"]!);
+    }
+
+    static DateTimeOffset FromMs(string value) =>
+        DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(value, CultureInfo.InvariantCulture));
+}

@@ -1,0 +1,65 @@
+using System.Text.Json.Serialization;
+
+namespace LlmStream.ServiceDefaults.Tasks;
+
+[JsonConverter(typeof(JsonStringEnumConverter<TaskState>))]
+public enum TaskState { Queued, Started, Completed, Failed, Cancelled }
+
+public static class TaskStates
+{
+    public static bool IsTerminal(this TaskState state) => state is TaskState.Completed or TaskState.Failed or TaskState.Cancelled;
+
+    public static string ToWire(this TaskState state) => state switch
+    {
+        TaskState.Queued => "queued",
+        TaskState.Started => "started",
+        TaskState.Completed => "completed",
+        TaskState.Failed => "failed",
+        TaskState.Cancelled => "cancelled",
+        _ => throw new ArgumentOutOfRangeException(nameof(state)),
+    };
+
+    public static TaskState FromWire(string value) => value switch
+    {
+        "queued" => TaskState.Queued,
+        "started" => TaskState.Started,
+        "completed" => TaskState.Completed,
+        "failed" => TaskState.Failed,
+        "cancelled" => TaskState.Cancelled,
+        _ => throw new FormatException($"unknown task state '{value}'"),
+    };
+}
+
+public sealed record TokenUsage(int PromptTokens, int CompletionTokens, int TotalTokens);
+
+/// <summary>What a gateway and the workers know about one chat task.</summary>
+public sealed record TaskRecord
+{
+    public required string TaskId { get; init; }
+    public required string SessionId { get; init; }
+    public required TaskState State { get; init; }
+    public required string Model { get; init; }
+    public int Priority { get; init; }
+    public string? UserId { get; init; }
+    public int Attempt { get; init; }
+    public required DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset? StartedAt { get; init; }
+    public DateTimeOffset? FinishedAt { get; init; }
+    public string? Result { get; init; }
+    public string? Error { get; init; }
+    public string? FinishReason { get; init; }
+    public TokenUsage? Usage { get; init; }
+}
+
+/// <summary>How a task ended. <see cref="Attempt"/> guards against a stale attempt finishing a task another attempt owns.</summary>
+public sealed record TaskOutcome
+{
+    public required string TaskId { get; init; }
+    public required string SessionId { get; init; }
+    public required TaskState State { get; init; }
+    public int? Attempt { get; init; }
+    public string? Result { get; init; }
+    public string? Error { get; init; }
+    public string? FinishReason { get; init; }
+    public TokenUsage? Usage { get; init; }
+}

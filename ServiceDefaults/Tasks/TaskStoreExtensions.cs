@@ -1,0 +1,44 @@
+using LlmStream.ServiceDefaults.Settings;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace LlmStream.ServiceDefaults.Tasks;
+
+public static class TaskStoreExtensions
+{
+    /// <summary>Redis when REDIS_URL is set, else the in-process store of the single-process default.</summary>
+    public static IHostApplicationBuilder AddTaskStore(this IHostApplicationBuilder builder)
+    {
+        var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
+        builder.Services.AddSingleton<StreamSignals>();
+        builder.Services.AddSingleton(TimeProvider.System);
+
+        if (broker.UsesRedisStore && RedisUrl.TryParse(broker.RedisUrl!, out var redisOptions, out _))
+        {
+            builder.Services.AddSingleton<IConnectionMultiplexer>(_ => ConnectionMultiplexer.Connect(redisOptions));
+            builder.Services.AddSingleton<ITaskStore>(sp => new RedisTaskStore(
+                sp.GetRequiredService<IConnectionMultiplexer>(),
+                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
+        }
+        else
+        {
+            builder.Services.AddSingleton<ITaskStore>(sp => new InProcessTaskStore(
+                sp.GetRequiredService<StreamSignals>(),
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
+        }
+        return builder;
+    }
+
+    /// <summary>For processes that serve streams: one pub/sub subscription wakes all local readers.</summary>
+    public static IHostApplicationBuilder AddStreamWakeUps(this IHostApplicationBuilder builder)
+    {
+        var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
+        if (broker.UsesRedisStore)
+            builder.Services.AddHostedService<RedisWakeSubscriber>();
+        return builder;
+    }
+}
