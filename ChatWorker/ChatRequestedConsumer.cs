@@ -140,6 +140,7 @@ public sealed record ProviderFailure(bool IsTransient, string Reason)
         ClientResultException { Status: >= 400 } c => new(false, $"the model provider rejected the request (HTTP {c.Status}): {FirstLine(c.Message)}"),
         ClientResultException c => new(true, $"the model provider could not be reached: {FirstLine(c.Message)}"),
         HttpRequestException h => new(true, $"the model provider could not be reached: {FirstLine(h.Message)}"),
+        IOException io => new(true, $"the connection to the model provider broke: {FirstLine(io.Message)}"),
         TimeoutException or TaskCanceledException => new(true, "the model provider did not answer in time"),
         _ => new(false, $"the generation failed: {FirstLine(e.Message)}"),
     };

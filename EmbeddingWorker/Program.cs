@@ -1,0 +1,11 @@
+using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Hosting;
+
+// Skeleton: the service boots with the shared defaults and bus; its EmbedBatchRequested consumer is not built yet.
+ServiceDefaultsExtensions.CreateBootstrapLogger();
+
+var builder = Host.CreateApplicationBuilder(args);
+builder.AddServiceDefaults();
+builder.AddLlmStreamBus();
+
+return builder.Build().RunService();

@@ -1,0 +1,152 @@
+using LlmStream.ChatWorker;
+using LlmStream.Contracts;
+using LlmStream.FakeOpenAI;
+using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.Tests.Infrastructure;
+using MassTransit;
+using MassTransit.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace LlmStream.Tests.Consumers;
+
+/// <summary>The chat consumer in MassTransit's test harness, calling the fake provider through the real OpenAI SDK.</summary>
+public sealed class Chat_consumer
+{
+    FakeOpenAiServer _provider = null!;
+    ServiceProvider _services = null!;
+    ITestHarness _harness = null!;
+    ITaskStore _store = null!;
+
+    [SetUp]
+    public async Task Start()
+    {
+        _provider = await FakeOpenAiServer.StartAsync();
+        var services = new ServiceCollection();
+        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<StreamSignals>();
+        services.AddSingleton<ITaskStore>(sp => new InProcessTaskStore(sp.GetRequiredService<StreamSignals>(), TimeProvider.System, TimeSpan.FromHours(1)));
+        services.AddOptions<ModelOptions>().Configure(o =>
+        {
+            o.OpenAiBaseUrl = _provider.BaseUrl.ToString();
+            o.OpenAiApiKey = "test-key";
+            o.LlmTimeoutSeconds = 2;
+        });
+        services.AddSingleton<ChatModels>();
+        services.AddMassTransitTestHarness(bus => bus.AddConsumer<ChatRequestedConsumer, ChatRequestedConsumerDefinition>());
+        _services = services.BuildServiceProvider(validateScopes: true);
+        _harness = _services.GetTestHarness();
+        _harness.TestTimeout = TimeSpan.FromSeconds(30);
+        await _harness.Start();
+        _store = _services.GetRequiredService<ITaskStore>();
+    }
+
+    [TearDown]
+    public async Task Stop()
+    {
+        await _harness.Stop();
+        await _services.DisposeAsync();
+        await _provider.DisposeAsync();
+    }
+
+    async Task<ChatRequested> Submit(string message)
+    {
+        var request = new ChatRequested
+        {
+            TaskId = Guid.NewGuid().ToString("N"),
+            SessionId = Guid.NewGuid().ToString("N"),
+            Message = message,
+            Model = "gpt-4o-mini",
+        };
+        await _store.CreateAsync(new TaskRecord
+        {
+            TaskId = request.TaskId, SessionId = request.SessionId, State = TaskState.Queued, Model = request.Model, CreatedAt = DateTimeOffset.UtcNow,
+        }, "{}", default);
+        await _harness.Bus.Publish(request);
+        return request;
+    }
+
+    async Task<TaskRecord> Ended(ChatRequested request)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < deadline)
+        {
+            var task = await _store.GetAsync(request.TaskId, default);
+            if (task!.State.IsTerminal())
+                return task;
+            await Task.Delay(20);
+        }
+        Assert.Fail("the task did not end in time");
+        return null!;
+    }
+
+    async Task<List<StreamEntry>> Stream(ChatRequested request) => [.. await _store.ReadAsync(request.SessionId, "0", 10_000, default)];
+
+    static string Text(IEnumerable<StreamEntry> entries, string taskId) =>
+        StreamText.Of(entries.Select(e => new SseEvent(e.Id, e.Type, e.Data)).Where(e => e.Event != "queued"), taskId);
+
+    [Test]
+    public async Task A_transient_failure_mid_stream_is_retried_and_the_client_sees_one_attempts_text()
+    {
+        _provider.Behavior.Reply = _ => "one two three four five six";
+        _provider.Behavior.FailMidStreamNext(afterTokens: 3);
+        var request = await Submit("retry me");
+
+        var task = await Ended(request);
+        Assert.That(task.State, Is.EqualTo(TaskState.Completed));
+        Assert.That(task.Attempt, Is.EqualTo(2));
+        Assert.That(task.Result, Is.EqualTo("one two three four five six"));
+        var entries = await Stream(request);
+        Assert.That(entries.Count(e => e.Type == "started"), Is.EqualTo(2), "the new attempt is announced");
+        Assert.That(entries.Count(e => e.Type == "token"), Is.EqualTo(3 + 6), "the first attempt's tokens stay, marked by their attempt");
+        Assert.That(Text(entries, request.TaskId), Is.EqualTo("one two three four five six"));
+        Assert.That(entries.Count(e => e.IsTerminal), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task A_request_the_provider_rejects_fails_at_once_with_a_readable_reason()
+    {
+        _provider.Behavior.FailNext(401, message: "Incorrect API key provided");
+        var request = await Submit("no retry");
+
+        var task = await Ended(request);
+        Assert.That(task.State, Is.EqualTo(TaskState.Failed));
+        Assert.That(task.Error, Does.Contain("HTTP 401").And.Contain("API key"));
+        Assert.That(_provider.Behavior.ChatRequests, Is.EqualTo(1), "a 4xx that cannot succeed is not retried");
+        var entries = await Stream(request);
+        Assert.That(entries.Last().Type, Is.EqualTo("error"));
+    }
+
+    [Test]
+    public async Task A_generation_over_the_time_limit_ends_with_an_error_event()
+    {
+        _provider.Behavior.HangNext();
+        var request = await Submit("hang");
+
+        var task = await Ended(request);
+        Assert.That(task.State, Is.EqualTo(TaskState.Failed));
+        Assert.That(task.Error, Does.Contain("time limit of 2 s"));
+        var entries = await Stream(request);
+        Assert.That(entries.Last().Type, Is.EqualTo("error"));
+        Assert.That(entries.Count(e => e.IsTerminal), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task A_redelivered_message_for_a_finished_task_does_not_answer_twice()
+    {
+        var request = await Submit("once");
+        await Ended(request);
+        var calls = _provider.Behavior.ChatRequests;
+
+        await _harness.Bus.Publish(request);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (_harness.Consumed.Select<ChatRequested>(x => x.Context.Message.TaskId == request.TaskId).Count() < 2 && DateTime.UtcNow < deadline)
+            await Task.Delay(20);
+        Assert.That(_harness.Consumed.Select<ChatRequested>(x => x.Context.Message.TaskId == request.TaskId).Count(), Is.EqualTo(2));
+        Assert.That(_provider.Behavior.ChatRequests, Is.EqualTo(calls), "no second generation");
+        Assert.That((await Stream(request)).Count(e => e.Type == "started"), Is.EqualTo(1));
+    }
+}

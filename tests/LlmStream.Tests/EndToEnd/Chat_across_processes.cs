@@ -1,0 +1,115 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using LlmStream.FakeOpenAI;
+using LlmStream.Tests.Infrastructure;
+
+namespace LlmStream.Tests.EndToEnd;
+
+/// <summary>POST /chat → RabbitMQ → ChatWorker → OpenAI SDK → fake provider → Redis stream → SSE, across processes.</summary>
+public sealed class Chat_across_processes
+{
+    Cluster _cluster = null!;
+    HttpClient _http = null!;
+
+    [OneTimeSetUp]
+    public async Task Start()
+    {
+        _cluster = await Cluster.StartAsync("chat");
+        _http = _cluster.Client();
+    }
+
+    [OneTimeTearDown]
+    public async Task Stop()
+    {
+        _http.Dispose();
+        await _cluster.DisposeAsync();
+    }
+
+    async Task<(string TaskId, string SessionId)> Post(object body)
+    {
+        var response = await _http.PostAsJsonAsync("/chat", body);
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), await response.Content.ReadAsStringAsync());
+        var accepted = await response.Content.ReadFromJsonAsync<JsonElement>();
+        return (accepted.GetProperty("task_id").GetString()!, accepted.GetProperty("session_id").GetString()!);
+    }
+
+    [Test]
+    public async Task Streams_the_providers_exact_text_to_the_end()
+    {
+        const string reply = "Paris is the capital of France.\n\ndata: not an event — \"quoted\", ünïcödé, emoji 🚀.";
+        _cluster.Provider.Behavior.Reply = _ => reply;
+        var (taskId, sessionId) = await Post(new { message = "What is the capital of France?", system_prompt = "Answer briefly.", model = "gpt-4o-mini" });
+
+        var events = await SseClient.ReadAllAsync(_http, $"/stream/{sessionId}", TimeSpan.FromSeconds(60));
+
+        Assert.That(events.Select(e => e.Event).First(), Is.EqualTo("queued"), _cluster.Logs());
+        Assert.That(events.Last().Event, Is.EqualTo("done"), _cluster.Logs());
+        Assert.That(StreamText.Of(events, taskId), Is.EqualTo(reply));
+        Assert.That(events.Count(e => e.Event == "token"), Is.EqualTo(FakeOpenAiServer.Tokenize(reply).Count), "one event per token");
+        var done = StreamText.DataOf(events.Last());
+        Assert.That(done.GetProperty("finish_reason").GetString(), Is.EqualTo("stop"));
+        Assert.That(done.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), Is.EqualTo(FakeOpenAiServer.Tokenize(reply).Count));
+
+        var request = _cluster.Provider.Behavior.Requests.Last();
+        Assert.That(request.Model, Is.EqualTo("gpt-4o-mini"));
+        Assert.That(request.Stream, Is.True);
+        Assert.That(request.Messages.Select(m => m.Role), Is.EqualTo(new[] { "system", "user" }));
+        Assert.That(request.Messages.Last().Content, Is.EqualTo("What is the capital of France?"));
+
+        var status = await _http.GetFromJsonAsync<JsonElement>($"/chat/{taskId}");
+        Assert.That(status.GetProperty("status").GetString(), Is.EqualTo("completed"));
+        Assert.That(status.GetProperty("result").GetString(), Is.EqualTo(reply));
+    }
+
+    [Test]
+    public async Task A_subscriber_arriving_after_the_last_token_still_gets_the_whole_answer()
+    {
+        _cluster.Provider.Behavior.Reply = message => "Late but complete: " + message;
+        var (taskId, sessionId) = await Post(new { message = "late subscriber" });
+
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        string state;
+        do
+        {
+            await Task.Delay(100);
+            state = (await _http.GetFromJsonAsync<JsonElement>($"/chat/{taskId}")).GetProperty("status").GetString()!;
+        } while (state != "completed" && DateTime.UtcNow < deadline);
+        Assert.That(state, Is.EqualTo("completed"), _cluster.Logs());
+
+        var events = await SseClient.ReadAllAsync(_http, $"/stream/{sessionId}", TimeSpan.FromSeconds(30));
+        Assert.That(StreamText.Of(events, taskId), Is.EqualTo("Late but complete: late subscriber"));
+        Assert.That(events.Last().Event, Is.EqualTo("done"));
+    }
+
+    [Test]
+    public async Task Several_tasks_in_one_session_stream_in_order_and_status_reports_failures()
+    {
+        _cluster.Provider.Behavior.Reply = message => "Re: " + message;
+        var (first, sessionId) = await Post(new { message = "one", session_id = "conversation-" + Guid.NewGuid().ToString("N") });
+        await SseClient.ReadAllAsync(_http, $"/stream/{sessionId}", TimeSpan.FromSeconds(60));
+        _cluster.Provider.Behavior.FailNext(400, message: "unsupported parameter: frobnicate");
+        var (second, _) = await Post(new { message = "two", session_id = sessionId });
+
+        var events = await SseClient.ReadAllAsync(_http, $"/stream/{sessionId}", TimeSpan.FromSeconds(60));
+        Assert.That(StreamText.Of(events, first), Is.EqualTo("Re: one"));
+        Assert.That(events.Last().Event, Is.EqualTo("error"), _cluster.Logs());
+        var error = StreamText.DataOf(events.Last()).GetProperty("error").GetString();
+        Assert.That(error, Does.Contain("HTTP 400"));
+
+        var status = await _http.GetFromJsonAsync<JsonElement>($"/chat/{second}");
+        Assert.That(status.GetProperty("status").GetString(), Is.EqualTo("failed"));
+        Assert.That(status.GetProperty("error").GetString(), Is.EqualTo(error));
+    }
+
+    [Test]
+    public async Task The_priority_queues_are_declared_with_broker_priorities()
+    {
+        foreach (var queue in new[] { "high", "default", "low" })
+        {
+            var declared = await _cluster.RabbitMq.QueueAsync(_cluster.VirtualHost, queue);
+            Assert.That(declared.GetProperty("arguments").GetProperty("x-max-priority").GetInt32(), Is.EqualTo(10), queue);
+            Assert.That(declared.GetProperty("durable").GetBoolean(), Is.True, queue);
+        }
+    }
+}

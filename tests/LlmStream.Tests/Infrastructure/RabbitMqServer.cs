@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+
+namespace LlmStream.Tests.Infrastructure;
+
+/// <summary>
+/// A real RabbitMQ node (Debian's rabbitmq-server) with its own node name, ports and folders, and the
+/// management plugin for queue inspection. Each scenario takes its own virtual host.
+/// </summary>
+public sealed class RabbitMqServer : IAsyncDisposable
+{
+    readonly ServiceProcess _process;
+    readonly string _directory;
+    readonly HttpClient _management;
+
+    RabbitMqServer(ServiceProcess process, string directory, int amqpPort, int managementPort)
+    {
+        _process = process;
+        _directory = directory;
+        AmqpPort = amqpPort;
+        ManagementPort = managementPort;
+        _management = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{managementPort}/api/") };
+        _management.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String("guest:guest"u8.ToArray()));
+    }
+
+    public int AmqpPort { get; }
+    public int ManagementPort { get; }
+
+    public static async Task<RabbitMqServer> StartAsync()
+    {
+        var amqp = FreePort.Next();
+        var management = FreePort.Next();
+        var distribution = FreePort.Next();
+        var directory = Directory.CreateTempSubdirectory("llmstream-rabbitmq-").FullName;
+        Directory.CreateDirectory(Path.Combine(directory, "mnesia"));
+        Directory.CreateDirectory(Path.Combine(directory, "log"));
+        await File.WriteAllTextAsync(Path.Combine(directory, "enabled_plugins"), "[rabbitmq_management].\n");
+        await File.WriteAllTextAsync(Path.Combine(directory, "rabbitmq.conf"),
+            $"listeners.tcp.default = 127.0.0.1:{amqp}\nmanagement.tcp.port = {management}\nmanagement.tcp.ip = 127.0.0.1\ncollect_statistics_interval = 1000\n");
+        // rabbitmq-server drops to the rabbitmq user, which must own every folder it is pointed at.
+        using (var chown = Process.Start("chown", ["-R", "rabbitmq:rabbitmq", directory]))
+            await chown.WaitForExitAsync();
+
+        var node = $"llmstream-test-{amqp}@localhost";
+        var process = ServiceProcess.Start($"rabbitmq:{amqp}", "rabbitmq-server", [], new Dictionary<string, string>
+        {
+            ["RABBITMQ_NODENAME"] = node,
+            ["RABBITMQ_DIST_PORT"] = distribution.ToString(CultureInfo.InvariantCulture),
+            ["RABBITMQ_MNESIA_BASE"] = Path.Combine(directory, "mnesia"),
+            ["RABBITMQ_LOG_BASE"] = Path.Combine(directory, "log"),
+            ["RABBITMQ_ENABLED_PLUGINS_FILE"] = Path.Combine(directory, "enabled_plugins"),
+            ["RABBITMQ_CONFIG_FILE"] = Path.Combine(directory, "rabbitmq.conf"),
+            ["RABBITMQ_PID_FILE"] = Path.Combine(directory, "rabbitmq.pid"),
+        });
+        var server = new RabbitMqServer(process, directory, amqp, management);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        while (true)
+        {
+            try
+            {
+                using var response = await server._management.GetAsync("overview");
+                if (response.IsSuccessStatusCode)
+                    return server;
+            }
+            catch (HttpRequestException) { }
+            if (process.HasExited || DateTime.UtcNow > deadline)
+            {
+                await server.DisposeAsync();
+                throw new InvalidOperationException($"RabbitMQ did not start:\n{process.Output}");
+            }
+            await Task.Delay(250);
+        }
+    }
+
+    /// <summary>A fresh virtual host for one scenario; returns its amqp:// URL.</summary>
+    public async Task<string> CreateVirtualHostAsync(string name)
+    {
+        (await _management.PutAsync($"vhosts/{name}", null)).EnsureSuccessStatusCode();
+        (await _management.PutAsJsonAsync($"permissions/{name}/guest", new { configure = ".*", write = ".*", read = ".*" })).EnsureSuccessStatusCode();
+        return $"amqp://guest:guest@127.0.0.1:{AmqpPort}/{name}";
+    }
+
+    /// <summary>Messages ready in each queue, read exactly with a passive declare (the management API lags).</summary>
+    public async Task<IReadOnlyDictionary<string, uint>> QueueDepthsAsync(string vhostUrl, params string[] queues)
+    {
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = new Uri(vhostUrl) };
+        await using var connection = await factory.CreateConnectionAsync();
+        var depths = new Dictionary<string, uint>();
+        foreach (var queue in queues)
+        {
+            await using var channel = await connection.CreateChannelAsync();
+            try
+            {
+                depths[queue] = (await channel.QueueDeclarePassiveAsync(queue)).MessageCount;
+            }
+            catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
+            {
+                depths[queue] = 0; // not declared: nothing was ever sent to it
+            }
+        }
+        return depths;
+    }
+
+    /// <summary>The queue's arguments as declared, e.g. x-max-priority.</summary>
+    public async Task<JsonElement> QueueAsync(string vhost, string queue)
+    {
+        using var response = await _management.GetAsync($"queues/{vhost}/{Uri.EscapeDataString(queue)}");
+        response.EnsureSuccessStatusCode();
+        return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        var pidFile = Path.Combine(_directory, "rabbitmq.pid");
+        if (File.Exists(pidFile) && int.TryParse((await File.ReadAllTextAsync(pidFile)).Trim(), out var beam))
+        {
+            try { Process.GetProcessById(beam).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
+        }
+        _process.Kill();
+        await _process.DisposeAsync();
+        _management.Dispose();
+        try { Directory.Delete(_directory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}

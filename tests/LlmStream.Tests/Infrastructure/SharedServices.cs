@@ -1,0 +1,32 @@
+namespace LlmStream.Tests.Infrastructure;
+
+/// <summary>
+/// One RabbitMQ node for the whole run (it takes seconds to boot); scenarios isolate themselves in their
+/// own virtual hosts. Started on first use, stopped when the run ends.
+/// </summary>
+[SetUpFixture]
+public sealed class SharedServices
+{
+    static readonly SemaphoreSlim Gate = new(1, 1);
+    static RabbitMqServer? _rabbitMq;
+
+    public static async Task<RabbitMqServer> RabbitMqAsync()
+    {
+        await Gate.WaitAsync();
+        try
+        {
+            return _rabbitMq ??= await RabbitMqServer.StartAsync();
+        }
+        finally
+        {
+            Gate.Release();
+        }
+    }
+
+    [OneTimeTearDown]
+    public async Task StopAll()
+    {
+        if (_rabbitMq is not null)
+            await _rabbitMq.DisposeAsync();
+    }
+}
