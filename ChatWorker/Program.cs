@@ -9,4 +9,5 @@ builder.AddServiceDefaults();
 builder.AddLlmStreamBus(consumers => consumers.AddChatWorker(builder.Configuration));
 builder.AddWorkerChecks();
 
-return builder.Build().RunService();
+var host = builder.Build();
+return host.HasValidSettings() ? host.RunService() : 1;

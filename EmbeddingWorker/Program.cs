@@ -8,4 +8,5 @@ var builder = Host.CreateApplicationBuilder(args);
 builder.AddServiceDefaults();
 builder.AddLlmStreamBus();
 
-return builder.Build().RunService();
+var host = builder.Build();
+return host.HasValidSettings() ? host.RunService() : 1;

@@ -4,6 +4,7 @@ using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
+using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Options;
 using Scalar.AspNetCore;
 
@@ -13,10 +14,13 @@ public static class GatewayExtensions
 {
     public static WebApplicationBuilder AddGateway(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<GatewayOptions>().Bind(builder.Configuration).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<GatewayOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<GatewayOptions>, SettingsValidator<GatewayOptions>>();
         var options = builder.Configuration.Get<GatewayOptions>() ?? new GatewayOptions();
         builder.WebHost.UseUrls($"http://{options.Host}:{options.Port}");
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = options.MaxRequestBytes);
+        // JsonBody enforces MAX_REQUEST_BYTES with a 413 problem. Kestrel's own limit is a looser backstop, so it
+        // can still drain a moderately larger body after answering and the client reads the 413 instead of a reset.
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = Math.Max(16L * 1024 * 1024, 4L * options.MaxRequestBytes));
 
         // BROKER=inmemory is the single-process default: the workers run inside the gateway.
         var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
@@ -43,8 +47,10 @@ public static class GatewayExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
-        app.UseDefaultFiles();
-        app.UseStaticFiles();
+        // The chat page ships next to the gateway's binaries (web/ is copied at build).
+        var web = new PhysicalFileProvider(Path.Combine(AppContext.BaseDirectory, "web"));
+        app.UseDefaultFiles(new DefaultFilesOptions { FileProvider = web });
+        app.UseStaticFiles(new StaticFileOptions { FileProvider = web });
         return app;
     }
 

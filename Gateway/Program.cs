@@ -3,15 +3,14 @@ using LlmStream.ServiceDefaults.Hosting;
 
 ServiceDefaultsExtensions.CreateBootstrapLogger();
 
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions
-{
-    Args = args,
-    WebRootPath = Path.Combine(AppContext.BaseDirectory, "wwwroot"),
-});
+var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults();
 builder.AddGateway();
 
 var app = builder.Build();
+if (!app.HasValidSettings())
+    return 1;
+
 app.UseGateway();
 app.MapDefaultEndpoints();
 app.MapChatApi();

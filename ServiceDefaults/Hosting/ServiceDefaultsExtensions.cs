@@ -50,7 +50,8 @@ public static class ServiceDefaultsExtensions
         builder.Services.AddSingleton<IValidateOptions<BrokerOptions>, BrokerOptionsValidator>();
         builder.Services.AddOptions<ModelOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<ModelOptions>, ModelOptionsValidator>();
-        builder.Services.AddOptions<WorkerOptions>().Bind(builder.Configuration).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<WorkerOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<WorkerOptions>, SettingsValidator<WorkerOptions>>();
         return builder;
     }
 
@@ -61,6 +62,31 @@ public static class ServiceDefaultsExtensions
         return app;
     }
 
+    /// <summary>
+    /// Validates every setting right after the build, before anything resolves services that depend on them:
+    /// a bad one ends the process with one fatal line naming it.
+    /// </summary>
+    public static bool HasValidSettings(this IHost host)
+    {
+        try
+        {
+            host.Services.GetService<IStartupValidator>()?.Validate();
+            return true;
+        }
+        catch (OptionsValidationException e)
+        {
+            Log.Fatal("Invalid settings: {Reason}", string.Join("; ", e.Failures));
+            Log.CloseAndFlush();
+            return false;
+        }
+        catch (AggregateException e) when (e.InnerExceptions.All(i => i is OptionsValidationException))
+        {
+            Log.Fatal("Invalid settings: {Reason}", string.Join("; ", e.InnerExceptions.Cast<OptionsValidationException>().SelectMany(i => i.Failures)));
+            Log.CloseAndFlush();
+            return false;
+        }
+    }
+
     /// <summary>Runs a service; a start-up failure (a bad setting above all) ends in one fatal line and exit code 1.</summary>
     public static int RunService(this IHost host)
     {
@@ -68,11 +94,6 @@ public static class ServiceDefaultsExtensions
         {
             host.Run();
             return 0;
-        }
-        catch (OptionsValidationException e)
-        {
-            Log.Fatal("Invalid settings: {Reason}", string.Join("; ", e.Failures));
-            return 1;
         }
         catch (Exception e) when (e is not HostAbortedException)
         {

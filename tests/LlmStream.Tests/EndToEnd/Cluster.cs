@@ -33,7 +33,7 @@ public sealed class Cluster : IAsyncDisposable
     public static async Task<Cluster> StartAsync(string name, int workers = 1, bool gateway = true)
     {
         var rabbitMq = await SharedServices.RabbitMqAsync();
-        var vhost = $"{name}-{Guid.NewGuid():N}"[..40];
+        var vhost = $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
         var url = await rabbitMq.CreateVirtualHostAsync(vhost);
         var redis = await RedisServer.StartAsync();
         var provider = await FakeOpenAiServer.StartAsync();
