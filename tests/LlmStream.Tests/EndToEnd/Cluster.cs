@@ -30,7 +30,7 @@ public sealed class Cluster : IAsyncDisposable
     public IReadOnlyList<ServiceProcess> Workers => _workers;
     public Uri GatewayUrl { get; private set; } = null!;
 
-    public static async Task<Cluster> StartAsync(string name, int workers = 1, bool gateway = true)
+    public static async Task<Cluster> StartAsync(string name, int workers = 1, bool gateway = true, IReadOnlyDictionary<string, string>? gatewaySettings = null)
     {
         var rabbitMq = await SharedServices.RabbitMqAsync();
         var vhost = $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
@@ -41,7 +41,7 @@ public sealed class Cluster : IAsyncDisposable
         try
         {
             if (gateway)
-                await cluster.StartGatewayAsync();
+                await cluster.StartGatewayAsync(gatewaySettings);
             for (var i = 0; i < workers; i++)
                 await cluster.StartWorkerAsync();
         }
@@ -62,10 +62,12 @@ public sealed class Cluster : IAsyncDisposable
         ["OPENAI_API_KEY"] = "test-key",
     };
 
-    public async Task StartGatewayAsync()
+    public async Task StartGatewayAsync(IReadOnlyDictionary<string, string>? extra = null)
     {
         var port = FreePort.Next();
         var settings = Settings();
+        foreach (var (key, value) in extra ?? new Dictionary<string, string>())
+            settings[key] = value;
         settings["HOST"] = "127.0.0.1";
         settings["PORT"] = port.ToString(CultureInfo.InvariantCulture);
         Gateway = ServiceProcess.StartDotnet("gateway", RepoPaths.Gateway, settings);

@@ -19,7 +19,7 @@ public sealed class Rejecting_bad_input
     [OneTimeSetUp]
     public async Task Start()
     {
-        _cluster = await Cluster.StartAsync("bad-input", workers: 0);
+        _cluster = await Cluster.StartAsync("bad-input", workers: 0, gatewaySettings: new Dictionary<string, string> { ["SSE_KEEPALIVE_SECONDS"] = "1" });
         _http = _cluster.Client();
     }
 
@@ -92,6 +92,28 @@ public sealed class Rejecting_bad_input
         Assert.That(after["default"], Is.EqualTo(before["default"]));
         Assert.That(after["low"], Is.EqualTo(before["low"]));
         await AssertNothingEnqueued();
+    }
+
+    [Test]
+    public async Task A_stream_waiting_for_a_queued_task_sends_keep_alive_comments()
+    {
+        var response = await _http.PostAsJsonAsync("/chat", new { message = "nobody will answer: no worker runs" });
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
+        _accepted++;
+        var sessionId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("session_id").GetString();
+
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var stream = await _http.GetStreamAsync($"/stream/{sessionId}", cts.Token);
+        using var reader = new StreamReader(stream);
+        var lines = new List<string>();
+        while (await reader.ReadLineAsync(cts.Token) is { } line)
+        {
+            lines.Add(line);
+            if (line == ": keep-alive")
+                break;
+        }
+        Assert.That(lines, Does.Contain("event: queued"));
+        Assert.That(lines, Does.Contain(": keep-alive"), "an idle stream says it is alive (SSE_KEEPALIVE_SECONDS=1)");
     }
 
     async Task AssertNothingEnqueued()
