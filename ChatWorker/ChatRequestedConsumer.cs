@@ -19,8 +19,12 @@ public sealed class ChatRequestedConsumer(
     ITaskStore store,
     ChatModels models,
     IOptions<ModelOptions> modelOptions,
+    IOptions<WorkerOptions> workerOptions,
     ILogger<ChatRequestedConsumer> logger) : IConsumer<ChatRequested>
 {
+    /// <summary>A Retry-After longer than this is cut short: the retry backoff goes on growing anyway.</summary>
+    static readonly TimeSpan MaxRetryAfter = TimeSpan.FromSeconds(60);
+
     public async Task Consume(ConsumeContext<ChatRequested> context)
     {
         var request = context.Message;
@@ -70,10 +74,12 @@ public sealed class ChatRequestedConsumer(
         catch (Exception e) when (!context.CancellationToken.IsCancellationRequested)
         {
             var failure = ProviderFailure.From(e);
-            var retriesLeft = failure.IsTransient && context.GetRetryAttempt() < ChatRequestedConsumerDefinition.MaxRetries;
+            var retriesLeft = failure.IsTransient && context.GetRetryAttempt() < workerOptions.Value.RetryLimit;
             if (retriesLeft)
             {
                 logger.LogWarning("Task {TaskId} attempt {Attempt} failed transiently ({Reason}); it will be retried", request.TaskId, attempt, failure.Reason);
+                if (failure.RetryAfter is { } wait)
+                    await Task.Delay(wait < MaxRetryAfter ? wait : MaxRetryAfter, context.CancellationToken); // the provider said when
                 throw new TransientProviderException(failure.Reason, e);
             }
 
@@ -127,10 +133,29 @@ public sealed class ChatRequestedConsumer(
 /// <summary>A provider failure worth another attempt (429, 5xx, network, provider timeout).</summary>
 public sealed class TransientProviderException(string message, Exception inner) : Exception(message, inner);
 
-/// <summary>A provider error put in words a person can read, and whether retrying can help.</summary>
-public sealed record ProviderFailure(bool IsTransient, string Reason)
+/// <summary>A provider error put in words a person can read, whether retrying can help, and when the provider asked us to.</summary>
+public sealed record ProviderFailure(bool IsTransient, string Reason, TimeSpan? RetryAfter = null)
 {
-    public static ProviderFailure From(Exception e) => e switch
+    public static ProviderFailure From(Exception e) => Classify(e) with { RetryAfter = RetryAfterOf(e) };
+
+    /// <summary>retry-after-ms, or Retry-After in seconds or as an HTTP date.</summary>
+    public static TimeSpan? RetryAfterOf(Exception e)
+    {
+        if (e is not ClientResultException { } c || c.GetRawResponse() is not { } response)
+            return null;
+        if (response.Headers.TryGetValue("retry-after-ms", out var ms) && double.TryParse(ms, System.Globalization.CultureInfo.InvariantCulture, out var milliseconds) && milliseconds >= 0)
+            return TimeSpan.FromMilliseconds(milliseconds);
+        if (response.Headers.TryGetValue("Retry-After", out var value) && value is not null)
+        {
+            if (int.TryParse(value, out var seconds) && seconds >= 0)
+                return TimeSpan.FromSeconds(seconds);
+            if (DateTimeOffset.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at))
+                return at > DateTimeOffset.UtcNow ? at - DateTimeOffset.UtcNow : TimeSpan.Zero;
+        }
+        return null;
+    }
+
+    static ProviderFailure Classify(Exception e) => e switch
     {
         ClientResultException { Status: 429 } => new(true, "the model provider is rate limiting requests (HTTP 429)"),
         ClientResultException { Status: >= 500 } c => new(true, $"the model provider failed (HTTP {c.Status})"),

@@ -1,19 +1,26 @@
+using LlmStream.ServiceDefaults.Settings;
 using MassTransit;
+using Microsoft.Extensions.Options;
 
 namespace LlmStream.ChatWorker;
 
-/// <summary>Retry policy of the chat consumer: transient provider failures only, with exponential backoff.</summary>
-public sealed class ChatRequestedConsumerDefinition : ConsumerDefinition<ChatRequestedConsumer>
+/// <summary>
+/// The one retry layer for chat generations (the SDK's own retries are off): transient provider failures only,
+/// RETRY_LIMIT times with exponential backoff from RETRY_BASE_MS. The consumer adds a provider's Retry-After.
+/// </summary>
+public sealed class ChatRequestedConsumerDefinition(IOptions<WorkerOptions> options) : ConsumerDefinition<ChatRequestedConsumer>
 {
-    public const int MaxRetries = 3;
-
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
         IConsumerConfigurator<ChatRequestedConsumer> consumerConfigurator, IRegistrationContext context)
     {
+        var settings = options.Value;
+        if (settings.RetryLimit == 0)
+            return;
+        var baseInterval = TimeSpan.FromMilliseconds(settings.RetryBaseMilliseconds);
         consumerConfigurator.UseMessageRetry(retry =>
         {
             retry.Handle<TransientProviderException>();
-            retry.Exponential(MaxRetries, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(2));
+            retry.Exponential(settings.RetryLimit, baseInterval, TimeSpan.FromSeconds(60), baseInterval * 2);
         });
     }
 }

@@ -1,3 +1,4 @@
+using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Settings;
 using Microsoft.Extensions.Options;
@@ -6,11 +7,11 @@ namespace LlmStream.ChatWorker;
 
 public static class ChatWorkerExtensions
 {
-    /// <summary>The chat consumer on the high, default and low queues, CHAT_CONCURRENCY messages in flight per queue.</summary>
+    /// <summary>The chat consumer on the high, default and low queues, CHAT_CONCURRENCY messages in flight in all.</summary>
     public static WorkConsumers AddChatWorker(this WorkConsumers consumers, IConfiguration configuration)
     {
         var options = configuration.Get<WorkerOptions>() ?? new WorkerOptions();
-        return consumers.Add<ChatRequestedConsumer, ChatRequestedConsumerDefinition>(WorkQueues.Chat, options.ChatConcurrency);
+        return consumers.Add<ChatRequested, ChatRequestedConsumer, ChatRequestedConsumerDefinition>(WorkQueues.Chat, options.ChatConcurrency);
     }
 
     /// <summary>A separate worker process needs a broker shared with the gateway.</summary>

@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.RedisQueue;
 using LlmStream.ServiceDefaults.Settings;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
@@ -20,6 +21,26 @@ public static class BusExtensions
         var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
         var kind = SafeKind(broker);
 
+        var worker = builder.Configuration.Get<WorkerOptions>() ?? new WorkerOptions();
+        var fairness = Math.Max(2, worker.PriorityFairness); // out-of-range values are reported by settings validation
+
+        if (kind == BrokerKind.Redis)
+        {
+            // MassTransit has no Redis transport: the same consumers run through its Mediator, fed by Redis Streams.
+            builder.Services.AddSingleton<RedisWorkQueue>();
+            builder.Services.AddSingleton<IWorkDispatcher, RedisWorkDispatcher>();
+            builder.Services.AddMediator(mediator =>
+            {
+                foreach (var registration in work.Registrations)
+                    registration.Register(mediator);
+            });
+            foreach (var registration in work.Registrations)
+            {
+                builder.Services.AddSingleton<IHostedService>(sp => ActivatorUtilities.CreateInstance<RedisQueueWorker>(sp, registration));
+            }
+            return builder;
+        }
+
         builder.Services.AddSingleton<RabbitMqWorkTopology>();
         builder.Services.AddSingleton<IWorkDispatcher, MassTransitWorkDispatcher>();
         builder.Services.AddMassTransit(bus =>
@@ -32,33 +53,41 @@ public static class BusExtensions
                 bus.UsingRabbitMq((context, cfg) =>
                 {
                     cfg.Host(new Uri(broker.RabbitMqUrl!), host => host.ConnectionName(builder.Environment.ApplicationName));
-                    MapWorkQueues(work, context, cfg);
+                    MapWorkQueues(work, fairness, context, cfg);
                 });
             }
             else
             {
-                bus.UsingInMemory((context, cfg) => MapWorkQueues(work, context, cfg));
+                bus.UsingInMemory((context, cfg) => MapWorkQueues(work, fairness, context, cfg));
             }
         });
         return builder;
     }
 
-    static void MapWorkQueues(WorkConsumers work, IBusRegistrationContext context, IBusFactoryConfigurator cfg)
+    static void MapWorkQueues(WorkConsumers work, int fairness, IBusRegistrationContext context, IBusFactoryConfigurator cfg)
     {
         foreach (var registration in work.Registrations)
         {
-            foreach (var queue in registration.Queues.All)
+            // One set of slots per kind of work: the three queues share the process's concurrency, high first.
+            var slots = new PrioritySlots(Math.Max(1, registration.Concurrency), fairness);
+            var queues = registration.Queues.All;
+            for (var level = 0; level < queues.Count; level++)
             {
-                cfg.ReceiveEndpoint(queue, endpoint =>
+                var priorityLevel = level;
+                cfg.ReceiveEndpoint(queues[level], endpoint =>
                 {
                     // Commands arrive only by send to this queue, never by a publish fanned out to all three.
                     endpoint.ConfigureConsumeTopology = false;
-                    endpoint.ConcurrentMessageLimit = registration.Concurrency;
+                    // One more than the slots, so each queue's next message already waits at the gate when a slot
+                    // frees up; otherwise queues would take turns instead of high going first.
+                    var inPipeline = Math.Max(1, registration.Concurrency) + 1;
+                    endpoint.ConcurrentMessageLimit = inPipeline;
                     if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
                     {
                         rabbit.EnablePriority(WorkQueues.MaxQueuePriority);
-                        rabbit.PrefetchCount = registration.Concurrency;
+                        rabbit.PrefetchCount = inPipeline;
                     }
+                    endpoint.UseFilter(new PrioritySlotFilter(slots, priorityLevel));
                     registration.Configure(context, endpoint);
                 });
             }

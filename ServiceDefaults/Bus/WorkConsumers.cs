@@ -1,4 +1,5 @@
 using MassTransit;
+using MassTransit.Mediator;
 
 namespace LlmStream.ServiceDefaults.Bus;
 
@@ -14,22 +15,27 @@ public sealed class WorkConsumers
 
     public bool IsEmpty => _registrations.Count == 0;
 
-    /// <param name="concurrency">Messages in flight at once per queue in this process.</param>
-    public WorkConsumers Add<TConsumer, TDefinition>(WorkQueues queues, int concurrency)
-        where TConsumer : class, IConsumer
+    /// <param name="concurrency">Messages in flight at once in this process, across the three queues.</param>
+    public WorkConsumers Add<TMessage, TConsumer, TDefinition>(WorkQueues queues, int concurrency)
+        where TMessage : class
+        where TConsumer : class, IConsumer<TMessage>
         where TDefinition : class, IConsumerDefinition<TConsumer>
     {
         _registrations.Add(new Registration(
             queues,
             concurrency,
-            bus => bus.AddConsumer<TConsumer, TDefinition>(),
-            (context, endpoint) => endpoint.ConfigureConsumer<TConsumer>(context)));
+            typeof(TMessage),
+            registration => registration.AddConsumer<TConsumer, TDefinition>(),
+            (context, endpoint) => endpoint.ConfigureConsumer<TConsumer>(context),
+            (mediator, body, cancellationToken) => mediator.Send(MessageBodies.Deserialize<TMessage>(body), cancellationToken)));
         return this;
     }
 
     internal sealed record Registration(
         WorkQueues Queues,
         int Concurrency,
-        Action<IBusRegistrationConfigurator> Register,
-        Action<IBusRegistrationContext, IReceiveEndpointConfigurator> Configure);
+        Type MessageType,
+        Action<IRegistrationConfigurator> Register,
+        Action<IRegistrationContext, IReceiveEndpointConfigurator> Configure,
+        Func<IMediator, ReadOnlyMemory<byte>, CancellationToken, Task> SendThroughMediator);
 }

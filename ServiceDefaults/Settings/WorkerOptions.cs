@@ -18,4 +18,24 @@ public sealed class WorkerOptions
     public int ResultTtlSeconds { get; set; } = 86_400;
 
     public TimeSpan ResultTtl => TimeSpan.FromSeconds(ResultTtlSeconds);
+
+    /// <summary>Retries of a transient provider failure (429, 5xx, network) before the task fails.</summary>
+    [ConfigurationKeyName("RETRY_LIMIT"), Range(0, 20, ErrorMessage = "RETRY_LIMIT must be between {1} and {2}")]
+    public int RetryLimit { get; set; } = 3;
+
+    /// <summary>First retry interval in milliseconds; later ones grow exponentially (a provider's Retry-After wins when longer).</summary>
+    [ConfigurationKeyName("RETRY_BASE_MS"), Range(10, 60_000, ErrorMessage = "RETRY_BASE_MS must be between {1} and {2}")]
+    public int RetryBaseMilliseconds { get; set; } = 1000;
+
+    /// <summary>Every Nth start goes to the longest-waiting message whatever its queue, so low priority work is never starved.</summary>
+    [ConfigurationKeyName("PRIORITY_FAIRNESS"), Range(2, 1000, ErrorMessage = "PRIORITY_FAIRNESS must be between {1} and {2}")]
+    public int PriorityFairness { get; set; } = 10;
+
+    /// <summary>BROKER=redis: a message pending this long on a silent worker is taken over by another.</summary>
+    [ConfigurationKeyName("REDIS_CLAIM_IDLE_SECONDS"), Range(1, 3600, ErrorMessage = "REDIS_CLAIM_IDLE_SECONDS must be between {1} and {2}")]
+    public int RedisClaimIdleSeconds { get; set; } = 30;
+
+    /// <summary>BROKER=redis: deliveries of one message (worker crashes included) before it goes to the dead letters.</summary>
+    [ConfigurationKeyName("MAX_DELIVERIES"), Range(1, 100, ErrorMessage = "MAX_DELIVERIES must be between {1} and {2}")]
+    public int MaxDeliveries { get; set; } = 5;
 }

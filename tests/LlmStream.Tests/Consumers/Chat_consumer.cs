@@ -36,6 +36,7 @@ public sealed class Chat_consumer
             o.LlmTimeoutSeconds = 2;
         });
         services.AddSingleton<ChatModels>();
+        services.AddOptions<WorkerOptions>().Configure(o => o.RetryBaseMilliseconds = 50);
         services.AddMassTransitTestHarness(bus => bus.AddConsumer<ChatRequestedConsumer, ChatRequestedConsumerDefinition>());
         _services = services.BuildServiceProvider(validateScopes: true);
         _harness = _services.GetTestHarness();

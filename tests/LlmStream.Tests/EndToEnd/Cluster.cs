@@ -1,4 +1,7 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
 using LlmStream.FakeOpenAI;
 using LlmStream.Tests.Infrastructure;
 
@@ -12,15 +15,21 @@ public sealed class Cluster : IAsyncDisposable
 {
     readonly List<ServiceProcess> _workers = [];
 
-    Cluster(RabbitMqServer rabbitMq, string vhost, string rabbitMqUrl, RedisServer redis, FakeOpenAiServer provider)
+    Cluster(string broker, RabbitMqServer? rabbitMq, string vhost, string rabbitMqUrl, RedisServer redis, FakeOpenAiServer provider, IReadOnlyDictionary<string, string> common)
     {
-        RabbitMq = rabbitMq;
+        Broker = broker;
+        _common = common;
+        RabbitMq = rabbitMq!;
         VirtualHost = vhost;
         RabbitMqUrl = rabbitMqUrl;
         Redis = redis;
         Provider = provider;
     }
 
+    readonly IReadOnlyDictionary<string, string> _common;
+
+    /// <summary>rabbitmq, redis or inmemory (the gateway then runs the chat worker itself).</summary>
+    public string Broker { get; }
     public RabbitMqServer RabbitMq { get; }
     public string VirtualHost { get; }
     public string RabbitMqUrl { get; }
@@ -30,14 +39,23 @@ public sealed class Cluster : IAsyncDisposable
     public IReadOnlyList<ServiceProcess> Workers => _workers;
     public Uri GatewayUrl { get; private set; } = null!;
 
-    public static async Task<Cluster> StartAsync(string name, int workers = 1, bool gateway = true, IReadOnlyDictionary<string, string>? gatewaySettings = null)
+    /// <param name="settings">Settings for every process of the cluster.</param>
+    public static async Task<Cluster> StartAsync(string name, int workers = 1, bool gateway = true,
+        IReadOnlyDictionary<string, string>? gatewaySettings = null, string broker = "rabbitmq", IReadOnlyDictionary<string, string>? settings = null)
     {
-        var rabbitMq = await SharedServices.RabbitMqAsync();
+        RabbitMqServer? rabbitMq = null;
         var vhost = $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
-        var url = await rabbitMq.CreateVirtualHostAsync(vhost);
+        var url = "";
+        if (broker == "rabbitmq")
+        {
+            rabbitMq = await SharedServices.RabbitMqAsync();
+            url = await rabbitMq.CreateVirtualHostAsync(vhost);
+        }
         var redis = await RedisServer.StartAsync();
         var provider = await FakeOpenAiServer.StartAsync();
-        var cluster = new Cluster(rabbitMq, vhost, url, redis, provider);
+        var cluster = new Cluster(broker, rabbitMq, vhost, url, redis, provider, settings ?? new Dictionary<string, string>());
+        if (broker == "inmemory")
+            workers = 0; // the gateway hosts the chat worker
         try
         {
             if (gateway)
@@ -53,14 +71,23 @@ public sealed class Cluster : IAsyncDisposable
         return cluster;
     }
 
-    public Dictionary<string, string> Settings() => new()
+    public Dictionary<string, string> Settings()
     {
-        ["BROKER"] = "rabbitmq",
-        ["RABBITMQ_URL"] = RabbitMqUrl,
-        ["REDIS_URL"] = Redis.Url,
-        ["OPENAI_BASE_URL"] = Provider.BaseUrl.ToString(),
-        ["OPENAI_API_KEY"] = "test-key",
-    };
+        var settings = new Dictionary<string, string>
+        {
+            ["BROKER"] = Broker,
+            ["OPENAI_BASE_URL"] = Provider.BaseUrl.ToString(),
+            ["OPENAI_API_KEY"] = "test-key",
+        };
+        if (Broker == "rabbitmq")
+            settings["RABBITMQ_URL"] = RabbitMqUrl;
+        // In-memory mode is the single-process default: streams stay in process too.
+        if (Broker != "inmemory")
+            settings["REDIS_URL"] = Redis.Url;
+        foreach (var (key, value) in _common)
+            settings[key] = value;
+        return settings;
+    }
 
     public async Task StartGatewayAsync(IReadOnlyDictionary<string, string>? extra = null)
     {
@@ -78,7 +105,7 @@ public sealed class Cluster : IAsyncDisposable
     public async Task<ServiceProcess> StartWorkerAsync(IReadOnlyDictionary<string, string>? extra = null)
     {
         var settings = Settings();
-        settings["CHAT_CONCURRENCY"] = "8";
+        settings.TryAdd("CHAT_CONCURRENCY", "8");
         foreach (var (key, value) in extra ?? new Dictionary<string, string>())
             settings[key] = value;
         var worker = ServiceProcess.StartDotnet($"chat-worker-{_workers.Count + 1}", RepoPaths.ChatWorker, settings);
@@ -101,5 +128,30 @@ public sealed class Cluster : IAsyncDisposable
             await Gateway.DisposeAsync();
         await Provider.DisposeAsync();
         await Redis.DisposeAsync();
+    }
+
+    /// <summary>Polls GET /chat/{id} until the task reaches a terminal status (bounded).</summary>
+    public async Task<JsonElement> WaitForEndAsync(HttpClient http, string taskId, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var status = await http.GetFromJsonAsync<JsonElement>($"/chat/{taskId}");
+            if (status.GetProperty("status").GetString() is "completed" or "failed" or "cancelled")
+                return status;
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"task {taskId} still {status.GetProperty("status").GetString()} after {timeout.TotalSeconds:0} s\n{Logs()}");
+            await Task.Delay(50);
+        }
+    }
+
+    public async Task<(string TaskId, string SessionId)> PostChatAsync(HttpClient http, object body)
+    {
+        var response = await http.PostAsJsonAsync("/chat", body);
+        var text = await response.Content.ReadAsStringAsync();
+        if (response.StatusCode != HttpStatusCode.Accepted)
+            throw new InvalidOperationException($"POST /chat answered {(int)response.StatusCode}: {text}");
+        using var accepted = JsonDocument.Parse(text);
+        return (accepted.RootElement.GetProperty("task_id").GetString()!, accepted.RootElement.GetProperty("session_id").GetString()!);
     }
 }

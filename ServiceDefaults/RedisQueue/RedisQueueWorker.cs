@@ -1,0 +1,232 @@
+using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Settings;
+using MassTransit.Mediator;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace LlmStream.ServiceDefaults.RedisQueue;
+
+/// <summary>
+/// BROKER=redis: feeds one kind of work from its three Redis streams into MassTransit's Mediator, so the
+/// consumers are the same classes as on RabbitMQ. Reads high, then default, then low, never more than its
+/// free slots; reclaims a dead worker's entries before reading new ones; acknowledges only after the
+/// consumer pipeline (with its retries) succeeded, and dead-letters what fails.
+/// </summary>
+internal sealed class RedisQueueWorker(
+    WorkConsumers.Registration registration,
+    RedisWorkQueue queue,
+    IConnectionMultiplexer redis,
+    IMediator mediator,
+    IOptions<WorkerOptions> options,
+    ILogger<RedisQueueWorker> logger) : BackgroundService
+{
+    readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}";
+    readonly SemaphoreSlim _wake = new(0, 1);
+    readonly PrioritySlots _slots = new(registration.Concurrency, options.Value.PriorityFairness);
+    readonly HashSet<Task> _running = [];
+    int _bypassed; // reads in a row that took higher-priority work while lower-priority work waited
+
+    TimeSpan ClaimIdle => TimeSpan.FromSeconds(options.Value.RedisClaimIdleSeconds);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var names = registration.Queues.All;
+        foreach (var name in names)
+            await queue.EnsureGroupAsync(name);
+        var channel = RedisChannel.Literal(RedisWorkQueue.WakeChannel);
+        await redis.GetSubscriber().SubscribeAsync(channel, (_, name) =>
+        {
+            if (names.Contains((string)name!)) Wake();
+        });
+        logger.LogInformation("Reading Redis streams {Queues} as {Consumer}", string.Join(", ", names), _consumer);
+
+        var nextReclaim = DateTime.MinValue;
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                var free = _slots.Capacity - _slots.InUse - RunningNotYetHolding();
+                var fetched = 0;
+                if (free > 0)
+                {
+                    try
+                    {
+                        if (DateTime.UtcNow >= nextReclaim)
+                        {
+                            nextReclaim = DateTime.UtcNow + ClaimIdle / 2;
+                            fetched += await Fetch(free, reclaim: true, stoppingToken);
+                        }
+                        if (free - fetched > 0)
+                            fetched += await Fetch(free - fetched, reclaim: false, stoppingToken);
+                    }
+                    catch (RedisException e)
+                    {
+                        logger.LogWarning("Redis unavailable while reading work ({Reason}); trying again", e.Message);
+                        await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
+                        continue;
+                    }
+                }
+
+                if (fetched == 0)
+                {
+                    // Woken by a send, a finished message, or at the latest when a reclaim is due.
+                    var wait = nextReclaim - DateTime.UtcNow;
+                    await _wake.WaitAsync(wait < TimeSpan.FromMilliseconds(50) ? TimeSpan.FromMilliseconds(50) : wait, stoppingToken);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            await redis.GetSubscriber().UnsubscribeAsync(channel);
+            Task[] running;
+            lock (_running) running = [.. _running];
+            // In-flight messages finish within the host's shutdown time; what does not is reclaimed by another worker.
+            await Task.WhenAll(running);
+        }
+    }
+
+    int _starting;
+
+    int RunningNotYetHolding() => Volatile.Read(ref _starting);
+
+    async Task<int> Fetch(int count, bool reclaim, CancellationToken stoppingToken)
+    {
+        var names = registration.Queues.All;
+        // After PRIORITY_FAIRNESS reads in a row passed over waiting lower-priority work, read from the bottom once.
+        var fair = !reclaim && _bypassed >= options.Value.PriorityFairness;
+        int[] order = fair ? [2, 1, 0] : [0, 1, 2];
+
+        var fetched = 0;
+        var lowestLevelRead = -1;
+        foreach (var level in order)
+        {
+            if (fetched >= count)
+                break;
+            var want = fair ? 1 : count - fetched;
+            var entries = reclaim
+                ? await queue.ReclaimAsync(names[level], level, _consumer, ClaimIdle, want, options.Value.MaxDeliveries)
+                : await queue.ReadNewAsync(names[level], level, _consumer, want);
+            foreach (var entry in entries)
+            {
+                if (reclaim)
+                    logger.LogWarning("Reclaimed message {EntryId} from {Queue}: its worker went silent", entry.EntryId, entry.Queue);
+                Start(entry, stoppingToken);
+            }
+            fetched += entries.Count;
+            if (entries.Count > 0)
+                lowestLevelRead = Math.Max(lowestLevelRead, level);
+            if (fair && entries.Count > 0)
+                break;
+        }
+
+        if (!reclaim && fetched > 0)
+            _bypassed = fair ? 0 : await LowerWorkWaits(lowestLevelRead) ? _bypassed + fetched : 0;
+        return fetched;
+    }
+
+    async Task<bool> LowerWorkWaits(int level)
+    {
+        var names = registration.Queues.All;
+        for (var lower = level + 1; lower < names.Count; lower++)
+        {
+            if ((await queue.DepthAsync(names[lower])).Waiting > 0)
+                return true;
+        }
+        return false;
+    }
+
+    void Start(QueueEntry entry, CancellationToken stoppingToken)
+    {
+        Interlocked.Increment(ref _starting);
+        var task = Task.Run(() => Handle(entry, stoppingToken), CancellationToken.None);
+        lock (_running) _running.Add(task);
+        task.ContinueWith(t =>
+        {
+            lock (_running) _running.Remove(t);
+            Wake();
+        }, TaskScheduler.Default);
+    }
+
+    async Task Handle(QueueEntry entry, CancellationToken stoppingToken)
+    {
+        using var slot = await _slots.AcquireAsync(entry.Level, CancellationToken.None);
+        Interlocked.Decrement(ref _starting);
+        using var renewal = new CancellationTokenSource();
+        var renewing = KeepClaim(entry, renewal.Token);
+        try
+        {
+            if (entry.Type != MessageBodies.TypeName(registration.MessageType))
+                throw new UndecodableMessageException($"unknown message type '{entry.Type}' on queue '{entry.Queue}'");
+            await registration.SendThroughMediator(mediator, entry.Body, CancellationToken.None);
+            await queue.AckAsync(entry);
+        }
+        catch (UndecodableMessageException e)
+        {
+            logger.LogError("Message {EntryId} on {Queue} cannot be decoded; dead-lettered: {Reason}", entry.EntryId, entry.Queue, e.Message);
+            await DeadLetter(entry, "undecodable message: " + e.Message);
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Message {EntryId} on {Queue} failed after its retries; dead-lettered", entry.EntryId, entry.Queue);
+            await DeadLetter(entry, $"{e.GetType().Name}: {e.Message}");
+        }
+        finally
+        {
+            await renewal.CancelAsync();
+            await renewing;
+        }
+    }
+
+    async Task DeadLetter(QueueEntry entry, string reason)
+    {
+        try
+        {
+            await queue.DeadLetterAsync(entry, reason);
+        }
+        catch (RedisException e)
+        {
+            // Left pending: another delivery will follow, and MAX_DELIVERIES still bounds it.
+            logger.LogError("Could not dead-letter {EntryId}: {Reason}", entry.EntryId, e.Message);
+        }
+    }
+
+    async Task KeepClaim(QueueEntry entry, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(ClaimIdle / 3, cancellationToken);
+                try
+                {
+                    if (!await queue.RenewAsync(entry, _consumer))
+                    {
+                        // The task store's attempt fencing keeps this worker from writing over the new owner.
+                        logger.LogWarning("Message {EntryId} was taken over by another worker", entry.EntryId);
+                        return;
+                    }
+                }
+                catch (RedisException e)
+                {
+                    logger.LogWarning("Could not renew the claim on {EntryId}: {Reason}", entry.EntryId, e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    void Wake()
+    {
+        if (_wake.CurrentCount == 0)
+        {
+            try { _wake.Release(); } catch (SemaphoreFullException) { }
+        }
+    }
+}

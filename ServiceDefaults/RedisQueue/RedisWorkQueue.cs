@@ -1,0 +1,182 @@
+using System.Diagnostics;
+using System.Globalization;
+using StackExchange.Redis;
+
+namespace LlmStream.ServiceDefaults.RedisQueue;
+
+/// <summary>One entry read from a work stream.</summary>
+public sealed record QueueEntry(string Queue, string EntryId, string MessageId, string Type, ReadOnlyMemory<byte> Body, int Level);
+
+/// <summary>
+/// BROKER=redis: one Redis stream per priority queue, read through a consumer group, plus one dead-letter
+/// stream. Entries are acknowledged and deleted together only after the consumer succeeded; entries of a
+/// worker that went silent are reclaimed; work streams are never trimmed (reclaim would lose trimmed entries).
+/// </summary>
+public sealed class RedisWorkQueue(IConnectionMultiplexer redis)
+{
+    public const string Group = "workers";
+    public const string WakeChannel = "llmstream:queue-wake";
+    public static readonly RedisKey DeadLetters = "llmstream:queue:dead-letters";
+
+    public static RedisKey StreamKey(string queue) => "llmstream:queue:" + queue;
+
+    const string SendScript = """
+        local id = redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'type', ARGV[2], 'body', ARGV[3], 'sent', ARGV[4], 'trace', ARGV[5])
+        redis.call('PUBLISH', 'llmstream:queue-wake', ARGV[6])
+        return id
+        """;
+
+    const string AckScript = """
+        redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+        return redis.call('XDEL', KEYS[1], ARGV[2])
+        """;
+
+    // Moves one entry to the dead letters with the reason, atomically with its removal from the work stream.
+    const string DeadLetterScript = """
+        local entries = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+        local fields = {}
+        if entries[1] then fields = entries[1][2] end
+        table.insert(fields, 'queue'); table.insert(fields, ARGV[4])
+        table.insert(fields, 'entry'); table.insert(fields, ARGV[2])
+        table.insert(fields, 'error'); table.insert(fields, ARGV[3])
+        table.insert(fields, 'failed_at'); table.insert(fields, ARGV[5])
+        redis.call('XADD', KEYS[2], '*', unpack(fields))
+        redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('XDEL', KEYS[1], ARGV[2])
+        return 1
+        """;
+
+    // Takes over entries idle longer than the claim time; those delivered too often go to the dead letters instead.
+    const string ReclaimScript = """
+        local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])[2]
+        local result = {}
+        for _, entry in ipairs(claimed) do
+          local id = entry[1]
+          local pending = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+          local deliveries = 0
+          if pending[1] then deliveries = pending[1][4] end
+          if deliveries > tonumber(ARGV[5]) then
+            local fields = entry[2]
+            table.insert(fields, 'queue'); table.insert(fields, ARGV[6])
+            table.insert(fields, 'entry'); table.insert(fields, id)
+            table.insert(fields, 'error'); table.insert(fields, 'delivered ' .. deliveries .. ' times without being acknowledged (its workers stopped each time)')
+            table.insert(fields, 'failed_at'); table.insert(fields, ARGV[7])
+            redis.call('XADD', KEYS[2], '*', unpack(fields))
+            redis.call('XACK', KEYS[1], ARGV[1], id)
+            redis.call('XDEL', KEYS[1], id)
+          else
+            table.insert(result, entry)
+          end
+        end
+        return result
+        """;
+
+    // Keeps a long job's claim fresh, but only while this consumer still owns it.
+    const string RenewScript = """
+        local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+        if pending[1] and pending[1][2] == ARGV[2] then
+          redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+          return 1
+        end
+        return 0
+        """;
+
+    IDatabase Db => redis.GetDatabase();
+
+    /// <summary>Returns once XADD succeeded.</summary>
+    public async Task<string> SendAsync(string queue, string messageId, string type, byte[] body)
+    {
+        var result = await Db.ScriptEvaluateAsync(SendScript, [StreamKey(queue)],
+            [messageId, type, body, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Activity.Current?.Id ?? "", queue]);
+        return result.ToString();
+    }
+
+    /// <summary>Creates the group at id 0 (so entries sent before any worker existed are read too); idempotent.</summary>
+    public async Task EnsureGroupAsync(string queue)
+    {
+        try
+        {
+            await Db.StreamCreateConsumerGroupAsync(StreamKey(queue), Group, "0", createStream: true);
+        }
+        catch (RedisServerException e) when (e.Message.Contains("BUSYGROUP", StringComparison.Ordinal))
+        {
+        }
+    }
+
+    public async Task<IReadOnlyList<QueueEntry>> ReadNewAsync(string queue, int level, string consumer, int count)
+    {
+        StreamEntry[] entries;
+        try
+        {
+            entries = await Db.StreamReadGroupAsync(StreamKey(queue), Group, consumer, ">", count);
+        }
+        catch (RedisServerException e) when (e.Message.Contains("NOGROUP", StringComparison.Ordinal))
+        {
+            // The stream or group was deleted (e.g. FLUSHALL): recreate and read again next time.
+            await EnsureGroupAsync(queue);
+            return [];
+        }
+        return [.. entries.Select(e => ToEntry(queue, level, e.Id!, e.Values))];
+    }
+
+    public async Task<IReadOnlyList<QueueEntry>> ReclaimAsync(string queue, int level, string consumer, TimeSpan minIdle, int count, int maxDeliveries)
+    {
+        RedisResult result;
+        try
+        {
+            result = await Db.ScriptEvaluateAsync(ReclaimScript, [StreamKey(queue), DeadLetters],
+                [Group, consumer, (long)minIdle.TotalMilliseconds, count, maxDeliveries, queue, Now()]);
+        }
+        catch (RedisServerException e) when (e.Message.Contains("NOGROUP", StringComparison.Ordinal))
+        {
+            await EnsureGroupAsync(queue);
+            return [];
+        }
+        var list = new List<QueueEntry>();
+        foreach (var entry in (RedisResult[])result!)
+        {
+            var parts = (RedisResult[])entry!;
+            var fields = (RedisResult[])parts[1]!;
+            var values = new NameValueEntry[fields.Length / 2];
+            for (var i = 0; i < values.Length; i++)
+                values[i] = new NameValueEntry((RedisValue)fields[2 * i], (RedisValue)fields[2 * i + 1]);
+            list.Add(ToEntry(queue, level, parts[0].ToString(), values));
+        }
+        return list;
+    }
+
+    public Task AckAsync(QueueEntry entry) =>
+        Db.ScriptEvaluateAsync(AckScript, [StreamKey(entry.Queue)], [Group, entry.EntryId]);
+
+    public Task DeadLetterAsync(QueueEntry entry, string reason) =>
+        Db.ScriptEvaluateAsync(DeadLetterScript, [StreamKey(entry.Queue), DeadLetters], [Group, entry.EntryId, reason, entry.Queue, Now()]);
+
+    public async Task<bool> RenewAsync(QueueEntry entry, string consumer) =>
+        (long)await Db.ScriptEvaluateAsync(RenewScript, [StreamKey(entry.Queue)], [Group, consumer, entry.EntryId]) == 1;
+
+    /// <summary>Waiting = stream length − pending (delivered, not yet acknowledged).</summary>
+    public async Task<(long Waiting, long InFlight)> DepthAsync(string queue)
+    {
+        var length = await Db.StreamLengthAsync(StreamKey(queue));
+        try
+        {
+            var pending = await Db.StreamPendingAsync(StreamKey(queue), Group);
+            return (length - pending.PendingMessageCount, pending.PendingMessageCount);
+        }
+        catch (RedisServerException e) when (e.Message.Contains("NOGROUP", StringComparison.Ordinal))
+        {
+            return (length, 0);
+        }
+    }
+
+    public Task<long> DeadLetterCountAsync() => Db.StreamLengthAsync(DeadLetters);
+
+    static long Now() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+    static QueueEntry ToEntry(string queue, int level, string entryId, NameValueEntry[] values)
+    {
+        string? Field(string name) => values.FirstOrDefault(v => v.Name == name).Value is { IsNull: false } v ? v.ToString() : null;
+        var body = values.FirstOrDefault(v => v.Name == "body").Value;
+        return new QueueEntry(queue, entryId, Field("id") ?? "", Field("type") ?? "", body.IsNull ? ReadOnlyMemory<byte>.Empty : (byte[])body!, level);
+    }
+}

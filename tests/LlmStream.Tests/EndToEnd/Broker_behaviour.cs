@@ -1,0 +1,231 @@
+using System.Text;
+using System.Text.Json;
+using LlmStream.Tests.Infrastructure;
+using StackExchange.Redis;
+
+namespace LlmStream.Tests.EndToEnd;
+
+/// <summary>
+/// The same behaviour on every broker: a gateway and one chat worker process (in-memory: one process), one
+/// message in flight at a time, short retry and time limits so that each scenario stays quick.
+/// </summary>
+[TestFixture("rabbitmq")]
+[TestFixture("redis")]
+[TestFixture("inmemory")]
+public sealed class Broker_behaviour(string broker)
+{
+    Cluster _cluster = null!;
+    HttpClient _http = null!;
+
+    static readonly Dictionary<string, string> Settings = new()
+    {
+        ["CHAT_CONCURRENCY"] = "1",
+        ["RETRY_LIMIT"] = "3",
+        ["RETRY_BASE_MS"] = "100",
+        ["LLM_TIMEOUT"] = "3",
+        ["PRIORITY_FAIRNESS"] = "10",
+    };
+
+    [OneTimeSetUp]
+    public async Task Start()
+    {
+        _cluster = await Cluster.StartAsync($"behaviour-{broker}", broker: broker, settings: Settings);
+        _http = _cluster.Client();
+    }
+
+    [OneTimeTearDown]
+    public async Task Stop()
+    {
+        _http.Dispose();
+        await _cluster.DisposeAsync();
+    }
+
+    [SetUp]
+    public void ResetProvider() => _cluster.Provider.Behavior.Reset();
+
+    [Test]
+    public async Task Delivers_every_accepted_request_exactly_once()
+    {
+        var tasks = new List<(string TaskId, string Message)>();
+        for (var i = 0; i < 20; i++)
+        {
+            var message = $"delivery {i}";
+            tasks.Add(((await _cluster.PostChatAsync(_http, new { message, priority = i % 3 * 7 - 7 })).TaskId, message));
+        }
+
+        foreach (var (taskId, message) in tasks)
+        {
+            var status = await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(60));
+            Assert.That(status.GetProperty("status").GetString(), Is.EqualTo("completed"));
+            Assert.That(status.GetProperty("result").GetString(), Is.EqualTo("Echo: " + message));
+            Assert.That(status.GetProperty("attempt").GetInt32(), Is.EqualTo(1));
+        }
+        var asked = _cluster.Provider.Behavior.Requests.Select(r => r.Messages.Last().Content).ToList();
+        Assert.That(asked, Is.EquivalentTo(tasks.Select(t => t.Message)), "each message reached the provider once");
+    }
+
+    [Test]
+    public async Task Starts_high_before_default_before_low_under_backlog()
+    {
+        // A generation that holds the only slot until the time limit, while a backlog builds up behind it.
+        _cluster.Provider.Behavior.HangNext();
+        var blocker = await _cluster.PostChatAsync(_http, new { message = "blocker" });
+        Assert.That(await _cluster.Provider.WaitUntilAsync(b => b.ChatRequests == 1, TimeSpan.FromSeconds(30)), Is.True, _cluster.Logs());
+
+        var backlog = new List<string>();
+        foreach (var (name, priority) in new[] { ("low", -8), ("default", 0), ("high", 8) })
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                var message = $"{name}-{i}";
+                backlog.Add((await _cluster.PostChatAsync(_http, new { message, priority })).TaskId);
+            }
+        }
+        await _cluster.WaitForEndAsync(_http, blocker.TaskId, TimeSpan.FromSeconds(30));
+        foreach (var taskId in backlog)
+            await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(60));
+
+        var order = _cluster.Provider.Behavior.Requests.Skip(1).Select(r => r.Messages.Last().Content.Split('-')[0]).ToList();
+        TestContext.Progress.WriteLine($"{broker} start order under backlog: {string.Join(" ", order)}");
+        Assert.That(order.Take(4), Is.All.EqualTo("high"), string.Join(" ", order));
+        double Mean(string name) => order.Select((q, i) => (q, i)).Where(x => x.q == name).Average(x => x.i);
+        Assert.That(Mean("default"), Is.LessThan(Mean("low")), string.Join(" ", order));
+    }
+
+    [Test]
+    public async Task A_low_priority_message_is_not_starved_by_a_stream_of_high_ones()
+    {
+        _cluster.Provider.Behavior.HangNext();
+        var blocker = await _cluster.PostChatAsync(_http, new { message = "blocker" });
+        Assert.That(await _cluster.Provider.WaitUntilAsync(b => b.ChatRequests == 1, TimeSpan.FromSeconds(30)), Is.True, _cluster.Logs());
+        var low = await _cluster.PostChatAsync(_http, new { message = "low-patient", priority = -10 });
+        var high = new List<string>();
+        for (var i = 0; i < 25; i++)
+            high.Add((await _cluster.PostChatAsync(_http, new { message = $"high-{i}", priority = 10 })).TaskId);
+
+        await _cluster.WaitForEndAsync(_http, low.TaskId, TimeSpan.FromSeconds(60));
+        foreach (var taskId in high)
+            await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(60));
+        var order = _cluster.Provider.Behavior.Requests.Skip(1).Select(r => r.Messages.Last().Content).ToList();
+        var position = order.IndexOf("low-patient");
+        TestContext.Progress.WriteLine($"{broker}: the low message started at position {position} of {order.Count}");
+        Assert.That(position, Is.InRange(0, 10), "PRIORITY_FAIRNESS=10 gives every 10th start to the longest waiting");
+    }
+
+    [Test]
+    public async Task Retries_transient_failures_and_honours_retry_after()
+    {
+        _cluster.Provider.Behavior.FailNext(429, retryAfter: TimeSpan.FromSeconds(1), message: "slow down");
+        _cluster.Provider.Behavior.FailNext(503);
+        var (taskId, sessionId) = await _cluster.PostChatAsync(_http, new { message = "persist" });
+
+        var status = await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(60));
+        Assert.That(status.GetProperty("status").GetString(), Is.EqualTo("completed"), _cluster.Logs());
+        Assert.That(status.GetProperty("attempt").GetInt32(), Is.EqualTo(3));
+        var calls = _cluster.Provider.Behavior.Requests;
+        Assert.That(calls, Has.Count.EqualTo(3));
+        Assert.That(calls[1].ReceivedAt - calls[0].ReceivedAt, Is.GreaterThanOrEqualTo(TimeSpan.FromSeconds(1)), "Retry-After: 1 was honoured");
+        var events = await SseClient.ReadAllAsync(_http, $"/stream/{sessionId}", TimeSpan.FromSeconds(30));
+        Assert.That(events.Where(e => e.Event == "started").Select(e => StreamText.DataOf(e).GetProperty("attempt").GetInt32()), Is.EqualTo(new[] { 1, 2, 3 }));
+        Assert.That(StreamText.Of(events, taskId), Is.EqualTo("Echo: persist"));
+    }
+
+    [Test]
+    public async Task A_task_whose_retries_run_out_fails_with_a_readable_reason_and_its_message_is_dead_lettered()
+    {
+        var deadBefore = await DeadLetters();
+        _cluster.Provider.Behavior.FailNext(500, count: 4, message: "upstream exploded");
+        var (taskId, sessionId) = await _cluster.PostChatAsync(_http, new { message = "doomed" });
+
+        var status = await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(60));
+        Assert.That(status.GetProperty("status").GetString(), Is.EqualTo("failed"));
+        Assert.That(status.GetProperty("error").GetString(), Is.EqualTo("the model provider failed (HTTP 500)"));
+        Assert.That(_cluster.Provider.Behavior.ChatRequests, Is.EqualTo(4), "first attempt and RETRY_LIMIT=3 retries");
+        var events = await SseClient.ReadAllAsync(_http, $"/stream/{sessionId}", TimeSpan.FromSeconds(30));
+        Assert.That(events.Count(e => e.Event is "done" or "error" or "cancelled"), Is.EqualTo(1));
+        if (broker == "inmemory")
+            return; // an in-process bus keeps its error queue in process
+        await WaitFor(async () => await DeadLetters() == deadBefore + 1, "the message reaches the dead letters");
+    }
+
+    [Test]
+    public async Task A_poison_message_goes_to_the_dead_letters_with_the_reason()
+    {
+        if (broker == "inmemory")
+            Assert.Ignore("nothing outside the process can put a message on an in-memory bus");
+        var deadBefore = await DeadLetters();
+        await SendPoison();
+        await WaitFor(async () => await DeadLetters() == deadBefore + 1, "the poison message reaches the dead letters");
+        if (broker == "redis")
+        {
+            await using var redis = await _cluster.Redis.ConnectAsync();
+            var dead = await redis.GetDatabase().StreamRangeAsync("llmstream:queue:dead-letters", "-", "+");
+            Assert.That(dead.Last()["error"].ToString(), Does.StartWith("undecodable message"));
+        }
+        // And the worker goes on working.
+        var (taskId, _) = await _cluster.PostChatAsync(_http, new { message = "after the poison" });
+        Assert.That((await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(60))).GetProperty("status").GetString(), Is.EqualTo("completed"));
+    }
+
+    [Test]
+    public async Task A_generation_over_the_time_limit_ends_with_one_error_event()
+    {
+        _cluster.Provider.Behavior.HangNext();
+        var (taskId, sessionId) = await _cluster.PostChatAsync(_http, new { message = "never answered" });
+        var events = await SseClient.ReadAllAsync(_http, $"/stream/{sessionId}", TimeSpan.FromSeconds(60));
+        Assert.That(events.Last().Event, Is.EqualTo("error"));
+        Assert.That(StreamText.DataOf(events.Last()).GetProperty("error").GetString(), Does.Contain("time limit of 3 s"));
+        Assert.That(events.Count(e => e.Event is "done" or "error" or "cancelled"), Is.EqualTo(1));
+        var status = await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(10));
+        Assert.That(status.GetProperty("status").GetString(), Is.EqualTo("failed"));
+    }
+
+    async Task<long> DeadLetters()
+    {
+        if (broker == "rabbitmq")
+        {
+            var depths = await _cluster.RabbitMq.QueueDepthsAsync(_cluster.RabbitMqUrl, "high_error", "default_error", "low_error");
+            return depths.Values.Sum(v => v);
+        }
+        if (broker == "redis")
+        {
+            await using var redis = await _cluster.Redis.ConnectAsync();
+            return await redis.GetDatabase().StreamLengthAsync("llmstream:queue:dead-letters");
+        }
+        return 0;
+    }
+
+    async Task SendPoison()
+    {
+        if (broker == "rabbitmq")
+        {
+            var factory = new RabbitMQ.Client.ConnectionFactory { Uri = new Uri(_cluster.RabbitMqUrl) };
+            await using var connection = await factory.CreateConnectionAsync();
+            await using var channel = await connection.CreateChannelAsync();
+            var properties = new RabbitMQ.Client.BasicProperties { ContentType = "application/vnd.masstransit+json", MessageId = Guid.NewGuid().ToString() };
+            await channel.BasicPublishAsync("default", "", mandatory: false, properties, Encoding.UTF8.GetBytes("{ this is not a message"));
+        }
+        else
+        {
+            await using var redis = await _cluster.Redis.ConnectAsync();
+            await redis.GetDatabase().StreamAddAsync("llmstream:queue:default",
+            [
+                new NameValueEntry("id", Guid.NewGuid().ToString("N")),
+                new NameValueEntry("type", "LlmStream.Contracts.ChatRequested"),
+                new NameValueEntry("body", "{ this is not a message"),
+            ]);
+            await redis.GetSubscriber().PublishAsync(RedisChannel.Literal("llmstream:queue-wake"), "default");
+        }
+    }
+
+    static async Task WaitFor(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+                Assert.Fail($"timed out waiting until {what}");
+            await Task.Delay(100);
+        }
+    }
+}
