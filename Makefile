@@ -4,7 +4,7 @@ CONFIGURATION ?= Release
 PORT ?= 8007
 DOTNET := dotnet
 
-.PHONY: run build test test-deps clean
+.PHONY: run build test test-deps bench clean
 
 ## run: the single-process default on http://localhost:$(PORT) (in-memory bus, simulated model unless a provider is configured)
 run:
@@ -23,9 +23,16 @@ test-deps:
 test: test-deps build
 	rm -rf TestResults
 	$(DOTNET) test LlmStream.sln -c $(CONFIGURATION) --no-build --logger "trx" --results-directory TestResults \
-		--blame-hang-timeout 10m -- NUnit.DefaultTimeout=600000 ; status=$$? ; \
+		--filter "TestCategory!=Benchmark" --blame-hang-timeout 10m -- NUnit.DefaultTimeout=600000 ; status=$$? ; \
 	./build/test-summary.sh TestResults ; summary=$$? ; \
 	[ $$status -eq 0 ] && [ $$summary -eq 0 ]
+
+## bench: throughput of each broker end to end (figures in TestResults/bench-*.md and README)
+bench: test-deps build
+	mkdir -p TestResults && rm -f TestResults/bench-*.md
+	$(DOTNET) test tests/LlmStream.Tests -c $(CONFIGURATION) --no-build --filter "TestCategory=Benchmark" \
+		--logger "console;verbosity=normal" -- NUnit.DefaultTimeout=1800000
+	@echo "| broker | requests | POST /chat per s | completed chats per s |"; cat TestResults/bench-*.md
 
 clean:
 	$(DOTNET) clean LlmStream.sln -nologo -v quiet

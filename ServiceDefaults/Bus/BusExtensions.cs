@@ -78,9 +78,10 @@ public static class BusExtensions
                 {
                     // Commands arrive only by send to this queue, never by a publish fanned out to all three.
                     endpoint.ConfigureConsumeTopology = false;
-                    // One more than the slots, so each queue's next message already waits at the gate when a slot
-                    // frees up; otherwise queues would take turns instead of high going first.
-                    var inPipeline = Math.Max(1, registration.Concurrency) + 1;
+                    // More than the slots, so each queue's next messages already wait at the gate when a slot frees
+                    // up (a prefetch refill takes a round trip); otherwise queues would take turns instead of high first.
+                    var slotsPerProcess = Math.Max(1, registration.Concurrency);
+                    var inPipeline = slotsPerProcess + Math.Max(2, slotsPerProcess / 2);
                     endpoint.ConcurrentMessageLimit = inPipeline;
                     if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
                     {

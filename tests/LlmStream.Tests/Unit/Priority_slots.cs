@@ -1,0 +1,66 @@
+using LlmStream.ServiceDefaults.Bus;
+
+namespace LlmStream.Tests.Unit;
+
+public sealed class Priority_slots
+{
+    [Test]
+    public async Task Grant_free_slots_at_once_and_make_the_rest_wait()
+    {
+        var slots = new PrioritySlots(2, fairness: 10);
+        using var a = await slots.AcquireAsync(2, default);
+        using var b = await slots.AcquireAsync(2, default);
+        var c = slots.AcquireAsync(0, default).AsTask();
+        Assert.That(c.IsCompleted, Is.False);
+        b.Dispose();
+        Assert.That(await c.WaitAsync(TimeSpan.FromSeconds(5)), Is.Not.Null);
+        Assert.That(slots.InUse, Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task Give_a_freed_slot_to_the_highest_level_waiting()
+    {
+        var slots = new PrioritySlots(1, fairness: 10);
+        var held = await slots.AcquireAsync(1, default);
+        var order = new List<int>();
+        var waiters = new[] { 2, 1, 0, 2, 0 }.Select(level => Waiter(slots, level, order)).ToList();
+        held.Dispose();
+        await Task.WhenAll(waiters).WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.That(order, Is.EqualTo(new[] { 0, 0, 1, 2, 2 }));
+    }
+
+    [Test]
+    public async Task Let_the_oldest_through_after_fairness_grants_passed_it_over()
+    {
+        var slots = new PrioritySlots(1, fairness: 3);
+        var held = await slots.AcquireAsync(0, default);
+        var order = new List<int>();
+        var waiters = new List<Task> { Waiter(slots, 2, order) };
+        waiters.AddRange(Enumerable.Range(0, 6).Select(_ => Waiter(slots, 0, order)));
+        held.Dispose();
+        await Task.WhenAll(waiters).WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.That(order, Is.EqualTo(new[] { 0, 0, 0, 2, 0, 0, 0 }));
+    }
+
+    [Test]
+    public async Task Forget_a_waiter_whose_wait_was_cancelled()
+    {
+        var slots = new PrioritySlots(1, fairness: 10);
+        var held = await slots.AcquireAsync(0, default);
+        using var cts = new CancellationTokenSource();
+        var cancelled = slots.AcquireAsync(0, cts.Token).AsTask();
+        var next = slots.AcquireAsync(1, default).AsTask();
+        await cts.CancelAsync();
+        Assert.That(async () => await cancelled, Throws.InstanceOf<OperationCanceledException>());
+        held.Dispose();
+        using var granted = await next.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.That(slots.InUse, Is.EqualTo(1));
+    }
+
+    static async Task Waiter(PrioritySlots slots, int level, List<int> order)
+    {
+        using var slot = await slots.AcquireAsync(level, default);
+        lock (order) order.Add(level);
+        await Task.Yield();
+    }
+}
