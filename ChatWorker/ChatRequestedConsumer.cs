@@ -2,6 +2,7 @@ using System.ClientModel;
 using System.Text;
 using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
 using MassTransit;
@@ -18,8 +19,11 @@ namespace LlmStream.ChatWorker;
 public sealed class ChatRequestedConsumer(
     ITaskStore store,
     ChatModels models,
+    IRateLimiter rateLimiter,
+    PromptTokens promptTokens,
     IOptions<ModelOptions> modelOptions,
     IOptions<WorkerOptions> workerOptions,
+    IOptions<RateLimitOptions> rateLimitOptions,
     ILogger<ChatRequestedConsumer> logger) : IConsumer<ChatRequested>
 {
     /// <summary>A Retry-After longer than this is cut short: the retry backoff goes on growing anyway.</summary>
@@ -29,6 +33,16 @@ public sealed class ChatRequestedConsumer(
     {
         var request = context.Message;
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
+
+        if (await store.GetAsync(request.TaskId, context.CancellationToken) is not { } task || task.State.IsTerminal())
+        {
+            logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
+            return;
+        }
+
+        var messages = Messages(request);
+        var reserved = promptTokens.Count(request.Model, messages.Select(m => m.Text)) + rateLimitOptions.Value.ExpectedCompletionTokens;
+        await WaitForRateLimit(request, reserved, context.CancellationToken);
 
         var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, context.CancellationToken);
         if (attempt is null)
@@ -48,7 +62,7 @@ public sealed class ChatRequestedConsumer(
         try
         {
             var client = models.For(request.Model);
-            await foreach (var update in client.GetStreamingResponseAsync(Messages(request), cancellationToken: limit.Token))
+            await foreach (var update in client.GetStreamingResponseAsync(messages, cancellationToken: limit.Token))
             {
                 var token = update.Text;
                 if (token.Length > 0)
@@ -74,6 +88,15 @@ public sealed class ChatRequestedConsumer(
         catch (Exception e) when (!context.CancellationToken.IsCancellationRequested)
         {
             var failure = ProviderFailure.From(e);
+            await rateLimiter.SettleAsync(request.Model, reserved, reserved - rateLimitOptions.Value.ExpectedCompletionTokens, CancellationToken.None);
+            if (failure.IsRateLimit)
+            {
+                // The provider's own limit is cluster-wide: every worker holds back, not just this call.
+                var pause = failure.RetryAfter ?? TimeSpan.FromSeconds(1);
+                await rateLimiter.PauseAsync(request.Model, pause, CancellationToken.None);
+                logger.LogWarning("Provider rate limit hit for {Model}: the cluster pauses it for {Pause}", request.Model, pause);
+                failure = failure with { RetryAfter = null }; // the next attempt waits for the pause in the limiter
+            }
             var retriesLeft = failure.IsTransient && context.GetRetryAttempt() < workerOptions.Value.RetryLimit;
             if (retriesLeft)
             {
@@ -93,6 +116,8 @@ public sealed class ChatRequestedConsumer(
             (int)(usage.InputTokenCount ?? 0), (int)(usage.OutputTokenCount ?? 0),
             (int)(usage.TotalTokenCount ?? (usage.InputTokenCount ?? 0) + (usage.OutputTokenCount ?? 0)));
         var finish = finishReason?.Value ?? "stop";
+        if (tokenUsage is not null)
+            await rateLimiter.SettleAsync(request.Model, reserved, tokenUsage.TotalTokens, CancellationToken.None);
         var finished = await store.FinishAsync(new TaskOutcome
         {
             TaskId = request.TaskId,
@@ -105,6 +130,27 @@ public sealed class ChatRequestedConsumer(
         }, StreamEvents.Done(request.TaskId, attempt.Value, finish, tokenUsage), CancellationToken.None);
 
         logger.LogInformation("Task {TaskId} {Outcome} with {Characters} characters", request.TaskId, finished ? "completed" : "was already ended", text.Length);
+    }
+
+    /// <summary>Waits (without polling) until the cluster-wide limits let this call through; the wait shows in the task's status.</summary>
+    async Task WaitForRateLimit(ChatRequested request, int tokens, CancellationToken cancellationToken)
+    {
+        var waited = false;
+        while (await rateLimiter.TryAcquireAsync(request.Model, tokens, cancellationToken) is var wait && wait > TimeSpan.Zero)
+        {
+            var until = DateTimeOffset.UtcNow + wait;
+            await store.SetRateLimitedUntilAsync(request.TaskId, until, cancellationToken);
+            await rateLimiter.SetWaitingAsync(request.TaskId, until, cancellationToken);
+            if (!waited)
+                logger.LogInformation("Task {TaskId} waits {Wait} for the rate limit of {Model}", request.TaskId, wait, request.Model);
+            waited = true;
+            await Task.Delay(wait, cancellationToken);
+        }
+        if (waited)
+        {
+            await store.SetRateLimitedUntilAsync(request.TaskId, null, cancellationToken);
+            await rateLimiter.SetWaitingAsync(request.TaskId, null, cancellationToken);
+        }
     }
 
     Task Fail(ChatRequested request, int attempt, string reason)
@@ -134,15 +180,19 @@ public sealed class ChatRequestedConsumer(
 public sealed class TransientProviderException(string message, Exception inner) : Exception(message, inner);
 
 /// <summary>A provider error put in words a person can read, whether retrying can help, and when the provider asked us to.</summary>
-public sealed record ProviderFailure(bool IsTransient, string Reason, TimeSpan? RetryAfter = null)
+public sealed record ProviderFailure(bool IsTransient, string Reason, TimeSpan? RetryAfter = null, bool IsRateLimit = false)
 {
-    public static ProviderFailure From(Exception e) => Classify(e) with { RetryAfter = RetryAfterOf(e) };
+    public static ProviderFailure From(Exception e) =>
+        Classify(e) with { RetryAfter = RetryAfterOf(e), IsRateLimit = e is ClientResultException { Status: 429 } };
 
-    /// <summary>retry-after-ms, or Retry-After in seconds or as an HTTP date.</summary>
+    /// <summary>retry-after-ms, Retry-After in seconds or as an HTTP date, or OpenAI's x-ratelimit-reset-* ("1s", "6m0s", "20ms").</summary>
     public static TimeSpan? RetryAfterOf(Exception e)
     {
         if (e is not ClientResultException { } c || c.GetRawResponse() is not { } response)
             return null;
+        var reset = new[] { "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens" }
+            .Select(h => response.Headers.TryGetValue(h, out var v) ? ParseDuration(v) : null)
+            .Max();
         if (response.Headers.TryGetValue("retry-after-ms", out var ms) && double.TryParse(ms, System.Globalization.CultureInfo.InvariantCulture, out var milliseconds) && milliseconds >= 0)
             return TimeSpan.FromMilliseconds(milliseconds);
         if (response.Headers.TryGetValue("Retry-After", out var value) && value is not null)
@@ -152,7 +202,17 @@ public sealed record ProviderFailure(bool IsTransient, string Reason, TimeSpan? 
             if (DateTimeOffset.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at))
                 return at > DateTimeOffset.UtcNow ? at - DateTimeOffset.UtcNow : TimeSpan.Zero;
         }
-        return null;
+        return reset;
+    }
+
+    /// <summary>Go-style durations as OpenAI sends them: "1s", "6m0s", "1.5s", "20ms", "1h2m".</summary>
+    public static TimeSpan? ParseDuration(string? value)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(value ?? "", @"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$");
+        if (!match.Success || value!.Length == 0)
+            return null;
+        double Part(int i) => match.Groups[i].Success ? double.Parse(match.Groups[i].Value, System.Globalization.CultureInfo.InvariantCulture) : 0;
+        return TimeSpan.FromHours(Part(1)) + TimeSpan.FromMinutes(Part(2)) + TimeSpan.FromSeconds(Part(3)) + TimeSpan.FromMilliseconds(Part(4));
     }
 
     static ProviderFailure Classify(Exception e) => e switch

@@ -27,7 +27,8 @@ public static class ChatApi
     public sealed record ChatStatus(
         string TaskId, string SessionId, string Status, string Model, int Priority, int Attempt,
         DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,
-        string? Result, string? Error, string? FinishReason, TokenUsage? Usage, string? UserId, string StreamUrl);
+        string? Result, string? Error, string? FinishReason, TokenUsage? Usage, string? UserId, string StreamUrl,
+        DateTimeOffset? RateLimitedUntil);
 
     static async Task<Results<Accepted<ChatAccepted>, ValidationProblem, ProblemHttpResult>> PostChat(
         HttpRequest http, ITaskStore store, IWorkDispatcher dispatcher,
@@ -102,7 +103,7 @@ public static class ChatApi
         return TypedResults.Ok(new ChatStatus(
             task.TaskId, task.SessionId, task.State.ToWire(), task.Model, task.Priority, task.Attempt,
             task.CreatedAt, task.StartedAt, task.FinishedAt, task.Result, task.Error, task.FinishReason, task.Usage,
-            task.UserId, StreamApi.StreamUrl(task.SessionId)));
+            task.UserId, StreamApi.StreamUrl(task.SessionId), task.RateLimitedUntil));
     }
 
     static ProblemHttpResult Unavailable(HttpResponse response, string detail)

@@ -15,6 +15,7 @@ app.UseGateway();
 app.MapDefaultEndpoints();
 app.MapChatApi();
 app.MapStreamApi();
+app.MapStatsApi();
 app.MapGatewayDocs();
 
 return app.RunService();

@@ -1,4 +1,5 @@
 using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
 using Microsoft.AspNetCore.Builder;
@@ -38,6 +39,7 @@ public static class ServiceDefaultsExtensions
 
         builder.AddSettings();
         builder.AddTaskStore();
+        builder.AddRateLimiting();
         builder.Services.AddSingleton<ChatModels>();
         builder.Services.AddHealthChecks().AddCheck("self", () => HealthCheckResult.Healthy(), ["live"]);
         return builder;

@@ -24,6 +24,9 @@ public interface ITaskStore
 
     Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken);
 
+    /// <summary>Shows in the task's status that it waits for the provider's rate limit until then (null: it no longer waits).</summary>
+    Task SetRateLimitedUntilAsync(string taskId, DateTimeOffset? until, CancellationToken cancellationToken);
+
     /// <summary>Entries after <paramref name="afterId"/> ("0" for the start), oldest first.</summary>
     Task<IReadOnlyList<StreamEntry>> ReadAsync(string sessionId, string afterId, int count, CancellationToken cancellationToken);
 

@@ -90,6 +90,16 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
             return Task.FromResult(_tasks.TryGetValue(taskId, out var entry) && entry.ExpiresAt > clock.GetUtcNow() ? entry.Task : null);
     }
 
+    public Task SetRateLimitedUntilAsync(string taskId, DateTimeOffset? until, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (_tasks.TryGetValue(taskId, out var entry))
+                _tasks[taskId] = (entry.Task with { RateLimitedUntil = until }, entry.ExpiresAt);
+        }
+        return Task.CompletedTask;
+    }
+
     public Task<IReadOnlyList<StreamEntry>> ReadAsync(string sessionId, string afterId, int count, CancellationToken cancellationToken)
     {
         lock (_lock)

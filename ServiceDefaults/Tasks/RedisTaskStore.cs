@@ -141,8 +141,14 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             Error = f.GetValueOrDefault("error"),
             FinishReason = f.GetValueOrDefault("finish_reason"),
             Usage = f.TryGetValue("usage", out var usage) ? JsonSerializer.Deserialize<TokenUsage>(usage, StreamEvents.Json) : null,
+            RateLimitedUntil = f.TryGetValue("rate_limited_until", out var limited) ? FromMs(limited) : null,
         };
     }
+
+    public Task SetRateLimitedUntilAsync(string taskId, DateTimeOffset? until, CancellationToken cancellationToken) =>
+        until is { } u
+            ? Db.HashSetAsync(TaskKey(taskId), "rate_limited_until", u.ToUnixTimeMilliseconds(), When.Always)
+            : Db.HashDeleteAsync(TaskKey(taskId), "rate_limited_until");
 
     public async Task<IReadOnlyList<StreamEntry>> ReadAsync(string sessionId, string afterId, int count, CancellationToken cancellationToken)
     {

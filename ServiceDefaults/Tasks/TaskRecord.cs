@@ -49,6 +49,7 @@ public sealed record TaskRecord
     public string? Error { get; init; }
     public string? FinishReason { get; init; }
     public TokenUsage? Usage { get; init; }
+    public DateTimeOffset? RateLimitedUntil { get; init; }
 }
 
 /// <summary>How a task ended. <see cref="Attempt"/> guards against a stale attempt finishing a task another attempt owns.</summary>

@@ -2,6 +2,7 @@ using LlmStream.ChatWorker;
 using LlmStream.Contracts;
 using LlmStream.FakeOpenAI;
 using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
 using LlmStream.Tests.Infrastructure;
@@ -36,6 +37,9 @@ public sealed class Chat_consumer
             o.LlmTimeoutSeconds = 2;
         });
         services.AddSingleton<ChatModels>();
+        services.AddOptions<RateLimitOptions>();
+        services.AddSingleton<IRateLimiter, InProcessRateLimiter>();
+        services.AddSingleton<PromptTokens>();
         services.AddOptions<WorkerOptions>().Configure(o => o.RetryBaseMilliseconds = 50);
         services.AddMassTransitTestHarness(bus => bus.AddConsumer<ChatRequestedConsumer, ChatRequestedConsumerDefinition>());
         _services = services.BuildServiceProvider(validateScopes: true);

@@ -1,0 +1,28 @@
+using System.Collections.Concurrent;
+using Microsoft.ML.Tokenizers;
+
+namespace LlmStream.ServiceDefaults.RateLimiting;
+
+/// <summary>
+/// Counts a prompt's tokens before the call with the model's tiktoken encoding (o200k for the gpt-4o family,
+/// cl100k for older models; o200k for models tiktoken does not know, e.g. a local Llama: close enough to reserve).
+/// </summary>
+public sealed class PromptTokens
+{
+    // Per message the chat format adds a few tokens (role, separators); and 3 to prime the reply.
+    const int PerMessage = 3;
+    const int ReplyPriming = 3;
+
+    static readonly Lazy<Tokenizer> Fallback = new(() => TiktokenTokenizer.CreateForEncoding("o200k_base"));
+    readonly ConcurrentDictionary<string, Tokenizer> _byModel = new();
+
+    public int Count(string model, IEnumerable<string> messages)
+    {
+        var tokenizer = _byModel.GetOrAdd(model, m =>
+        {
+            try { return TiktokenTokenizer.CreateForModel(m); }
+            catch (NotSupportedException) { return Fallback.Value; }
+        });
+        return messages.Sum(m => tokenizer.CountTokens(m) + PerMessage) + ReplyPriming;
+    }
+}

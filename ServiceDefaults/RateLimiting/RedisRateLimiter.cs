@@ -1,0 +1,156 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace LlmStream.ServiceDefaults.RateLimiting;
+
+/// <summary>Token buckets in Redis, taken and refilled atomically by Lua scripts, so every worker shares them.</summary>
+public sealed class RedisRateLimiter(IConnectionMultiplexer redis, IOptions<RateLimitOptions> options, TimeProvider clock) : IRateLimiter
+{
+    const string Prefix = "llmstream:ratelimit:";
+    static readonly RedisKey Waiting = Prefix + "waiting";
+
+    static RedisKey BucketKey(RateBucket bucket) => $"{Prefix}{bucket.Scope}:{bucket.Kind}";
+    static RedisKey PauseKey(string scope) => $"{Prefix}pause:{scope}";
+    static readonly RedisKey Pauses = Prefix + "pauses";
+
+    // KEYS: the two pause keys, then one key per bucket. ARGV: now, then capacity, rate per ms, cost per bucket.
+    const string AcquireScript = """
+        local now = tonumber(ARGV[1])
+        local wait = 0
+        for i = 1, 2 do
+          local paused = tonumber(redis.call('GET', KEYS[i]) or '0')
+          if paused > now then wait = math.max(wait, paused - now) end
+        end
+        if wait > 0 then return math.ceil(wait) end
+        local levels = {}
+        for i = 3, #KEYS do
+          local a = 2 + (i - 3) * 3
+          local capacity, rate, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+          local bucket = redis.call('HMGET', KEYS[i], 'level', 'at')
+          local level = tonumber(bucket[1]) or capacity
+          local at = tonumber(bucket[2]) or now
+          level = math.min(capacity, level + math.max(0, now - at) * rate)
+          levels[i] = level
+          local need = math.min(cost, capacity)
+          if level < need then wait = math.max(wait, (need - level) / rate) end
+        end
+        for i = 3, #KEYS do
+          local a = 2 + (i - 3) * 3
+          local level = levels[i]
+          if wait == 0 then level = level - tonumber(ARGV[a + 2]) end
+          redis.call('HSET', KEYS[i], 'level', tostring(level), 'at', ARGV[1])
+          redis.call('PEXPIRE', KEYS[i], 3600000)
+        end
+        return math.ceil(wait)
+        """;
+
+    // KEYS: token buckets. ARGV: now, delta (used − reserved), then capacity and rate per bucket.
+    const string SettleScript = """
+        local now = tonumber(ARGV[1])
+        local delta = tonumber(ARGV[2])
+        for i = 1, #KEYS do
+          local capacity, rate = tonumber(ARGV[1 + i * 2]), tonumber(ARGV[2 + i * 2])
+          local bucket = redis.call('HMGET', KEYS[i], 'level', 'at')
+          local level = tonumber(bucket[1]) or capacity
+          local at = tonumber(bucket[2]) or now
+          level = math.min(capacity, level + math.max(0, now - at) * rate - delta)
+          redis.call('HSET', KEYS[i], 'level', tostring(level), 'at', ARGV[1])
+          redis.call('PEXPIRE', KEYS[i], 3600000)
+        end
+        return 1
+        """;
+
+    // A pause only ever grows: two 429s do not shorten each other.
+    const string PauseScript = """
+        local until_ms = tonumber(ARGV[1])
+        local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+        if until_ms > current then
+          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+          redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+        end
+        return 1
+        """;
+
+    IDatabase Db => redis.GetDatabase();
+    long Now => clock.GetUtcNow().ToUnixTimeMilliseconds();
+
+    public async Task<TimeSpan> TryAcquireAsync(string model, int tokens, CancellationToken cancellationToken)
+    {
+        var buckets = RateBucket.For(model, options.Value);
+        var keys = new List<RedisKey> { PauseKey("global"), PauseKey("model:" + model) };
+        var args = new List<RedisValue> { Now };
+        foreach (var bucket in buckets)
+        {
+            keys.Add(BucketKey(bucket));
+            args.AddRange([Number(bucket.Capacity), Number(bucket.PerMillisecond), Number(bucket.Cost(tokens))]);
+        }
+        var wait = (long)await Db.ScriptEvaluateAsync(AcquireScript, [.. keys], [.. args]);
+        return TimeSpan.FromMilliseconds(wait);
+    }
+
+    public async Task SettleAsync(string model, int reservedTokens, int usedTokens, CancellationToken cancellationToken)
+    {
+        var buckets = RateBucket.For(model, options.Value).Where(b => b.Kind == "tokens").ToList();
+        if (buckets.Count == 0 || reservedTokens == usedTokens)
+            return;
+        var args = new List<RedisValue> { Now, usedTokens - reservedTokens };
+        foreach (var bucket in buckets)
+            args.AddRange([Number(bucket.Capacity), Number(bucket.PerMillisecond)]);
+        await Db.ScriptEvaluateAsync(SettleScript, [.. buckets.Select(BucketKey)], [.. args]);
+    }
+
+    public async Task PauseAsync(string model, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        var until = Now + (long)duration.TotalMilliseconds;
+        await Db.ScriptEvaluateAsync(PauseScript, [PauseKey("model:" + model), Pauses], [until, Math.Max(1, (long)duration.TotalMilliseconds), model]);
+    }
+
+    public async Task SetWaitingAsync(string taskId, DateTimeOffset? until, CancellationToken cancellationToken)
+    {
+        if (until is { } u)
+            await Db.SortedSetAddAsync(Waiting, taskId, u.ToUnixTimeMilliseconds());
+        else
+            await Db.SortedSetRemoveAsync(Waiting, taskId);
+    }
+
+    public async Task<int> WaitingCountAsync(CancellationToken cancellationToken)
+    {
+        // Entries of a worker that died while waiting fall out once their wait is over.
+        await Db.SortedSetRemoveRangeByScoreAsync(Waiting, double.NegativeInfinity, Now - 60_000);
+        return (int)await Db.SortedSetLengthAsync(Waiting);
+    }
+
+    public async Task<IReadOnlyList<RateLimitLevel>> LevelsAsync(CancellationToken cancellationToken)
+    {
+        var now = Now;
+        var levels = new List<RateLimitLevel>();
+        foreach (var bucket in RateBucket.All(options.Value))
+        {
+            var stored = await Db.HashGetAsync(BucketKey(bucket), ["level", "at"]);
+            var level = stored[0].IsNull ? bucket.Capacity : double.Parse(stored[0].ToString(), CultureInfo.InvariantCulture);
+            var at = stored[1].IsNull ? now : (long)stored[1];
+            level = Math.Min(bucket.Capacity, level + Math.Max(0, now - at) * bucket.PerMillisecond);
+            var paused = await Db.StringGetAsync(PauseKey(bucket.Scope));
+            DateTimeOffset? pausedUntil = paused.IsNull || (long)paused <= now ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)paused);
+            levels.Add(new RateLimitLevel(bucket.Scope, bucket.Kind, bucket.PerMinute, Math.Round(level, 2), Math.Round(bucket.Capacity, 2), pausedUntil));
+        }
+        return levels;
+    }
+
+    public async Task<IReadOnlyDictionary<string, DateTimeOffset>> PausesAsync(CancellationToken cancellationToken)
+    {
+        var now = Now;
+        var pauses = new Dictionary<string, DateTimeOffset>();
+        foreach (var entry in await Db.HashGetAllAsync(Pauses))
+        {
+            if ((long)entry.Value > now)
+                pauses[entry.Name!] = DateTimeOffset.FromUnixTimeMilliseconds((long)entry.Value);
+            else
+                await Db.HashDeleteAsync(Pauses, entry.Name);
+        }
+        return pauses;
+    }
+
+    static RedisValue Number(double value) => value.ToString("R", CultureInfo.InvariantCulture);
+}
