@@ -21,6 +21,7 @@ public sealed class ChatRequestedConsumer(
     ChatModels models,
     IRateLimiter rateLimiter,
     PromptTokens promptTokens,
+    TaskCancellation cancellation,
     IOptions<ModelOptions> modelOptions,
     IOptions<WorkerOptions> workerOptions,
     IOptions<RateLimitOptions> rateLimitOptions,
@@ -53,7 +54,8 @@ public sealed class ChatRequestedConsumer(
 
         logger.LogInformation("Generating task {TaskId} with {Model}, attempt {Attempt}", request.TaskId, request.Model, attempt);
         var timeLimit = modelOptions.Value.LlmTimeout;
-        using var limit = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        using var cancelled = cancellation.Register(request.TaskId);
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled.Token);
         limit.CancelAfter(timeLimit);
 
         var text = new StringBuilder();
@@ -80,9 +82,20 @@ public sealed class ChatRequestedConsumer(
                 finishReason = update.FinishReason ?? finishReason;
             }
         }
+        catch (OperationCanceledException) when (cancelled.Token.IsCancellationRequested)
+        {
+            // DELETE /chat/{id}: the gateway already ended the task with a cancelled event.
+            logger.LogInformation("Task {TaskId} was cancelled; the provider call stopped", request.TaskId);
+            return;
+        }
         catch (OperationCanceledException) when (limit.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
         {
             await Fail(request, attempt.Value, $"the generation exceeded the time limit of {timeLimit.TotalSeconds:0} s (LLM_TIMEOUT)");
+            return;
+        }
+        catch (Exception) when (cancelled.Token.IsCancellationRequested)
+        {
+            logger.LogInformation("Task {TaskId} was cancelled; the provider call stopped", request.TaskId);
             return;
         }
         catch (Exception e) when (!context.CancellationToken.IsCancellationRequested)

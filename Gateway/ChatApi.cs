@@ -19,6 +19,9 @@ public static class ChatApi
             .WithSummary("Queue a chat generation")
             .WithDescription("Answers 202 with the task and session ids once the broker has confirmed the message; tokens stream from stream_url.");
         chat.MapGet("/{task_id}", GetChat).WithSummary("Status and result of a chat task");
+        chat.MapDelete("/{task_id}", CancelChat)
+            .WithSummary("Cancel a chat task")
+            .WithDescription("A queued task never starts; a running generation stops at the provider. The stream ends with a cancelled event.");
         return app;
     }
 
@@ -57,7 +60,11 @@ public static class ChatApi
         // From here on the request is accepted or visibly failed, whatever the client does with its connection.
         try
         {
-            await store.CreateAsync(task, StreamEvents.Queued(task.TaskId, task.Model, priority, queue), CancellationToken.None);
+            var created = await store.CreateAsync(task, StreamEvents.Queued(task.TaskId, task.Model, priority, queue), CancellationToken.None);
+            if (created != CreateResult.Created)
+                return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Session busy",
+                    detail: $"session '{task.SessionId}' already has a task that has not ended; wait for its done, error or cancelled event, or cancel it",
+                    extensions: new Dictionary<string, object?> { ["field"] = "session_id" });
         }
         catch (RedisException e)
         {
@@ -104,6 +111,33 @@ public static class ChatApi
             task.TaskId, task.SessionId, task.State.ToWire(), task.Model, task.Priority, task.Attempt,
             task.CreatedAt, task.StartedAt, task.FinishedAt, task.Result, task.Error, task.FinishReason, task.Usage,
             task.UserId, StreamApi.StreamUrl(task.SessionId), task.RateLimitedUntil));
+    }
+
+    public sealed record ChatCancelled(string TaskId, string Status);
+
+    static async Task<Results<Ok<ChatCancelled>, ProblemHttpResult>> CancelChat(
+        string task_id, ITaskStore store, TaskCancellation cancellation, ILogger<ChatRequest> logger, CancellationToken cancellationToken)
+    {
+        var task = Ids.IsValidClientId(task_id) ? await store.GetAsync(task_id, cancellationToken) : null;
+        if (task is null)
+            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown task",
+                detail: $"no task '{task_id}': it never existed or its result has expired");
+
+        // Marking the task first fences the worker off (its next token is refused), then the signal stops the provider call.
+        var cancelled = await store.FinishAsync(new TaskOutcome { TaskId = task.TaskId, SessionId = task.SessionId, State = TaskState.Cancelled },
+            StreamEvents.Cancelled(task.TaskId), CancellationToken.None);
+        if (cancelled)
+        {
+            await cancellation.SignalAsync(task.TaskId);
+            logger.LogInformation("Cancelled task {TaskId} ({State})", task.TaskId, task.State.ToWire());
+            return TypedResults.Ok(new ChatCancelled(task.TaskId, "cancelled"));
+        }
+
+        var now = await store.GetAsync(task_id, CancellationToken.None);
+        return now?.State == TaskState.Cancelled
+            ? TypedResults.Ok(new ChatCancelled(task.TaskId, "cancelled"))
+            : TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Task already ended",
+                detail: $"task '{task_id}' has already {now?.State.ToWire() ?? "ended"}; there is nothing to cancel");
     }
 
     static ProblemHttpResult Unavailable(HttpResponse response, string detail)

@@ -25,6 +25,16 @@ public sealed class ChatModels : IDisposable
         _options = options.Value;
         Clock = clock;
         var retryOff = new ClientRetryPolicy(maxRetries: 0);
+        // A cancelled or abandoned stream closes its connection at once instead of reading the rest:
+        // the provider sees the cancellation and stops generating (and billing).
+        var transport = new HttpClientPipelineTransport(new HttpClient(new SocketsHttpHandler
+        {
+            MaxResponseDrainSize = 0,
+            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+        })
+        {
+            Timeout = Timeout.InfiniteTimeSpan, // NetworkTimeout and LLM_TIMEOUT bound each call
+        });
         // The generation time limit is enforced per task; the network timeout only has to be longer.
         var networkTimeout = _options.LlmTimeout + TimeSpan.FromSeconds(30);
         _client = _options.Provider switch
@@ -32,7 +42,7 @@ public sealed class ChatModels : IDisposable
             ProviderKind.AzureOpenAi => new AzureOpenAIClient(
                 new Uri(_options.AzureEndpoint!),
                 new ApiKeyCredential(_options.AzureApiKey!),
-                new AzureOpenAIClientOptions { RetryPolicy = retryOff, NetworkTimeout = networkTimeout }),
+                new AzureOpenAIClientOptions { RetryPolicy = retryOff, NetworkTimeout = networkTimeout, Transport = transport }),
             ProviderKind.OpenAi => new OpenAIClient(
                 // OpenAI-compatible servers often need no key; the SDK still wants one.
                 new ApiKeyCredential(string.IsNullOrWhiteSpace(_options.OpenAiApiKey) ? "unused" : _options.OpenAiApiKey),
@@ -41,6 +51,7 @@ public sealed class ChatModels : IDisposable
                     Endpoint = string.IsNullOrWhiteSpace(_options.OpenAiBaseUrl) ? null : new Uri(_options.OpenAiBaseUrl),
                     RetryPolicy = retryOff,
                     NetworkTimeout = networkTimeout,
+                    Transport = transport,
                 }),
             _ => null,
         };

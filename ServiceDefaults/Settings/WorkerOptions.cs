@@ -14,7 +14,7 @@ public sealed class WorkerOptions
     public int EmbeddingConcurrency { get; set; } = 32;
 
     /// <summary>How long task records and finished streams stay readable, in seconds.</summary>
-    [ConfigurationKeyName("RESULT_TTL"), Range(60, 30 * 86_400, ErrorMessage = "RESULT_TTL must be between {1} and {2} seconds")]
+    [ConfigurationKeyName("RESULT_TTL"), Range(1, 30 * 86_400, ErrorMessage = "RESULT_TTL must be between {1} and {2} seconds")]
     public int ResultTtlSeconds { get; set; } = 86_400;
 
     public TimeSpan ResultTtl => TimeSpan.FromSeconds(ResultTtlSeconds);

@@ -1,5 +1,7 @@
 namespace LlmStream.ServiceDefaults.Tasks;
 
+public enum CreateResult { Created, DuplicateTask, SessionBusy }
+
 /// <summary>
 /// Task records and the per-session event streams, changed together so that a reader never sees
 /// a task state without the stream event that goes with it. Redis in a cluster; in process in the
@@ -7,8 +9,11 @@ namespace LlmStream.ServiceDefaults.Tasks;
 /// </summary>
 public interface ITaskStore
 {
-    /// <summary>Creates the record and appends the queued event. False when the task id already exists.</summary>
-    Task<bool> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken);
+    /// <summary>
+    /// Creates the record and appends the queued event, unless the task id exists or another task of the
+    /// session has not ended yet (one running task per session, so its stream never interleaves two answers).
+    /// </summary>
+    Task<CreateResult> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken);
 
     /// <summary>
     /// Starts the next attempt and appends a started event carrying its number.

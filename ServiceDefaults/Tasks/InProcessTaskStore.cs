@@ -19,18 +19,20 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
         public DateTimeOffset ExpiresAt;
     }
 
-    public Task<bool> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken)
+    public Task<CreateResult> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken)
     {
         lock (_lock)
         {
             Sweep();
             if (_tasks.ContainsKey(task.TaskId))
-                return Task.FromResult(false);
+                return Task.FromResult(CreateResult.DuplicateTask);
+            if (_sessions.TryGetValue(task.SessionId, out var session) && session.Entries.Count > 0 && !session.Entries[^1].IsTerminal)
+                return Task.FromResult(CreateResult.SessionBusy);
             _tasks[task.TaskId] = (task, Expiry());
             Append(task.SessionId, StreamEventTypes.Queued, queuedEventData);
         }
         signals.Notify(task.SessionId);
-        return Task.FromResult(true);
+        return Task.FromResult(CreateResult.Created);
     }
 
     public Task<int?> StartAttemptAsync(string taskId, string sessionId, CancellationToken cancellationToken)

@@ -16,7 +16,12 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
     public static RedisKey StreamKey(string sessionId) => "llmstream:stream:" + sessionId;
 
     const string CreateScript = """
-        if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+        if redis.call('EXISTS', KEYS[1]) == 1 then return 'duplicate' end
+        local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+        if last then
+          local t = last[2][2]
+          if t ~= 'done' and t ~= 'error' and t ~= 'cancelled' then return 'busy' end
+        end
         redis.call('HSET', KEYS[1], unpack(ARGV, 4))
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         local id = redis.call('XADD', KEYS[2], '*', 't', 'queued', 'd', ARGV[2])
@@ -64,7 +69,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
 
     string Ttl => ((long)retention.TotalSeconds).ToString(CultureInfo.InvariantCulture);
 
-    public async Task<bool> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken)
+    public async Task<CreateResult> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken)
     {
         var args = new List<RedisValue> { Ttl, queuedEventData, task.SessionId };
         args.AddRange(
@@ -79,8 +84,13 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         if (task.UserId is not null)
             args.AddRange(["user", task.UserId]);
 
-        var result = await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId), StreamKey(task.SessionId)], [.. args]);
-        return !result.IsNull;
+        var result = (string?)await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId), StreamKey(task.SessionId)], [.. args]);
+        return result switch
+        {
+            "duplicate" => CreateResult.DuplicateTask,
+            "busy" => CreateResult.SessionBusy,
+            _ => CreateResult.Created,
+        };
     }
 
     public async Task<int?> StartAttemptAsync(string taskId, string sessionId, CancellationToken cancellationToken)

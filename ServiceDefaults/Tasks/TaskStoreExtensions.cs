@@ -22,6 +22,8 @@ public static class TaskStoreExtensions
             builder.Services.AddSingleton<ITaskStore>(sp => new RedisTaskStore(
                 sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
+            builder.Services.AddSingleton(sp => new TaskCancellation(sp.GetRequiredService<IConnectionMultiplexer>()));
+            builder.Services.AddHostedService<RedisCancelSubscriber>();
         }
         else
         {
@@ -29,6 +31,7 @@ public static class TaskStoreExtensions
                 sp.GetRequiredService<StreamSignals>(),
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
+            builder.Services.AddSingleton(_ => new TaskCancellation());
         }
         return builder;
     }

@@ -40,6 +40,7 @@ public sealed class Chat_consumer
         services.AddOptions<RateLimitOptions>();
         services.AddSingleton<IRateLimiter, InProcessRateLimiter>();
         services.AddSingleton<PromptTokens>();
+        services.AddSingleton(new TaskCancellation());
         services.AddOptions<WorkerOptions>().Configure(o => o.RetryBaseMilliseconds = 50);
         services.AddMassTransitTestHarness(bus => bus.AddConsumer<ChatRequestedConsumer, ChatRequestedConsumerDefinition>());
         _services = services.BuildServiceProvider(validateScopes: true);

@@ -35,9 +35,11 @@ public sealed class Cluster : IAsyncDisposable
     public string RabbitMqUrl { get; }
     public RedisServer Redis { get; }
     public FakeOpenAiServer Provider { get; }
-    public ServiceProcess? Gateway { get; private set; }
+    readonly List<(ServiceProcess Process, Uri Url)> _gateways = [];
+
+    public ServiceProcess? Gateway => _gateways.Count > 0 ? _gateways[0].Process : null;
     public IReadOnlyList<ServiceProcess> Workers => _workers;
-    public Uri GatewayUrl { get; private set; } = null!;
+    public Uri GatewayUrl => _gateways[0].Url;
 
     /// <param name="settings">Settings for every process of the cluster.</param>
     public static async Task<Cluster> StartAsync(string name, int workers = 1, bool gateway = true,
@@ -97,9 +99,10 @@ public sealed class Cluster : IAsyncDisposable
             settings[key] = value;
         settings["HOST"] = "127.0.0.1";
         settings["PORT"] = port.ToString(CultureInfo.InvariantCulture);
-        Gateway = ServiceProcess.StartDotnet("gateway", RepoPaths.Gateway, settings);
-        GatewayUrl = new Uri($"http://127.0.0.1:{port}");
-        await Gateway.WaitForHttpAsync(new Uri(GatewayUrl, "/health"), TimeSpan.FromSeconds(60));
+        var gateway = ServiceProcess.StartDotnet($"gateway-{_gateways.Count + 1}", RepoPaths.Gateway, settings);
+        var url = new Uri($"http://127.0.0.1:{port}");
+        _gateways.Add((gateway, url));
+        await gateway.WaitForHttpAsync(new Uri(url, "/health"), TimeSpan.FromSeconds(60));
     }
 
     public async Task<ServiceProcess> StartWorkerAsync(IReadOnlyDictionary<string, string>? extra = null)
@@ -114,18 +117,23 @@ public sealed class Cluster : IAsyncDisposable
         return worker;
     }
 
-    public HttpClient Client() => new() { BaseAddress = GatewayUrl, Timeout = TimeSpan.FromSeconds(60) };
+    /// <summary>A client of one gateway (the first unless told).</summary>
+    public HttpClient Client(int gateway = 0) => new(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue })
+    {
+        BaseAddress = _gateways[gateway].Url,
+        Timeout = TimeSpan.FromSeconds(120),
+    };
 
     /// <summary>Everything the processes printed, for assertion messages.</summary>
     public string Logs() =>
-        string.Join("\n\n", new[] { Gateway }.Concat(_workers).OfType<ServiceProcess>().Select(p => $"--- {p.Name} ---\n{p.Output}"));
+        string.Join("\n\n", _gateways.Select(g => g.Process).Concat(_workers).Select(p => $"--- {p.Name} ---\n{p.Output}"));
 
     public async ValueTask DisposeAsync()
     {
         foreach (var worker in _workers)
             await worker.DisposeAsync();
-        if (Gateway is not null)
-            await Gateway.DisposeAsync();
+        foreach (var (gateway, _) in _gateways)
+            await gateway.DisposeAsync();
         await Provider.DisposeAsync();
         await Redis.DisposeAsync();
     }

@@ -57,7 +57,7 @@ public sealed class Task_store_semantics(string kind)
     {
         var session = Guid.NewGuid().ToString("N");
         var task = NewTask(session);
-        Assert.That(await _store.CreateAsync(task, StreamEvents.Queued(task.TaskId, "m", 3, "default"), default), Is.True);
+        Assert.That(await _store.CreateAsync(task, StreamEvents.Queued(task.TaskId, "m", 3, "default"), default), Is.EqualTo(CreateResult.Created));
         var attempt = await _store.StartAttemptAsync(task.TaskId, session, default);
         Assert.That(attempt, Is.EqualTo(1));
         Assert.That(await _store.AppendTokensAsync(task.TaskId, session, 1,
@@ -122,7 +122,19 @@ public sealed class Task_store_semantics(string kind)
         await _store.FinishAsync(new TaskOutcome { TaskId = task.TaskId, SessionId = session, State = TaskState.Failed, Error = "x" }, "{}", default);
         Assert.That(await _store.StartAttemptAsync(task.TaskId, session, default), Is.Null);
         Assert.That(await _store.StartAttemptAsync("unknown", session, default), Is.Null);
-        Assert.That(await _store.CreateAsync(task, "{}", default), Is.False, "ids are unique");
+        Assert.That(await _store.CreateAsync(task, "{}", default), Is.EqualTo(CreateResult.DuplicateTask), "ids are unique");
+    }
+
+    [Test]
+    public async Task A_session_takes_a_new_task_only_once_its_running_one_has_ended()
+    {
+        var session = Guid.NewGuid().ToString("N");
+        var first = NewTask(session);
+        Assert.That(await _store.CreateAsync(first, "{}", default), Is.EqualTo(CreateResult.Created));
+        Assert.That(await _store.CreateAsync(NewTask(session), "{}", default), Is.EqualTo(CreateResult.SessionBusy));
+        await _store.FinishAsync(new TaskOutcome { TaskId = first.TaskId, SessionId = session, State = TaskState.Cancelled }, "{}", default);
+        Assert.That(await _store.CreateAsync(NewTask(session), "{}", default), Is.EqualTo(CreateResult.Created));
+        Assert.That((await _store.ReadAsync(session, "0", 10, default)).Select(e => e.Type), Is.EqualTo(new[] { "queued", "cancelled", "queued" }));
     }
 
     [Test]
