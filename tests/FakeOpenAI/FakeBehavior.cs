@@ -93,6 +93,7 @@ public sealed class FakeBehavior
     private Func<string, string> _reply = DefaultReply;
     private Func<string, FakeToolCall?>? _toolCall;
     private TimeSpan _tokenDelay = TimeSpan.Zero;
+    bool _stampTokens;
     private int _chunkSize = 1;
     private string? _requiredApiKey;
     private int _chatRequests;
@@ -128,6 +129,16 @@ public sealed class FakeBehavior
             ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.Zero);
             lock (_gate) _tokenDelay = value;
         }
+    }
+
+    /// <summary>
+    /// Benchmarks: each streamed content chunk is replaced by " " + <see cref="System.Diagnostics.Stopwatch.GetTimestamp"/>
+    /// taken as it is sent, so a client in the same process can tell how long the chunk took to reach it.
+    /// </summary>
+    public bool StampTokens
+    {
+        get { lock (_gate) return _stampTokens; }
+        set { lock (_gate) _stampTokens = value; }
     }
 
     /// <summary>Tokens (see <see cref="Tokenize"/>) per streamed content chunk. Default 1.</summary>
@@ -227,6 +238,7 @@ public sealed class FakeBehavior
             _reply = DefaultReply;
             _toolCall = null;
             _tokenDelay = TimeSpan.Zero;
+            _stampTokens = false;
             _chunkSize = 1;
             _requiredApiKey = null;
             _chatScripts.Clear();
@@ -293,7 +305,7 @@ public sealed class FakeBehavior
 
     internal Settings Snapshot()
     {
-        lock (_gate) return new Settings(_reply, _toolCall, _tokenDelay, _chunkSize);
+        lock (_gate) return new Settings(_reply, _toolCall, _tokenDelay, _chunkSize, _stampTokens);
     }
 
     internal void RecordChat(RecordedRequest request)
@@ -351,7 +363,8 @@ public sealed class FakeBehavior
         Func<string, string> Reply,
         Func<string, FakeToolCall?>? ToolCall,
         TimeSpan TokenDelay,
-        int ChunkSize);
+        int ChunkSize,
+        bool StampTokens);
 }
 
 internal enum ChatScriptKind

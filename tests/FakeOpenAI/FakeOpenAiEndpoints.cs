@@ -110,7 +110,7 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
                 return false;
             }
             return await StreamAsync(ctx, request, id, created, parts, call, "tool_calls", promptTokens, completionTokens,
-                settings.TokenDelay, abortAfter, ct);
+                settings.TokenDelay, abortAfter, false, ct);
         }
 
         var reply = settings.Reply(lastUser) ?? "";
@@ -131,12 +131,12 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
             return false;
         }
         return await StreamAsync(ctx, request, id, created, chunks, null, finish, promptTokens, tokens.Count,
-            settings.TokenDelay, abortAfter, ct);
+            settings.TokenDelay, abortAfter, settings.StampTokens, ct);
     }
 
     private static async Task<bool> StreamAsync(HttpContext ctx, ChatBody request, string id, long created,
         IReadOnlyList<string> pieces, ToolCallOut? call, string finish, int promptTokens, int completionTokens,
-        TimeSpan tokenDelay, int? abortAfter, CancellationToken ct)
+        TimeSpan tokenDelay, int? abortAfter, bool stampTokens, CancellationToken ct)
     {
         var response = ctx.Response;
         response.StatusCode = 200;
@@ -164,7 +164,7 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
             if (abortAfter == i) return await AbortAsync(ctx, ct);
             if (tokenDelay > TimeSpan.Zero) await Task.Delay(tokenDelay, ct);
             ct.ThrowIfCancellationRequested();
-            var piece = pieces[i];
+            var piece = stampTokens ? " " + System.Diagnostics.Stopwatch.GetTimestamp() : pieces[i];
             await WriteEventAsync(response, w => WriteChunk(w, id, created, request.Model, usageNull, null, w2 =>
             {
                 if (call is null) w2.WriteString("content", piece);

@@ -1,0 +1,107 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using LlmStream.Tests.EndToEnd;
+using LlmStream.Tests.Infrastructure;
+
+namespace LlmStream.Tests.Benchmarks;
+
+/// <summary>
+/// `make bench`: many concurrent streams through one gateway process (RabbitMQ broker, Redis streams, one chat
+/// worker process). The fake provider stamps each chunk with the time it sent it; the clients, in the same
+/// process, measure how much later the event reached them. Measures; asserts only that nothing was lost or repeated.
+/// </summary>
+[Explicit("a benchmark: run with make bench")]
+[Category("Benchmark")]
+public sealed class Stream_fanout
+{
+    [TestCase(1000, 50, 100)]
+    public async Task Concurrent_streams_added_latency(int streams, int tokensPerSecond, int tokensPerAnswer)
+    {
+        await using var cluster = await Cluster.StartAsync("bench-streams", settings: new Dictionary<string, string>
+        {
+            ["CHAT_CONCURRENCY"] = streams.ToString(CultureInfo.InvariantCulture),
+            ["LLM_RPM"] = "0",
+            ["LLM_TPM"] = "0",
+        });
+        using var http = cluster.Client();
+        cluster.Provider.Behavior.Reply = _ => string.Join(' ', Enumerable.Range(0, tokensPerAnswer).Select(i => $"x{i}"));
+        cluster.Provider.Behavior.TokenDelay = TimeSpan.FromSeconds(1.0 / tokensPerSecond);
+        cluster.Provider.Behavior.StampTokens = true;
+        for (var i = 0; i < 10; i++)
+            await cluster.WaitForEndAsync(http, (await cluster.PostChatAsync(http, new { message = "warm-up" })).TaskId, TimeSpan.FromSeconds(30));
+
+        var latencies = new ConcurrentBag<double>();
+        var broken = 0;
+        var gateway = cluster.Gateway!.Pid;
+        var cpuBefore = ProcessStats.CpuTime(gateway);
+        var clock = Stopwatch.StartNew();
+        var readers = Enumerable.Range(0, streams).Select(async i =>
+        {
+            var (taskId, sessionId) = await cluster.PostChatAsync(http, new { message = $"stream {i}" });
+            using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+            using var response = await http.GetAsync($"/stream/{sessionId}", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+            var connectedAt = Stopwatch.GetTimestamp();
+            var ids = new HashSet<string>();
+            var tokens = 0;
+            await foreach (var e in SseClient.ReadAsync(await response.Content.ReadAsStreamAsync(cts.Token), cts.Token))
+            {
+                if (!ids.Add(e.Id!))
+                    Interlocked.Increment(ref broken);
+                if (e.Event != "token")
+                    continue;
+                tokens++;
+                var sent = long.Parse(JsonDocument.Parse(e.Data).RootElement.GetProperty("text").GetString()!.Trim(), CultureInfo.InvariantCulture);
+                if (sent >= connectedAt) // tokens sent before the client connected were replayed, not streamed live
+                    latencies.Add(Stopwatch.GetElapsedTime(sent).TotalMilliseconds);
+            }
+            if (tokens != tokensPerAnswer)
+                Interlocked.Increment(ref broken);
+        }).ToList();
+        await Task.WhenAll(readers);
+        var elapsed = clock.Elapsed;
+        var cpu = ProcessStats.CpuTime(gateway) - cpuBefore;
+
+        var sorted = latencies.Order().ToArray();
+        double Percentile(double p) => sorted[(int)Math.Min(sorted.Length - 1, Math.Floor(p * sorted.Length))];
+        var line = $"| {streams} streams × {tokensPerSecond} tokens/s | {streams * tokensPerAnswer / elapsed.TotalSeconds:0} events/s | " +
+                   $"p50 {Percentile(0.50):0.0} ms | p99 {Percentile(0.99):0.0} ms | max {sorted[^1]:0} ms | lost or repeated: {broken} | " +
+                   $"gateway CPU {cpu.TotalMilliseconds / streams:0.0} ms per stream |";
+        TestContext.Progress.WriteLine(line);
+        await File.AppendAllTextAsync(Path.Combine(RepoPaths.Root, "TestResults", "bench-streams.md"), line + "\n");
+        Assert.That(broken, Is.Zero, "no lost or repeated event");
+    }
+
+    [TestCase(10_000)]
+    public async Task Idle_open_streams_memory(int streams)
+    {
+        // No worker: the task stays queued and every stream stays open, idle but for keep-alives.
+        await using var cluster = await Cluster.StartAsync("bench-idle", workers: 0);
+        using var http = cluster.Client();
+        var (_, sessionId) = await cluster.PostChatAsync(http, new { message = "idle" });
+        var gateway = cluster.Gateway!.Pid;
+        await Task.Delay(1000);
+        var before = ProcessStats.ResidentBytes(gateway);
+
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        var connected = 0;
+        var opened = new ConcurrentBag<HttpResponseMessage>();
+        await Parallel.ForEachAsync(Enumerable.Range(0, streams), new ParallelOptions { MaxDegreeOfParallelism = 64 }, async (_, ct) =>
+        {
+            var response = await http.GetAsync($"/stream/{sessionId}", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+            response.EnsureSuccessStatusCode();
+            opened.Add(response);
+            Interlocked.Increment(ref connected);
+        });
+        await Task.Delay(2000);
+        var after = ProcessStats.ResidentBytes(gateway);
+        var line = $"| {connected} idle open streams | gateway RSS {before / 1048576.0:0} MB → {after / 1048576.0:0} MB | " +
+                   $"{(after - before) / (double)connected / 1024:0.0} KB per open stream |";
+        TestContext.Progress.WriteLine(line);
+        await File.AppendAllTextAsync(Path.Combine(RepoPaths.Root, "TestResults", "bench-streams.md"), line + "\n");
+        foreach (var response in opened)
+            response.Dispose();
+        Assert.That(connected, Is.EqualTo(streams));
+    }
+}
