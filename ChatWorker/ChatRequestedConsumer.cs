@@ -64,13 +64,13 @@ public sealed class ChatRequestedConsumer(
         try
         {
             var client = models.For(request.Model);
+            var tokens = new TokenAppender(store, request.TaskId, request.SessionId, attempt.Value);
             await foreach (var update in client.GetStreamingResponseAsync(messages, cancellationToken: limit.Token))
             {
                 var token = update.Text;
                 if (token.Length > 0)
                 {
-                    if (!await store.AppendTokensAsync(request.TaskId, request.SessionId, attempt.Value,
-                            [StreamEvents.Token(request.TaskId, attempt.Value, token)], context.CancellationToken))
+                    if (!tokens.Add(StreamEvents.Token(request.TaskId, attempt.Value, token)))
                     {
                         // Cancelled, or another attempt took over: leaving the loop cancels the provider call.
                         logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; generation stopped", request.TaskId, attempt);
@@ -80,6 +80,11 @@ public sealed class ChatRequestedConsumer(
                 }
                 usage = update.Contents.OfType<UsageContent>().FirstOrDefault()?.Details ?? usage;
                 finishReason = update.FinishReason ?? finishReason;
+            }
+            if (!await tokens.FlushAsync())
+            {
+                logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; its outcome is dropped", request.TaskId, attempt);
+                return;
             }
         }
         catch (OperationCanceledException) when (cancelled.Token.IsCancellationRequested)
