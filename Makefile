@@ -27,12 +27,13 @@ test: test-deps build
 	./build/test-summary.sh TestResults ; summary=$$? ; \
 	[ $$status -eq 0 ] && [ $$summary -eq 0 ]
 
-## bench: throughput of each broker end to end (figures in TestResults/bench-*.md and README)
+## bench: throughput of each broker end to end, stream latency and memory per open stream (TestResults/bench-*.md)
 bench: test-deps build
 	mkdir -p TestResults && rm -f TestResults/bench-*.md
 	$(DOTNET) test tests/LlmStream.Tests -c $(CONFIGURATION) --no-build --filter "TestCategory=Benchmark" \
 		--logger "console;verbosity=normal" -- NUnit.DefaultTimeout=1800000
-	@echo "| broker | requests | POST /chat per s | completed chats per s |"; cat TestResults/bench-*.md
+	@echo "| broker | requests | POST /chat per s | completed chats per s |"; cat TestResults/bench-brokers.md
+	@cat TestResults/bench-streams.md
 
 clean:
 	$(DOTNET) clean LlmStream.sln -nologo -v quiet

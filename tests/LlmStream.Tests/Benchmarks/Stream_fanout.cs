@@ -17,6 +17,7 @@ namespace LlmStream.Tests.Benchmarks;
 public sealed class Stream_fanout
 {
     [TestCase(1000, 50, 100)]
+    [TestCase(200, 50, 100)]
     public async Task Concurrent_streams_added_latency(int streams, int tokensPerSecond, int tokensPerAnswer)
     {
         await using var cluster = await Cluster.StartAsync("bench-streams", settings: new Dictionary<string, string>
