@@ -8,6 +8,7 @@ using LlmStream.ServiceDefaults.Tasks;
 using MassTransit;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
+using StackExchange.Redis;
 
 namespace LlmStream.ChatWorker;
 
@@ -32,6 +33,22 @@ public sealed class ChatRequestedConsumer(
 
     public async Task Consume(ConsumeContext<ChatRequested> context)
     {
+        try
+        {
+            await Generate(context);
+        }
+        catch (Exception e) when (e is not TransientProviderException && !context.CancellationToken.IsCancellationRequested
+                                  && !(e is RedisException && context.GetRetryAttempt() < workerOptions.Value.RetryLimit))
+        {
+            // Whatever ends this message for good (error queue, dead letters) also ends its task, so the session
+            // gets its terminal event and can take new work. A task that already ended is left as it is.
+            await TryFail(context.Message, $"the worker could not run the generation ({e.GetType().Name}: {ProviderFailure.FirstLine(e.Message)})");
+            throw;
+        }
+    }
+
+    async Task Generate(ConsumeContext<ChatRequested> context)
+    {
         var request = context.Message;
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
 
@@ -41,20 +58,33 @@ public sealed class ChatRequestedConsumer(
             return;
         }
 
+        // Registered before the rate-limit wait, so DELETE also frees a task that waits for the limit.
+        using var cancelled = cancellation.Register(request.TaskId);
         var messages = Messages(request);
         var reserved = promptTokens.Count(request.Model, messages.Select(m => m.Text)) + rateLimitOptions.Value.ExpectedCompletionTokens;
-        await WaitForRateLimit(request, reserved, context.CancellationToken);
+        using (var waitToken = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled.Token))
+        {
+            try
+            {
+                await WaitForRateLimit(request, reserved, waitToken.Token);
+            }
+            catch (OperationCanceledException) when (cancelled.Token.IsCancellationRequested)
+            {
+                logger.LogInformation("Task {TaskId} was cancelled while it waited for the rate limit", request.TaskId);
+                return;
+            }
+        }
 
         var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, context.CancellationToken);
         if (attempt is null)
         {
+            await rateLimiter.SettleAsync(request.Model, reserved, 0, CancellationToken.None); // nothing was sent
             logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
             return;
         }
 
         logger.LogInformation("Generating task {TaskId} with {Model}, attempt {Attempt}", request.TaskId, request.Model, attempt);
         var timeLimit = modelOptions.Value.LlmTimeout;
-        using var cancelled = cancellation.Register(request.TaskId);
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled.Token);
         limit.CancelAfter(timeLimit);
 
@@ -87,23 +117,19 @@ public sealed class ChatRequestedConsumer(
                 return;
             }
         }
-        catch (OperationCanceledException) when (cancelled.Token.IsCancellationRequested)
+        catch (Exception) when (cancelled.Token.IsCancellationRequested)
         {
             // DELETE /chat/{id}: the gateway already ended the task with a cancelled event.
             logger.LogInformation("Task {TaskId} was cancelled; the provider call stopped", request.TaskId);
             return;
         }
-        catch (OperationCanceledException) when (limit.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        catch (Exception) when (limit.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
         {
+            // The SDK may surface the cancellation as an I/O error mid-stream: it is still the time limit.
             await Fail(request, attempt.Value, $"the generation exceeded the time limit of {timeLimit.TotalSeconds:0} s (LLM_TIMEOUT)");
             return;
         }
-        catch (Exception) when (cancelled.Token.IsCancellationRequested)
-        {
-            logger.LogInformation("Task {TaskId} was cancelled; the provider call stopped", request.TaskId);
-            return;
-        }
-        catch (Exception e) when (!context.CancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is not RedisException && !context.CancellationToken.IsCancellationRequested)
         {
             var failure = ProviderFailure.From(e);
             await rateLimiter.SettleAsync(request.Model, reserved, reserved - rateLimitOptions.Value.ExpectedCompletionTokens, CancellationToken.None);
@@ -154,20 +180,50 @@ public sealed class ChatRequestedConsumer(
     async Task WaitForRateLimit(ChatRequested request, int tokens, CancellationToken cancellationToken)
     {
         var waited = false;
-        while (await rateLimiter.TryAcquireAsync(request.Model, tokens, cancellationToken) is var wait && wait > TimeSpan.Zero)
+        try
         {
-            var until = DateTimeOffset.UtcNow + wait;
-            await store.SetRateLimitedUntilAsync(request.TaskId, until, cancellationToken);
-            await rateLimiter.SetWaitingAsync(request.TaskId, until, cancellationToken);
-            if (!waited)
-                logger.LogInformation("Task {TaskId} waits {Wait} for the rate limit of {Model}", request.TaskId, wait, request.Model);
-            waited = true;
-            await Task.Delay(wait, cancellationToken);
+            while (true)
+            {
+                var decision = await rateLimiter.AcquireAsync(request.Model, tokens, cancellationToken);
+                if (decision.Wait > TimeSpan.Zero)
+                {
+                    var until = DateTimeOffset.UtcNow + decision.Wait;
+                    await store.SetRateLimitedUntilAsync(request.TaskId, until, cancellationToken);
+                    await rateLimiter.SetWaitingAsync(request.TaskId, until, cancellationToken);
+                    if (!waited)
+                        logger.LogInformation("Task {TaskId} waits {Wait} for the rate limit of {Model}", request.TaskId, decision.Wait, request.Model);
+                    waited = true;
+                    await Task.Delay(decision.Wait, cancellationToken);
+                }
+                if (decision.Reserved)
+                    return;
+            }
         }
-        if (waited)
+        finally
         {
-            await store.SetRateLimitedUntilAsync(request.TaskId, null, cancellationToken);
-            await rateLimiter.SetWaitingAsync(request.TaskId, null, cancellationToken);
+            if (waited)
+            {
+                await store.SetRateLimitedUntilAsync(request.TaskId, null, CancellationToken.None);
+                await rateLimiter.SetWaitingAsync(request.TaskId, null, CancellationToken.None);
+            }
+        }
+    }
+
+    async Task TryFail(ChatRequested request, string reason)
+    {
+        try
+        {
+            await store.FinishAsync(new TaskOutcome
+            {
+                TaskId = request.TaskId,
+                SessionId = request.SessionId,
+                State = TaskState.Failed,
+                Error = reason,
+            }, StreamEvents.Error(request.TaskId, null, reason), CancellationToken.None);
+        }
+        catch (RedisException e)
+        {
+            logger.LogError("Task {TaskId} could not be marked failed: {Reason}", request.TaskId, e.Message);
         }
     }
 
@@ -248,7 +304,7 @@ public sealed record ProviderFailure(bool IsTransient, string Reason, TimeSpan? 
         _ => new(false, $"the generation failed: {FirstLine(e.Message)}"),
     };
 
-    static string FirstLine(string message)
+    public static string FirstLine(string message)
     {
         var line = message.Split('\n', 2)[0].Trim();
         return line.Length > 300 ? line[..300] + "…" : line;

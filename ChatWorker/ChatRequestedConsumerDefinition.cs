@@ -20,6 +20,7 @@ public sealed class ChatRequestedConsumerDefinition(IOptions<WorkerOptions> opti
         consumerConfigurator.UseMessageRetry(retry =>
         {
             retry.Handle<TransientProviderException>();
+            retry.Handle<StackExchange.Redis.RedisException>(); // the task store or stream briefly unreachable
             retry.Exponential(settings.RetryLimit, baseInterval, TimeSpan.FromSeconds(60), baseInterval * 2);
         });
     }

@@ -1,6 +1,7 @@
 using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Tasks;
 using Microsoft.Extensions.Options;
 
 namespace LlmStream.ChatWorker;
@@ -11,7 +12,10 @@ public static class ChatWorkerExtensions
     public static WorkConsumers AddChatWorker(this WorkConsumers consumers, IConfiguration configuration)
     {
         var options = configuration.Get<WorkerOptions>() ?? new WorkerOptions();
-        return consumers.Add<ChatRequested, ChatRequestedConsumer, ChatRequestedConsumerDefinition>(WorkQueues.Chat, options.ChatConcurrency);
+        return consumers.Add<ChatRequested, ChatRequestedConsumer, ChatRequestedConsumerDefinition>(WorkQueues.Chat, options.ChatConcurrency,
+            deadLettered: (services, message, reason) => services.GetRequiredService<ITaskStore>().FinishAsync(
+                new TaskOutcome { TaskId = message.TaskId, SessionId = message.SessionId, State = TaskState.Failed, Error = reason },
+                StreamEvents.Error(message.TaskId, null, reason), CancellationToken.None));
     }
 
     /// <summary>A separate worker process needs a broker shared with the gateway.</summary>

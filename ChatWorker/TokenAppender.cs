@@ -12,6 +12,7 @@ public sealed class TokenAppender(ITaskStore store, string taskId, string sessio
     readonly Lock _lock = new();
     List<string> _pending = [];
     Task<bool>? _pump;
+    bool _pumping; // set and cleared under the lock, so no token is left behind by a pump on its way out
     bool _stale;
 
     /// <summary>False once the store refused a batch: the attempt was cancelled or superseded.</summary>
@@ -24,8 +25,11 @@ public sealed class TokenAppender(ITaskStore store, string taskId, string sessio
             if (_pump is { IsFaulted: true })
                 _pump.GetAwaiter().GetResult(); // surfaces the store's failure to the consumer
             _pending.Add(eventData);
-            if (_pump is null || _pump.IsCompleted)
+            if (!_pumping)
+            {
+                _pumping = true;
                 _pump = Pump();
+            }
             return true;
         }
     }
@@ -47,15 +51,29 @@ public sealed class TokenAppender(ITaskStore store, string taskId, string sessio
             lock (_lock)
             {
                 if (_pending.Count == 0)
+                {
+                    _pumping = false;
                     return !_stale;
+                }
                 batch = _pending;
                 _pending = [];
             }
-            if (!await store.AppendTokensAsync(taskId, sessionId, attempt, batch, CancellationToken.None))
+            bool stored;
+            try
+            {
+                stored = await store.AppendTokensAsync(taskId, sessionId, attempt, batch, CancellationToken.None);
+            }
+            catch
+            {
+                lock (_lock) _pumping = false;
+                throw;
+            }
+            if (!stored)
             {
                 lock (_lock)
                 {
                     _stale = true;
+                    _pumping = false;
                     _pending.Clear();
                 }
                 return false;

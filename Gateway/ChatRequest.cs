@@ -22,8 +22,11 @@ public sealed record ChatRequest(string Message, string? SessionId, string? Mode
         var errors = new Dictionary<string, string[]>();
         foreach (var property in body.EnumerateObject())
         {
-            if (!Known.Contains(property.Name))
-                errors[property.Name] = [$"unknown field; expected one of {string.Join(", ", Known)}"];
+            string name;
+            try { name = property.Name; }
+            catch (InvalidOperationException) { errors["body"] = ["a field name is not valid UTF-16 text"]; continue; }
+            if (!Known.Contains(name))
+                errors[name] = [$"unknown field; expected one of {string.Join(", ", Known)}"];
         }
 
         var message = String(body, "message", errors, required: true, maxLength: null);
@@ -65,7 +68,16 @@ public sealed record ChatRequest(string Message, string? SessionId, string? Mode
             errors[name] = [$"must be a string, not {JsonBody.Describe(value.ValueKind)}"];
             return null;
         }
-        var text = value.GetString()!;
+        string text;
+        try
+        {
+            text = value.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            errors[name] = ["is not valid text (invalid UTF-8 or a lone surrogate)"];
+            return null;
+        }
         if (maxLength is { } max && text.Length > max)
         {
             errors[name] = [$"must be at most {max} characters"];

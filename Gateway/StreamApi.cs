@@ -36,6 +36,10 @@ public static class StreamApi
                 detail: $"no stream for session '{session_id}': it never existed or has expired");
 
         var after = string.IsNullOrEmpty(lastEventId) ? "0" : lastEventId;
+        if (StreamId.Parse(after).CompareTo(StreamId.Parse(last.Id)) > 0)
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid Last-Event-ID",
+                detail: $"'{lastEventId}' is after the newest event of this session ({last.Id}): it did not come from this stream",
+                extensions: new Dictionary<string, object?> { ["field"] = "last_event_id" });
         // Resuming after the terminal event of a finished session: nothing more will come.
         var finished = last.IsTerminal && StreamId.Parse(after).CompareTo(StreamId.Parse(last.Id)) >= 0;
         return new SessionStreamResult(session_id, after, finished, store, signals, options.Value.KeepAlive);

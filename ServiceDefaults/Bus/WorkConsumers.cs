@@ -16,7 +16,9 @@ public sealed class WorkConsumers
     public bool IsEmpty => _registrations.Count == 0;
 
     /// <param name="concurrency">Messages in flight at once in this process, across the three queues.</param>
-    public WorkConsumers Add<TMessage, TConsumer, TDefinition>(WorkQueues queues, int concurrency)
+    /// <param name="deadLettered">Ends the work of a message the broker dead-lettered without its consumer finishing (Redis: too many deliveries).</param>
+    public WorkConsumers Add<TMessage, TConsumer, TDefinition>(WorkQueues queues, int concurrency,
+        Func<IServiceProvider, TMessage, string, Task>? deadLettered = null)
         where TMessage : class
         where TConsumer : class, IConsumer<TMessage>
         where TDefinition : class, IConsumerDefinition<TConsumer>
@@ -27,7 +29,8 @@ public sealed class WorkConsumers
             typeof(TMessage),
             registration => registration.AddConsumer<TConsumer, TDefinition>(),
             (context, endpoint) => endpoint.ConfigureConsumer<TConsumer>(context),
-            (mediator, body, cancellationToken) => mediator.Send(MessageBodies.Deserialize<TMessage>(body), cancellationToken)));
+            (mediator, body, cancellationToken) => mediator.Send(MessageBodies.Deserialize<TMessage>(body), cancellationToken),
+            deadLettered is null ? null : (services, body, reason) => deadLettered(services, MessageBodies.Deserialize<TMessage>(body), reason)));
         return this;
     }
 
@@ -37,5 +40,6 @@ public sealed class WorkConsumers
         Type MessageType,
         Action<IRegistrationConfigurator> Register,
         Action<IRegistrationContext, IReceiveEndpointConfigurator> Configure,
-        Func<IMediator, ReadOnlyMemory<byte>, CancellationToken, Task> SendThroughMediator);
+        Func<IMediator, ReadOnlyMemory<byte>, CancellationToken, Task> SendThroughMediator,
+        Func<IServiceProvider, ReadOnlyMemory<byte>, string, Task>? DeadLettered);
 }

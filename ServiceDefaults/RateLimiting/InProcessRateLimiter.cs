@@ -12,7 +12,7 @@ public sealed class InProcessRateLimiter(IOptions<RateLimitOptions> options, Tim
 
     long Now => clock.GetUtcNow().ToUnixTimeMilliseconds();
 
-    public Task<TimeSpan> TryAcquireAsync(string model, int tokens, CancellationToken cancellationToken)
+    public Task<RateLimitDecision> AcquireAsync(string model, int tokens, CancellationToken cancellationToken)
     {
         var buckets = RateBucket.For(model, options.Value);
         lock (_lock)
@@ -25,18 +25,16 @@ public sealed class InProcessRateLimiter(IOptions<RateLimitOptions> options, Tim
                     wait = Math.Max(wait, until - now);
             }
             if (wait > 0)
-                return Task.FromResult(TimeSpan.FromMilliseconds(Math.Ceiling(wait)));
+                return Task.FromResult(new RateLimitDecision(false, TimeSpan.FromMilliseconds(Math.Ceiling(wait))));
 
-            var levels = buckets.Select(b => Refill(b, now)).ToArray();
-            for (var i = 0; i < buckets.Count; i++)
+            foreach (var bucket in buckets)
             {
-                var need = Math.Min(buckets[i].Cost(tokens), buckets[i].Capacity);
-                if (levels[i] < need)
-                    wait = Math.Max(wait, (need - levels[i]) / buckets[i].PerMillisecond);
+                var level = Refill(bucket, now) - bucket.Cost(tokens);
+                if (level < 0)
+                    wait = Math.Max(wait, -level / bucket.PerMillisecond);
+                _buckets[Key(bucket)] = (level, now);
             }
-            for (var i = 0; i < buckets.Count; i++)
-                _buckets[Key(buckets[i])] = (wait == 0 ? levels[i] - buckets[i].Cost(tokens) : levels[i], now);
-            return Task.FromResult(TimeSpan.FromMilliseconds(Math.Ceiling(wait)));
+            return Task.FromResult(new RateLimitDecision(true, TimeSpan.FromMilliseconds(Math.Ceiling(wait))));
         }
     }
 

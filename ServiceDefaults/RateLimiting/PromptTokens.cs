@@ -16,13 +16,17 @@ public sealed class PromptTokens
     static readonly Lazy<Tokenizer> Fallback = new(() => TiktokenTokenizer.CreateForEncoding("o200k_base"));
     readonly ConcurrentDictionary<string, Tokenizer> _byModel = new();
 
+    const int MaxCachedModels = 64; // model names come from clients: the cache must not grow without bound
+
     public int Count(string model, IEnumerable<string> messages)
     {
-        var tokenizer = _byModel.GetOrAdd(model, m =>
+        if (!_byModel.TryGetValue(model, out var tokenizer))
         {
-            try { return TiktokenTokenizer.CreateForModel(m); }
-            catch (NotSupportedException) { return Fallback.Value; }
-        });
+            try { tokenizer = TiktokenTokenizer.CreateForModel(model); }
+            catch (NotSupportedException) { tokenizer = Fallback.Value; }
+            if (_byModel.Count < MaxCachedModels)
+                _byModel.TryAdd(model, tokenizer);
+        }
         return messages.Sum(m => tokenizer.CountTokens(m) + PerMessage) + ReplyPriming;
     }
 }

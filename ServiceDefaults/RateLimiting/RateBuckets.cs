@@ -38,13 +38,19 @@ public sealed record RateBucket(string Scope, string Kind, double PerMinute, dou
     public double Cost(int tokens) => Kind == "requests" ? 1 : tokens;
 }
 
+public readonly record struct RateLimitDecision(bool Reserved, TimeSpan Wait);
+
 public sealed record RateLimitLevel(string Scope, string Kind, double LimitPerMinute, double Available, double Capacity, DateTimeOffset? PausedUntil);
 
 /// <summary>The provider's limits, held for the whole cluster.</summary>
 public interface IRateLimiter
 {
-    /// <summary>Takes one request and <paramref name="tokens"/> tokens from every bucket of the model when all have them; else how long to wait.</summary>
-    Task<TimeSpan> TryAcquireAsync(string model, int tokens, CancellationToken cancellationToken);
+    /// <summary>
+    /// Reserves one request and <paramref name="tokens"/> tokens in every bucket of the model (GCRA-style: the
+    /// buckets may go into debt, which makes later callers wait longer, first come first served). Reserved: go
+    /// after <see cref="RateLimitDecision.Wait"/>. Not reserved (the provider paused the model): ask again after it.
+    /// </summary>
+    Task<RateLimitDecision> AcquireAsync(string model, int tokens, CancellationToken cancellationToken);
 
     /// <summary>Corrects the token buckets once the provider reported the real usage.</summary>
     Task SettleAsync(string model, int reservedTokens, int usedTokens, CancellationToken cancellationToken);

@@ -14,60 +14,56 @@ public sealed class RedisRateLimiter(IConnectionMultiplexer redis, IOptions<Rate
     static RedisKey PauseKey(string scope) => $"{Prefix}pause:{scope}";
     static readonly RedisKey Pauses = Prefix + "pauses";
 
-    // KEYS: the two pause keys, then one key per bucket. ARGV: now, then capacity, rate per ms, cost per bucket.
-    const string AcquireScript = """
-        local now = tonumber(ARGV[1])
+    // Time comes from Redis itself, so workers with skewed clocks share one timeline.
+    const string Clock = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        """;
+
+    // KEYS: the two pause keys, then one key per bucket. ARGV: capacity, rate per ms, cost per bucket.
+    const string AcquireScript = Clock + """
         local wait = 0
         for i = 1, 2 do
           local paused = tonumber(redis.call('GET', KEYS[i]) or '0')
           if paused > now then wait = math.max(wait, paused - now) end
         end
-        if wait > 0 then return math.ceil(wait) end
-        local levels = {}
+        if wait > 0 then return {0, math.ceil(wait)} end
         for i = 3, #KEYS do
-          local a = 2 + (i - 3) * 3
+          local a = (i - 3) * 3 + 1
           local capacity, rate, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
           local bucket = redis.call('HMGET', KEYS[i], 'level', 'at')
           local level = tonumber(bucket[1]) or capacity
           local at = tonumber(bucket[2]) or now
-          level = math.min(capacity, level + math.max(0, now - at) * rate)
-          levels[i] = level
-          local need = math.min(cost, capacity)
-          if level < need then wait = math.max(wait, (need - level) / rate) end
-        end
-        for i = 3, #KEYS do
-          local a = 2 + (i - 3) * 3
-          local level = levels[i]
-          if wait == 0 then level = level - tonumber(ARGV[a + 2]) end
-          redis.call('HSET', KEYS[i], 'level', tostring(level), 'at', ARGV[1])
+          level = math.min(capacity, level + math.max(0, now - at) * rate) - cost
+          if level < 0 then wait = math.max(wait, -level / rate) end
+          redis.call('HSET', KEYS[i], 'level', tostring(level), 'at', now)
           redis.call('PEXPIRE', KEYS[i], 3600000)
         end
-        return math.ceil(wait)
+        return {1, math.ceil(wait)}
         """;
 
-    // KEYS: token buckets. ARGV: now, delta (used − reserved), then capacity and rate per bucket.
-    const string SettleScript = """
-        local now = tonumber(ARGV[1])
-        local delta = tonumber(ARGV[2])
+    // KEYS: token buckets. ARGV: delta (used − reserved), then capacity and rate per bucket.
+    const string SettleScript = Clock + """
+        local delta = tonumber(ARGV[1])
         for i = 1, #KEYS do
-          local capacity, rate = tonumber(ARGV[1 + i * 2]), tonumber(ARGV[2 + i * 2])
+          local capacity, rate = tonumber(ARGV[i * 2]), tonumber(ARGV[i * 2 + 1])
           local bucket = redis.call('HMGET', KEYS[i], 'level', 'at')
           local level = tonumber(bucket[1]) or capacity
           local at = tonumber(bucket[2]) or now
           level = math.min(capacity, level + math.max(0, now - at) * rate - delta)
-          redis.call('HSET', KEYS[i], 'level', tostring(level), 'at', ARGV[1])
+          redis.call('HSET', KEYS[i], 'level', tostring(level), 'at', now)
           redis.call('PEXPIRE', KEYS[i], 3600000)
         end
         return 1
         """;
 
-    // A pause only ever grows: two 429s do not shorten each other.
-    const string PauseScript = """
-        local until_ms = tonumber(ARGV[1])
+    // A pause only ever grows: two 429s do not shorten each other. ARGV: duration ms, model.
+    const string PauseScript = Clock + """
+        local until_ms = now + tonumber(ARGV[1])
         local current = tonumber(redis.call('GET', KEYS[1]) or '0')
         if until_ms > current then
-          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-          redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+          redis.call('SET', KEYS[1], until_ms, 'PX', ARGV[1])
+          redis.call('HSET', KEYS[2], ARGV[2], until_ms)
         end
         return 1
         """;
@@ -75,18 +71,18 @@ public sealed class RedisRateLimiter(IConnectionMultiplexer redis, IOptions<Rate
     IDatabase Db => redis.GetDatabase();
     long Now => clock.GetUtcNow().ToUnixTimeMilliseconds();
 
-    public async Task<TimeSpan> TryAcquireAsync(string model, int tokens, CancellationToken cancellationToken)
+    public async Task<RateLimitDecision> AcquireAsync(string model, int tokens, CancellationToken cancellationToken)
     {
         var buckets = RateBucket.For(model, options.Value);
         var keys = new List<RedisKey> { PauseKey("global"), PauseKey("model:" + model) };
-        var args = new List<RedisValue> { Now };
+        var args = new List<RedisValue>();
         foreach (var bucket in buckets)
         {
             keys.Add(BucketKey(bucket));
             args.AddRange([Number(bucket.Capacity), Number(bucket.PerMillisecond), Number(bucket.Cost(tokens))]);
         }
-        var wait = (long)await Db.ScriptEvaluateAsync(AcquireScript, [.. keys], [.. args]);
-        return TimeSpan.FromMilliseconds(wait);
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(AcquireScript, [.. keys], [.. args]))!;
+        return new RateLimitDecision((long)result[0] == 1, TimeSpan.FromMilliseconds((long)result[1]));
     }
 
     public async Task SettleAsync(string model, int reservedTokens, int usedTokens, CancellationToken cancellationToken)
@@ -94,7 +90,7 @@ public sealed class RedisRateLimiter(IConnectionMultiplexer redis, IOptions<Rate
         var buckets = RateBucket.For(model, options.Value).Where(b => b.Kind == "tokens").ToList();
         if (buckets.Count == 0 || reservedTokens == usedTokens)
             return;
-        var args = new List<RedisValue> { Now, usedTokens - reservedTokens };
+        var args = new List<RedisValue> { usedTokens - reservedTokens };
         foreach (var bucket in buckets)
             args.AddRange([Number(bucket.Capacity), Number(bucket.PerMillisecond)]);
         await Db.ScriptEvaluateAsync(SettleScript, [.. buckets.Select(BucketKey)], [.. args]);
@@ -102,8 +98,7 @@ public sealed class RedisRateLimiter(IConnectionMultiplexer redis, IOptions<Rate
 
     public async Task PauseAsync(string model, TimeSpan duration, CancellationToken cancellationToken)
     {
-        var until = Now + (long)duration.TotalMilliseconds;
-        await Db.ScriptEvaluateAsync(PauseScript, [PauseKey("model:" + model), Pauses], [until, Math.Max(1, (long)duration.TotalMilliseconds), model]);
+        await Db.ScriptEvaluateAsync(PauseScript, [PauseKey("model:" + model), Pauses], [Math.Max(1, (long)duration.TotalMilliseconds), model]);
     }
 
     public async Task SetWaitingAsync(string taskId, DateTimeOffset? until, CancellationToken cancellationToken)

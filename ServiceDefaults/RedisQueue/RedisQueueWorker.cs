@@ -19,6 +19,7 @@ internal sealed class RedisQueueWorker(
     RedisWorkQueue queue,
     IConnectionMultiplexer redis,
     IMediator mediator,
+    IServiceProvider services,
     IOptions<WorkerOptions> options,
     ILogger<RedisQueueWorker> logger) : BackgroundService
 {
@@ -108,9 +109,18 @@ internal sealed class RedisQueueWorker(
             if (fetched >= count)
                 break;
             var want = fair ? 1 : count - fetched;
-            var entries = reclaim
-                ? await queue.ReclaimAsync(names[level], level, _consumer, ClaimIdle, want, options.Value.MaxDeliveries)
-                : await queue.ReadNewAsync(names[level], level, _consumer, want);
+            IReadOnlyList<QueueEntry> entries;
+            if (reclaim)
+            {
+                var (claimed, dead) = await queue.ReclaimAsync(names[level], level, _consumer, ClaimIdle, want, options.Value.MaxDeliveries);
+                foreach (var entry in dead)
+                    await EndTask(entry, $"the message was delivered more than {options.Value.MaxDeliveries} times (MAX_DELIVERIES) and its workers stopped each time");
+                entries = claimed;
+            }
+            else
+            {
+                entries = await queue.ReadNewAsync(names[level], level, _consumer, want);
+            }
             foreach (var entry in entries)
             {
                 if (reclaim)
@@ -163,22 +173,42 @@ internal sealed class RedisQueueWorker(
             if (entry.Type != MessageBodies.TypeName(registration.MessageType))
                 throw new UndecodableMessageException($"unknown message type '{entry.Type}' on queue '{entry.Queue}'");
             await registration.SendThroughMediator(mediator, entry.Body, CancellationToken.None);
-            await queue.AckAsync(entry);
         }
         catch (UndecodableMessageException e)
         {
             logger.LogError("Message {EntryId} on {Queue} cannot be decoded; dead-lettered: {Reason}", entry.EntryId, entry.Queue, e.Message);
             await DeadLetter(entry, "undecodable message: " + e.Message);
+            return;
+        }
+        catch (RedisException e)
+        {
+            // Redis itself failed: left pending, the message is delivered again (MAX_DELIVERIES still bounds it).
+            logger.LogWarning("Message {EntryId} on {Queue} left pending, Redis failed: {Reason}", entry.EntryId, entry.Queue, e.Message);
+            return;
         }
         catch (Exception e)
         {
+            // The consumer already ended the task (failed) before giving up on the message.
             logger.LogError(e, "Message {EntryId} on {Queue} failed after its retries; dead-lettered", entry.EntryId, entry.Queue);
             await DeadLetter(entry, $"{e.GetType().Name}: {e.Message}");
+            return;
         }
         finally
         {
             await renewal.CancelAsync();
             await renewing;
+        }
+
+        // Outside the try: a failed acknowledgement must not dead-letter a message that succeeded.
+        try
+        {
+            if (!await queue.AckAsync(entry, _consumer))
+                logger.LogWarning("Message {EntryId} was taken over by another worker before its acknowledgement", entry.EntryId);
+        }
+        catch (RedisException e)
+        {
+            // Not acknowledged: delivered again later, and the consumer's idempotency makes that harmless.
+            logger.LogWarning("Could not acknowledge {EntryId}: {Reason}", entry.EntryId, e.Message);
         }
     }
 
@@ -186,12 +216,28 @@ internal sealed class RedisQueueWorker(
     {
         try
         {
-            await queue.DeadLetterAsync(entry, reason);
+            await queue.DeadLetterAsync(entry, reason, _consumer);
         }
         catch (RedisException e)
         {
             // Left pending: another delivery will follow, and MAX_DELIVERIES still bounds it.
             logger.LogError("Could not dead-letter {EntryId}: {Reason}", entry.EntryId, e.Message);
+        }
+    }
+
+    /// <summary>A message that went to the dead letters without its consumer running to the end: its task ends too.</summary>
+    async Task EndTask(QueueEntry entry, string reason)
+    {
+        logger.LogError("Message {EntryId} on {Queue} dead-lettered: {Reason}", entry.EntryId, entry.Queue, reason);
+        if (registration.DeadLettered is null)
+            return;
+        try
+        {
+            await registration.DeadLettered(services, entry.Body, reason);
+        }
+        catch (Exception e) when (e is UndecodableMessageException or RedisException)
+        {
+            logger.LogError("The task of dead-lettered message {EntryId} could not be ended: {Reason}", entry.EntryId, e.Message);
         }
     }
 

@@ -26,16 +26,22 @@ public sealed class RedisWorkQueue(IConnectionMultiplexer redis)
         return id
         """;
 
+    // Acknowledges only an entry this consumer still owns: after a takeover, the new owner decides.
     const string AckScript = """
+        local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+        if not pending[1] or pending[1][2] ~= ARGV[3] then return 0 end
         redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-        return redis.call('XDEL', KEYS[1], ARGV[2])
+        redis.call('XDEL', KEYS[1], ARGV[2])
+        return 1
         """;
 
     // Moves one entry to the dead letters with the reason, atomically with its removal from the work stream.
     const string DeadLetterScript = """
+        local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+        if not pending[1] or pending[1][2] ~= ARGV[6] then return 0 end
         local entries = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
-        local fields = {}
-        if entries[1] then fields = entries[1][2] end
+        if not entries[1] then return 0 end
+        local fields = entries[1][2]
         table.insert(fields, 'queue'); table.insert(fields, ARGV[4])
         table.insert(fields, 'entry'); table.insert(fields, ARGV[2])
         table.insert(fields, 'error'); table.insert(fields, ARGV[3])
@@ -46,10 +52,13 @@ public sealed class RedisWorkQueue(IConnectionMultiplexer redis)
         return 1
         """;
 
-    // Takes over entries idle longer than the claim time; those delivered too often go to the dead letters instead.
+    // Takes over entries idle longer than the claim time, scanning on from the cursor; those delivered too
+    // often go to the dead letters instead. Returns the next cursor, the claimed entries and the dead-lettered ones.
     const string ReclaimScript = """
-        local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])[2]
+        local reply = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[8], 'COUNT', ARGV[4])
+        local claimed = reply[2]
         local result = {}
+        local dead = {}
         for _, entry in ipairs(claimed) do
           local id = entry[1]
           local pending = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
@@ -64,11 +73,12 @@ public sealed class RedisWorkQueue(IConnectionMultiplexer redis)
             redis.call('XADD', KEYS[2], '*', unpack(fields))
             redis.call('XACK', KEYS[1], ARGV[1], id)
             redis.call('XDEL', KEYS[1], id)
+            table.insert(dead, entry)
           else
             table.insert(result, entry)
           end
         end
-        return result
+        return {reply[1], result, dead}
         """;
 
     // Keeps a long job's claim fresh, but only while this consumer still owns it.
@@ -119,21 +129,34 @@ public sealed class RedisWorkQueue(IConnectionMultiplexer redis)
         return [.. entries.Select(e => ToEntry(queue, level, e.Id!, e.Values))];
     }
 
-    public async Task<IReadOnlyList<QueueEntry>> ReclaimAsync(string queue, int level, string consumer, TimeSpan minIdle, int count, int maxDeliveries)
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _reclaimCursors = new();
+
+    /// <summary>Claimed entries to run, and entries that went to the dead letters for too many deliveries.</summary>
+    public async Task<(IReadOnlyList<QueueEntry> Claimed, IReadOnlyList<QueueEntry> DeadLettered)> ReclaimAsync(
+        string queue, int level, string consumer, TimeSpan minIdle, int count, int maxDeliveries)
     {
         RedisResult result;
+        var cursor = _reclaimCursors.GetValueOrDefault(queue, "0-0");
         try
         {
             result = await Db.ScriptEvaluateAsync(ReclaimScript, [StreamKey(queue), DeadLetters],
-                [Group, consumer, (long)minIdle.TotalMilliseconds, count, maxDeliveries, queue, Now()]);
+                [Group, consumer, (long)minIdle.TotalMilliseconds, count, maxDeliveries, queue, Now(), cursor]);
         }
         catch (RedisServerException e) when (e.Message.Contains("NOGROUP", StringComparison.Ordinal))
         {
             await EnsureGroupAsync(queue);
-            return [];
+            return ([], []);
         }
+        var parts = (RedisResult[])result!;
+        // Scan on from where the last call stopped, so entries behind long-running jobs are reached too.
+        _reclaimCursors[queue] = parts[0].ToString();
+        return (Entries(queue, level, (RedisResult[])parts[1]!), Entries(queue, level, (RedisResult[])parts[2]!));
+    }
+
+    static List<QueueEntry> Entries(string queue, int level, RedisResult[] entries)
+    {
         var list = new List<QueueEntry>();
-        foreach (var entry in (RedisResult[])result!)
+        foreach (var entry in entries)
         {
             var parts = (RedisResult[])entry!;
             var fields = (RedisResult[])parts[1]!;
@@ -145,11 +168,12 @@ public sealed class RedisWorkQueue(IConnectionMultiplexer redis)
         return list;
     }
 
-    public Task AckAsync(QueueEntry entry) =>
-        Db.ScriptEvaluateAsync(AckScript, [StreamKey(entry.Queue)], [Group, entry.EntryId]);
+    /// <summary>False when another consumer owns the entry now (it was taken over).</summary>
+    public async Task<bool> AckAsync(QueueEntry entry, string consumer) =>
+        (long)await Db.ScriptEvaluateAsync(AckScript, [StreamKey(entry.Queue)], [Group, entry.EntryId, consumer]) == 1;
 
-    public Task DeadLetterAsync(QueueEntry entry, string reason) =>
-        Db.ScriptEvaluateAsync(DeadLetterScript, [StreamKey(entry.Queue), DeadLetters], [Group, entry.EntryId, reason, entry.Queue, Now()]);
+    public async Task<bool> DeadLetterAsync(QueueEntry entry, string reason, string consumer) =>
+        (long)await Db.ScriptEvaluateAsync(DeadLetterScript, [StreamKey(entry.Queue), DeadLetters], [Group, entry.EntryId, reason, entry.Queue, Now(), consumer]) == 1;
 
     public async Task<bool> RenewAsync(QueueEntry entry, string consumer) =>
         (long)await Db.ScriptEvaluateAsync(RenewScript, [StreamKey(entry.Queue)], [Group, consumer, entry.EntryId]) == 1;

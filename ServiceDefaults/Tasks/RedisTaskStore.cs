@@ -155,10 +155,17 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         };
     }
 
+    // Only on a task that still exists: HSET on an expired hash would recreate it without fields or TTL.
+    const string SetRateLimitedScript = """
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        if ARGV[1] == '' then redis.call('HDEL', KEYS[1], 'rate_limited_until')
+        else redis.call('HSET', KEYS[1], 'rate_limited_until', ARGV[1]) end
+        return 1
+        """;
+
     public Task SetRateLimitedUntilAsync(string taskId, DateTimeOffset? until, CancellationToken cancellationToken) =>
-        until is { } u
-            ? Db.HashSetAsync(TaskKey(taskId), "rate_limited_until", u.ToUnixTimeMilliseconds(), When.Always)
-            : Db.HashDeleteAsync(TaskKey(taskId), "rate_limited_until");
+        Db.ScriptEvaluateAsync(SetRateLimitedScript, [TaskKey(taskId)],
+            [until is { } u ? u.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture) : ""]);
 
     public async Task<IReadOnlyList<StreamEntry>> ReadAsync(string sessionId, string afterId, int count, CancellationToken cancellationToken)
     {

@@ -11,8 +11,9 @@ namespace LlmStream.Tests.EndToEnd;
 /// </summary>
 public sealed class Cluster_rate_limit
 {
-    const double Rpm = 240;            // 4 requests/s
-    const double Tpm = 6000;           // 100 tokens/s
+    const double Rpm = 240;            // 4 requests/s, all models
+    const double GlobalTpm = 60_000;   // high enough not to bind in the request scenario
+    const double Tpm = 6000;           // 100 tokens/s for token-model
     const double Burst = 0.5;          // seconds of rate usable at once
     const double SlowModelRpm = 60;    // 1 request/s for one model
     static readonly TimeSpan Window = TimeSpan.FromSeconds(2);
@@ -27,10 +28,11 @@ public sealed class Cluster_rate_limit
         {
             ["CHAT_CONCURRENCY"] = "16",
             ["LLM_RPM"] = Rpm.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["LLM_TPM"] = Tpm.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["LLM_MODEL_LIMITS"] = $"slow-model={SlowModelRpm}/0",
+            ["LLM_TPM"] = GlobalTpm.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["LLM_MODEL_LIMITS"] = $"slow-model={SlowModelRpm}/0,token-model=0/{Tpm}",
             ["RATE_LIMIT_BURST_SECONDS"] = Burst.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["LLM_EXPECTED_COMPLETION_TOKENS"] = "0",
+            // Reserved before each call beside the counted prompt; the replies here are 50 tokens long at most.
+            ["LLM_EXPECTED_COMPLETION_TOKENS"] = "50",
             ["RETRY_BASE_MS"] = "100",
         });
         _http = _cluster.Client();
@@ -92,7 +94,7 @@ public sealed class Cluster_rate_limit
         _cluster.Provider.Behavior.Reply = _ => reply;
         var tasks = new List<string>();
         for (var i = 0; i < 12; i++)
-            tasks.Add((await _cluster.PostChatAsync(_http, new { message = $"tpm {i}" })).TaskId);
+            tasks.Add((await _cluster.PostChatAsync(_http, new { message = $"tpm {i}", model = "token-model" })).TaskId);
         foreach (var taskId in tasks)
             Assert.That((await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(60))).GetProperty("status").GetString(), Is.EqualTo("completed"));
 

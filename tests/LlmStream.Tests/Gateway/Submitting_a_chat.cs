@@ -88,6 +88,8 @@ public sealed class Submitting_a_chat
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
         var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
         Assert.That(problem.GetProperty("field").GetString(), Is.EqualTo("last_event_id"));
+        var future = await _http.GetAsync($"/stream/{accepted.GetProperty("session_id").GetString()}?last_event_id=99999999999999-0");
+        Assert.That(future.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), "an id after the newest event did not come from this stream");
     }
 
     [Test]

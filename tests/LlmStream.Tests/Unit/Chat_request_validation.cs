@@ -39,6 +39,7 @@ public sealed class Chat_request_validation
     [TestCase("""{"message":"x","session_id":7}""", "session_id", "must be a string, not a number")]
     [TestCase("""{"message":"x","model":""}""", "model", "must not be blank")]
     [TestCase("""{"message":"x","prority":1}""", "prority", "unknown field")]
+    [TestCase("""{"message":"\ud800"}""", "message", "is not valid text")]
     public void Names_the_field_that_is_wrong(string json, string field, string message)
     {
         var (request, errors) = Parse(json);
