@@ -95,7 +95,7 @@ public sealed class ChatRequestedConsumer(
         {
             var client = models.For(request.Model);
             var tokens = new TokenAppender(store, request.TaskId, request.SessionId, attempt.Value);
-            await foreach (var update in client.GetStreamingResponseAsync(messages, cancellationToken: limit.Token))
+            await foreach (var update in client.GetStreamingResponseAsync(messages, Options(request), limit.Token))
             {
                 var token = update.Text;
                 if (token.Length > 0)
@@ -240,8 +240,21 @@ public sealed class ChatRequestedConsumer(
         }, StreamEvents.Error(request.TaskId, attempt, reason), CancellationToken.None);
     }
 
+    static ChatOptions? Options(ChatRequested request) =>
+        request is { Temperature: null, TopP: null, MaxTokens: null, Stop: null }
+            ? null
+            : new ChatOptions
+            {
+                Temperature = request.Temperature,
+                TopP = request.TopP,
+                MaxOutputTokens = request.MaxTokens,
+                StopSequences = request.Stop is null ? null : [.. request.Stop],
+            };
+
     static List<ChatMessage> Messages(ChatRequested request)
     {
+        if (request.Conversation is { Count: > 0 } conversation)
+            return [.. conversation.Select(turn => new ChatMessage(new ChatRole(turn.Role), turn.Content))];
         var messages = new List<ChatMessage>(2);
         if (!string.IsNullOrWhiteSpace(request.SystemPrompt))
             messages.Add(new ChatMessage(ChatRole.System, request.SystemPrompt));

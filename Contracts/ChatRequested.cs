@@ -15,4 +15,15 @@ public sealed record ChatRequested
     public int Priority { get; init; }
     public string? UserId { get; init; }
     public DateTimeOffset AcceptedAt { get; init; }
+
+    /// <summary>The whole conversation (OpenAI-compatible requests). When set, it replaces Message and SystemPrompt.</summary>
+    public IReadOnlyList<ChatTurn>? Conversation { get; init; }
+
+    public float? Temperature { get; init; }
+    public float? TopP { get; init; }
+    public int? MaxTokens { get; init; }
+    public IReadOnlyList<string>? Stop { get; init; }
 }
+
+/// <summary>One message of a conversation: role (system, user, assistant) and its text.</summary>
+public sealed record ChatTurn(string Role, string Content);

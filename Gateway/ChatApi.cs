@@ -34,8 +34,7 @@ public static class ChatApi
         DateTimeOffset? RateLimitedUntil);
 
     static async Task<Results<Accepted<ChatAccepted>, ValidationProblem, ProblemHttpResult>> PostChat(
-        HttpRequest http, ITaskStore store, IWorkDispatcher dispatcher,
-        IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock, ILogger<ChatRequest> logger)
+        HttpRequest http, ChatIntake intake, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
     {
         var (body, problem) = await JsonBody.ReadObjectAsync(http, gateway.Value.MaxRequestBytes, http.HttpContext.RequestAborted);
         if (problem is not null)
@@ -44,60 +43,27 @@ public static class ChatApi
         if (request is null)
             return TypedResults.ValidationProblem(errors, detail: "invalid field(s): " + string.Join(", ", errors.Keys));
 
-        var priority = request.Priority ?? 0;
-        var queue = WorkQueues.Chat.QueueFor(priority);
-        var task = new TaskRecord
+        var message = new ChatRequested
         {
             TaskId = Ids.New(),
             SessionId = request.SessionId ?? Ids.New(),
-            State = TaskState.Queued,
+            Message = request.Message,
             Model = request.Model ?? models.Value.LlmModel,
-            Priority = priority,
+            SystemPrompt = request.SystemPrompt,
+            Priority = request.Priority ?? 0,
             UserId = request.UserId,
-            CreatedAt = clock.GetUtcNow(),
+            AcceptedAt = clock.GetUtcNow(),
         };
-
-        // From here on the request is accepted or visibly failed, whatever the client does with its connection.
-        try
+        return await intake.SubmitAsync(message) switch
         {
-            var created = await store.CreateAsync(task, StreamEvents.Queued(task.TaskId, task.Model, priority, queue), CancellationToken.None);
-            if (created != CreateResult.Created)
-                return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Session busy",
-                    detail: $"session '{task.SessionId}' already has a task that has not ended; wait for its done, error or cancelled event, or cancel it",
-                    extensions: new Dictionary<string, object?> { ["field"] = "session_id" });
-        }
-        catch (RedisException e)
-        {
-            logger.LogError(e, "Task store unavailable; chat not accepted");
-            return Unavailable(http.HttpContext.Response, "the task store (Redis) is unavailable; nothing was queued");
-        }
-
-        try
-        {
-            await dispatcher.DispatchAsync(new ChatRequested
-            {
-                TaskId = task.TaskId,
-                SessionId = task.SessionId,
-                Message = request.Message,
-                Model = task.Model,
-                SystemPrompt = request.SystemPrompt,
-                Priority = priority,
-                UserId = request.UserId,
-                AcceptedAt = task.CreatedAt,
-            }, WorkQueues.Chat, priority, CancellationToken.None);
-        }
-        catch (BrokerUnavailableException e)
-        {
-            logger.LogError(e, "Broker unavailable; task {TaskId} not queued", task.TaskId);
-            const string reason = "the message broker is unavailable; the request was not queued";
-            await store.FinishAsync(new TaskOutcome { TaskId = task.TaskId, SessionId = task.SessionId, State = TaskState.Failed, Error = reason },
-                StreamEvents.Error(task.TaskId, null, reason), CancellationToken.None);
-            return Unavailable(http.HttpContext.Response, reason);
-        }
-
-        logger.LogInformation("Queued task {TaskId} for session {SessionId} on {Queue}", task.TaskId, task.SessionId, queue);
-        return TypedResults.Accepted($"/chat/{task.TaskId}",
-            new ChatAccepted("queued", task.TaskId, task.SessionId, StreamApi.StreamUrl(task.SessionId), $"/chat/{task.TaskId}", queue));
+            IntakeOutcome.Accepted => TypedResults.Accepted($"/chat/{message.TaskId}", new ChatAccepted("queued", message.TaskId, message.SessionId,
+                StreamApi.StreamUrl(message.SessionId), $"/chat/{message.TaskId}", WorkQueues.Chat.QueueFor(message.Priority))),
+            IntakeOutcome.SessionBusy => TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Session busy",
+                detail: $"session '{message.SessionId}' already has a task that has not ended; wait for its done, error or cancelled event, or cancel it",
+                extensions: new Dictionary<string, object?> { ["field"] = "session_id" }),
+            IntakeOutcome.StoreUnavailable => Unavailable(http.HttpContext.Response, ChatIntake.StoreDown),
+            _ => Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown),
+        };
     }
 
     static async Task<Results<Ok<ChatStatus>, ProblemHttpResult>> GetChat(string task_id, ITaskStore store, CancellationToken cancellationToken)

@@ -32,6 +32,7 @@ public static class GatewayExtensions
         });
         builder.AddStreamWakeUps();
 
+        builder.Services.AddSingleton<ChatIntake>();
         builder.Services.AddProblemDetails();
         builder.Services.ConfigureHttpJsonOptions(json =>
         {

@@ -16,6 +16,7 @@ app.MapDefaultEndpoints();
 app.MapChatApi();
 app.MapStreamApi();
 app.MapStatsApi();
+app.MapOpenAiApi();
 app.MapGatewayDocs();
 
 return app.RunService();

@@ -1,0 +1,182 @@
+using System.Text.Json;
+using LlmStream.ServiceDefaults.Tasks;
+
+namespace LlmStream.Gateway;
+
+/// <summary>Turns a task's stream events into OpenAI's chat.completion / chat.completion.chunk wire format.</summary>
+public sealed class CompletionWriter(string id, long created, string model)
+{
+    static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
+
+    /// <summary>role chunk, one chunk per token, the finish_reason chunk, the usage chunk when asked for, [DONE].</summary>
+    public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, bool includeUsage)
+    {
+        var response = http.Response;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        await Chunk(response, w => { w.WriteString("role", "assistant"); w.WriteString("content", ""); }, null);
+
+        var tokensSent = false;
+        try
+        {
+            await foreach (var entry in events)
+            {
+                using var data = JsonDocument.Parse(entry.Data);
+                var root = data.RootElement;
+                switch (entry.Type)
+                {
+                    case StreamEventTypes.Started when root.GetProperty("attempt").GetInt32() > 1 && tokensSent:
+                        // A retry after tokens went out cannot be expressed in this format: say so instead of mixing two answers.
+                        await ErrorEvent(response, "the provider failed mid-answer and the request is being retried; repeat the request");
+                        return;
+                    case StreamEventTypes.Token:
+                        tokensSent = true;
+                        var text = root.GetProperty("text").GetString();
+                        await Chunk(response, w => w.WriteString("content", text), null);
+                        break;
+                    case StreamEventTypes.Done:
+                        var finish = root.TryGetProperty("finish_reason", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString()! : "stop";
+                        await Chunk(response, _ => { }, finish);
+                        if (includeUsage && root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
+                            await UsageChunk(response, usage);
+                        await response.Body.WriteAsync(Done);
+                        await response.Body.FlushAsync();
+                        return;
+                    case StreamEventTypes.Error:
+                        await ErrorEvent(response, root.GetProperty("error").GetString()!);
+                        return;
+                    case StreamEventTypes.Cancelled:
+                        await ErrorEvent(response, "the request was cancelled");
+                        return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            // The client left; the generation goes on (DELETE /chat/{task_id} cancels it).
+        }
+    }
+
+    /// <summary>Waits (asynchronously) for the task's end, then answers with the whole chat.completion.</summary>
+    public async Task WriteWholeAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, ITaskStore store, string taskId)
+    {
+        StreamEntry? last = null;
+        try
+        {
+            await foreach (var entry in events)
+                last = entry;
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
+        var task = await store.GetAsync(taskId, CancellationToken.None);
+        if (last?.Type != StreamEventTypes.Done || task is null)
+        {
+            var reason = task?.Error ?? (task?.State == TaskState.Cancelled ? "the request was cancelled" : "the task ended without an answer");
+            await OpenAiError.WriteAsync(http, task?.State == TaskState.Cancelled ? StatusCodes.Status409Conflict : StatusCodes.Status502BadGateway,
+                reason, null, "server_error");
+            return;
+        }
+
+        http.Response.ContentType = "application/json";
+        await using var w = new Utf8JsonWriter(http.Response.Body);
+        w.WriteStartObject();
+        w.WriteString("id", id);
+        w.WriteString("object", "chat.completion");
+        w.WriteNumber("created", created);
+        w.WriteString("model", model);
+        w.WriteStartArray("choices");
+        w.WriteStartObject();
+        w.WriteNumber("index", 0);
+        w.WriteStartObject("message");
+        w.WriteString("role", "assistant");
+        w.WriteString("content", task.Result);
+        w.WriteNull("refusal");
+        w.WriteEndObject();
+        w.WriteNull("logprobs");
+        w.WriteString("finish_reason", task.FinishReason ?? "stop");
+        w.WriteEndObject();
+        w.WriteEndArray();
+        if (task.Usage is { } usage)
+        {
+            w.WriteStartObject("usage");
+            w.WriteNumber("prompt_tokens", usage.PromptTokens);
+            w.WriteNumber("completion_tokens", usage.CompletionTokens);
+            w.WriteNumber("total_tokens", usage.TotalTokens);
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+    }
+
+    async Task Chunk(HttpResponse response, Action<Utf8JsonWriter> delta, string? finishReason)
+    {
+        await Event(response, w =>
+        {
+            Head(w);
+            w.WriteStartArray("choices");
+            w.WriteStartObject();
+            w.WriteNumber("index", 0);
+            w.WriteStartObject("delta");
+            delta(w);
+            w.WriteEndObject();
+            w.WriteNull("logprobs");
+            if (finishReason is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finishReason);
+            w.WriteEndObject();
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
+    }
+
+    Task UsageChunk(HttpResponse response, JsonElement usage) => Event(response, w =>
+    {
+        Head(w);
+        w.WriteStartArray("choices");
+        w.WriteEndArray();
+        w.WritePropertyName("usage");
+        usage.WriteTo(w);
+        w.WriteEndObject();
+    });
+
+    async Task ErrorEvent(HttpResponse response, string message)
+    {
+        await Event(response, w =>
+        {
+            w.WriteStartObject();
+            w.WriteStartObject("error");
+            w.WriteString("message", message);
+            w.WriteString("type", "server_error");
+            w.WriteNull("param");
+            w.WriteNull("code");
+            w.WriteEndObject();
+            w.WriteEndObject();
+        });
+        await response.Body.WriteAsync(Done);
+        await response.Body.FlushAsync();
+    }
+
+    void Head(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteString("id", id);
+        w.WriteString("object", "chat.completion.chunk");
+        w.WriteNumber("created", created);
+        w.WriteString("model", model);
+        w.WriteNull("system_fingerprint");
+    }
+
+    static async Task Event(HttpResponse response, Action<Utf8JsonWriter> write)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
+        "data: "u8.CopyTo(buffer.GetSpan(6));
+        buffer.Advance(6);
+        using (var w = new Utf8JsonWriter(buffer))
+            write(w);
+        "\n\n"u8.CopyTo(buffer.GetSpan(2));
+        buffer.Advance(2);
+        await response.Body.WriteAsync(buffer.WrittenMemory);
+        await response.Body.FlushAsync();
+    }
+}

@@ -1,0 +1,131 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using LlmStream.Contracts;
+using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.RateLimiting;
+using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Tasks;
+using Microsoft.Extensions.Options;
+
+namespace LlmStream.Gateway;
+
+/// <summary>
+/// /v1: the OpenAI chat-completions API in front of the queue, so any OpenAI SDK gets queueing, priority and
+/// the cluster's rate limits. Requests go through the bus and the workers like /chat; the answer is read from
+/// the task's stream and written in OpenAI's exact wire format.
+/// </summary>
+public static class OpenAiApi
+{
+    public static IEndpointRouteBuilder MapOpenAiApi(this IEndpointRouteBuilder app)
+    {
+        var v1 = app.MapGroup("/v1").WithTags("OpenAI-compatible");
+        v1.MapGet("/models", ListModels).WithSummary("Models this gateway serves");
+        v1.MapPost("/chat/completions", CreateChatCompletion)
+            .WithSummary("Create a chat completion (streaming or not), queued with priority (X-Priority header or priority field)");
+        return app;
+    }
+
+    static IResult ListModels(IOptions<ModelOptions> models, IOptions<RateLimitOptions> limits)
+    {
+        var names = new[] { models.Value.LlmModel }.Concat(limits.Value.ParsedModelLimits().Keys).Distinct();
+        return Results.Json(new
+        {
+            @object = "list",
+            data = names.Select(id => new { id, @object = "model", created = 0, owned_by = "llmstream" }),
+        });
+    }
+
+    static async Task CreateChatCompletion(HttpContext http, ChatIntake intake, ITaskStore store, StreamSignals signals,
+        IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
+    {
+        var (body, problem) = await JsonBody.ReadObjectAsync(http.Request, gateway.Value.MaxRequestBytes, http.RequestAborted);
+        if (problem is not null)
+        {
+            await OpenAiError.WriteAsync(http, problem.StatusCode, problem.ProblemDetails.Detail ?? "invalid request body", null);
+            return;
+        }
+        var (request, error) = OpenAiChatRequest.Parse(body, http.Request.Headers["X-Priority"].FirstOrDefault(), models.Value.LlmModel);
+        if (request is null)
+        {
+            await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest, error!.Value.Message, error.Value.Param);
+            return;
+        }
+
+        var message = new ChatRequested
+        {
+            TaskId = Ids.New(),
+            SessionId = Ids.New(),
+            Message = request.Conversation.LastOrDefault(t => t.Role == "user")?.Content ?? request.Conversation[^1].Content,
+            Model = request.Model,
+            Priority = request.Priority,
+            UserId = request.User,
+            AcceptedAt = clock.GetUtcNow(),
+            Conversation = request.Conversation,
+            Temperature = request.Temperature,
+            TopP = request.TopP,
+            MaxTokens = request.MaxTokens,
+            Stop = request.Stop,
+        };
+        switch (await intake.SubmitAsync(message))
+        {
+            case IntakeOutcome.Accepted:
+                break;
+            case IntakeOutcome.StoreUnavailable:
+                http.Response.Headers.RetryAfter = "5";
+                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable, ChatIntake.StoreDown, null, "server_error");
+                return;
+            default:
+                http.Response.Headers.RetryAfter = "5";
+                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable, ChatIntake.BrokerDown, null, "server_error");
+                return;
+        }
+
+        http.Response.Headers["X-LlmStream-Task-Id"] = message.TaskId;
+        var completion = new CompletionWriter($"chatcmpl-{message.TaskId}", clock.GetUtcNow().ToUnixTimeSeconds(), message.Model);
+        var events = Follow(store, signals, message.SessionId, http.RequestAborted);
+        if (request.Stream)
+            await completion.StreamAsync(http, events, request.IncludeUsage);
+        else
+            await completion.WriteWholeAsync(http, events, store, message.TaskId);
+    }
+
+    /// <summary>The task's events until its terminal one; the session belongs to this request alone.</summary>
+    static async IAsyncEnumerable<StreamEntry> Follow(ITaskStore store, StreamSignals signals, string sessionId,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        using var watch = signals.Watch(sessionId);
+        var last = "0";
+        while (true)
+        {
+            var entries = await store.ReadAsync(sessionId, last, 256, cancellationToken);
+            foreach (var entry in entries)
+            {
+                yield return entry;
+                last = entry.Id;
+                if (entry.IsTerminal)
+                    yield break;
+            }
+            if (entries.Count == 0)
+                await watch.WaitAsync(TimeSpan.FromSeconds(15), cancellationToken);
+        }
+    }
+}
+
+/// <summary>OpenAI's error object: <c>{"error":{"message","type","param","code"}}</c>.</summary>
+public static class OpenAiError
+{
+    public static Task WriteAsync(HttpContext http, int status, string message, string? param, string? type = null)
+    {
+        http.Response.StatusCode = status;
+        return http.Response.WriteAsJsonAsync(new
+        {
+            error = new
+            {
+                message,
+                type = type ?? (status >= 500 ? "server_error" : "invalid_request_error"),
+                param,
+                code = (string?)null,
+            },
+        });
+    }
+}
