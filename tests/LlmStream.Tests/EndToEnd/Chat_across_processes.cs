@@ -103,6 +103,32 @@ public sealed class Chat_across_processes
     }
 
     [Test]
+    public async Task The_openai_sdk_gets_the_providers_answer_through_the_queue_with_its_parameters()
+    {
+        _cluster.Provider.Behavior.Reply = message => "Via the queue: " + message;
+        var chat = new OpenAI.OpenAIClient(new System.ClientModel.ApiKeyCredential("unused"),
+            new OpenAI.OpenAIClientOptions { Endpoint = new Uri(_cluster.GatewayUrl, "/v1") }).GetChatClient("gpt-4o-mini");
+        var options = new OpenAI.Chat.ChatCompletionOptions { Temperature = 0.5f, MaxOutputTokenCount = 50 };
+        var text = new System.Text.StringBuilder();
+        OpenAI.Chat.ChatTokenUsage? usage = null;
+        await foreach (var update in chat.CompleteChatStreamingAsync(
+            [new OpenAI.Chat.SystemChatMessage("You are terse."), new OpenAI.Chat.UserChatMessage("first"),
+             new OpenAI.Chat.AssistantChatMessage("ok"), new OpenAI.Chat.UserChatMessage("second")], options))
+        {
+            foreach (var part in update.ContentUpdate)
+                text.Append(part.Text);
+            usage = update.Usage ?? usage;
+        }
+
+        Assert.That(text.ToString(), Is.EqualTo("Via the queue: second"));
+        Assert.That(usage!.OutputTokenCount, Is.EqualTo(FakeOpenAiServer.Tokenize("Via the queue: second").Count), "the provider's usage");
+        var sent = _cluster.Provider.Behavior.Requests.Last();
+        Assert.That(sent.Messages.Select(m => (m.Role, m.Content)), Is.EqualTo(new[] { ("system", "You are terse."), ("user", "first"), ("assistant", "ok"), ("user", "second") }));
+        using var body = JsonDocument.Parse(sent.Body);
+        Assert.That(body.RootElement.GetProperty("temperature").GetDouble(), Is.EqualTo(0.5).Within(1e-6));
+    }
+
+    [Test]
     public async Task The_priority_queues_are_declared_with_broker_priorities()
     {
         foreach (var queue in new[] { "high", "default", "low" })
