@@ -14,6 +14,10 @@ public sealed record ChatRequested
     public string? SystemPrompt { get; init; }
     public int Priority { get; init; }
     public string? UserId { get; init; }
+
+    /// <summary>The name of the API key the request came with, when keys are configured.</summary>
+    public string? ApiKeyName { get; init; }
+
     public DateTimeOffset AcceptedAt { get; init; }
 
     /// <summary>The whole conversation (OpenAI-compatible requests). When set, it replaces Message and SystemPrompt.</summary>

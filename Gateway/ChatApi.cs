@@ -31,7 +31,7 @@ public static class ChatApi
         string TaskId, string SessionId, string Status, string Model, int Priority, int Attempt,
         DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,
         string? Result, string? Error, string? FinishReason, TokenUsage? Usage, string? UserId, string StreamUrl,
-        DateTimeOffset? RateLimitedUntil);
+        DateTimeOffset? RateLimitedUntil, string? ApiKey);
 
     static async Task<Results<Accepted<ChatAccepted>, ValidationProblem, ProblemHttpResult>> PostChat(
         HttpRequest http, ChatIntake intake, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
@@ -52,12 +52,20 @@ public static class ChatApi
             SystemPrompt = request.SystemPrompt,
             Priority = request.Priority ?? 0,
             UserId = request.UserId,
+            ApiKeyName = http.HttpContext.ApiKeyName(),
             AcceptedAt = clock.GetUtcNow(),
         };
-        return await intake.SubmitAsync(message) switch
+        var idempotencyKey = http.Headers["Idempotency-Key"].FirstOrDefault();
+        if (idempotencyKey is not null && !ChatIntake.IsValidIdempotencyKey(idempotencyKey))
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid Idempotency-Key",
+                detail: "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+                extensions: new Dictionary<string, object?> { ["field"] = "Idempotency-Key" });
+
+        var result = await intake.SubmitAsync(message, idempotencyKey, http.HttpContext.IdempotencyScope());
+        return result.Outcome switch
         {
-            IntakeOutcome.Accepted => TypedResults.Accepted($"/chat/{message.TaskId}", new ChatAccepted("queued", message.TaskId, message.SessionId,
-                StreamApi.StreamUrl(message.SessionId), $"/chat/{message.TaskId}", WorkQueues.Chat.QueueFor(message.Priority))),
+            IntakeOutcome.Accepted or IntakeOutcome.Repeated => TypedResults.Accepted($"/chat/{result.TaskId}", new ChatAccepted("queued", result.TaskId, result.SessionId,
+                StreamApi.StreamUrl(result.SessionId), $"/chat/{result.TaskId}", WorkQueues.Chat.QueueFor(message.Priority))),
             IntakeOutcome.SessionBusy => TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Session busy",
                 detail: $"session '{message.SessionId}' already has a task that has not ended; wait for its done, error or cancelled event, or cancel it",
                 extensions: new Dictionary<string, object?> { ["field"] = "session_id" }),
@@ -76,7 +84,7 @@ public static class ChatApi
         return TypedResults.Ok(new ChatStatus(
             task.TaskId, task.SessionId, task.State.ToWire(), task.Model, task.Priority, task.Attempt,
             task.CreatedAt, task.StartedAt, task.FinishedAt, task.Result, task.Error, task.FinishReason, task.Usage,
-            task.UserId, StreamApi.StreamUrl(task.SessionId), task.RateLimitedUntil));
+            task.UserId, StreamApi.StreamUrl(task.SessionId), task.RateLimitedUntil, task.ApiKeyName));
     }
 
     public sealed record ChatCancelled(string TaskId, string Status);

@@ -5,7 +5,10 @@ using StackExchange.Redis;
 
 namespace LlmStream.Gateway;
 
-public enum IntakeOutcome { Accepted, SessionBusy, StoreUnavailable, BrokerUnavailable }
+public enum IntakeOutcome { Accepted, Repeated, SessionBusy, StoreUnavailable, BrokerUnavailable }
+
+/// <summary>What became of a request; on Repeated the ids are those of the task the Idempotency-Key is bound to.</summary>
+public readonly record struct IntakeResult(IntakeOutcome Outcome, string TaskId, string SessionId);
 
 /// <summary>
 /// Accepts a chat for every API (/chat and /v1): the task record and queued event first, then the message
@@ -16,7 +19,39 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, ILo
     public const string BrokerDown = "the message broker is unavailable; the request was not queued";
     public const string StoreDown = "the task store (Redis) is unavailable; nothing was queued";
 
-    public async Task<IntakeOutcome> SubmitAsync(ChatRequested request)
+    /// <summary>Idempotency-Key: 1 to 255 visible ASCII characters.</summary>
+    public static bool IsValidIdempotencyKey(string key) => key.Length is > 0 and <= 255 && key.All(c => c is > ' ' and <= '~');
+
+    /// <param name="idempotencyKey">Repeating a request with the same key (within <paramref name="scope"/>) returns the first task instead of starting another.</param>
+    public async Task<IntakeResult> SubmitAsync(ChatRequested request, string? idempotencyKey = null, string scope = "anonymous")
+    {
+        if (idempotencyKey is not null)
+        {
+            try
+            {
+                if (await store.BindIdempotencyKeyAsync(scope, idempotencyKey, request.TaskId, request.SessionId, CancellationToken.None) is { } bound)
+                {
+                    logger.LogInformation("Idempotency-Key repeated: task {TaskId}", bound.TaskId);
+                    return new IntakeResult(IntakeOutcome.Repeated, bound.TaskId, bound.SessionId);
+                }
+            }
+            catch (RedisException e)
+            {
+                logger.LogError(e, "Task store unavailable; chat not accepted");
+                return new IntakeResult(IntakeOutcome.StoreUnavailable, request.TaskId, request.SessionId);
+            }
+        }
+
+        var outcome = await CreateAndDispatch(request);
+        if (outcome != IntakeOutcome.Accepted && idempotencyKey is not null)
+        {
+            try { await store.ReleaseIdempotencyKeyAsync(scope, idempotencyKey, CancellationToken.None); }
+            catch (RedisException) { } // it expires with the retention period
+        }
+        return new IntakeResult(outcome, request.TaskId, request.SessionId);
+    }
+
+    async Task<IntakeOutcome> CreateAndDispatch(ChatRequested request)
     {
         var queue = WorkQueues.Chat.QueueFor(request.Priority);
         var task = new TaskRecord
@@ -27,6 +62,7 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, ILo
             Model = request.Model,
             Priority = request.Priority,
             UserId = request.UserId,
+            ApiKeyName = request.ApiKeyName,
             CreatedAt = request.AcceptedAt,
         };
         try

@@ -33,6 +33,8 @@ public static class GatewayExtensions
         builder.AddStreamWakeUps();
 
         builder.Services.AddSingleton<ChatIntake>();
+        builder.Services.AddOptions<ApiKeyOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>();
         builder.Services.AddProblemDetails();
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
@@ -48,6 +50,7 @@ public static class GatewayExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseApiKeys();
         // The chat page ships next to the gateway's binaries (web/ is copied at build).
         var web = new PhysicalFileProvider(Path.Combine(AppContext.BaseDirectory, "web"));
         app.UseDefaultFiles(new DefaultFilesOptions { FileProvider = web });

@@ -59,6 +59,7 @@ public static class OpenAiApi
             Model = request.Model,
             Priority = request.Priority,
             UserId = request.User,
+            ApiKeyName = http.ApiKeyName(),
             AcceptedAt = clock.GetUtcNow(),
             Conversation = request.Conversation,
             Temperature = request.Temperature,
@@ -66,9 +67,16 @@ public static class OpenAiApi
             MaxTokens = request.MaxTokens,
             Stop = request.Stop,
         };
-        switch (await intake.SubmitAsync(message))
+        var idempotencyKey = http.Request.Headers["Idempotency-Key"].FirstOrDefault();
+        if (idempotencyKey is not null && !ChatIntake.IsValidIdempotencyKey(idempotencyKey))
         {
-            case IntakeOutcome.Accepted:
+            await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest, "the Idempotency-Key header must be 1 to 255 visible ASCII characters", "Idempotency-Key");
+            return;
+        }
+        var result = await intake.SubmitAsync(message, idempotencyKey, http.IdempotencyScope());
+        switch (result.Outcome)
+        {
+            case IntakeOutcome.Accepted or IntakeOutcome.Repeated:
                 break;
             case IntakeOutcome.StoreUnavailable:
                 http.Response.Headers.RetryAfter = "5";
@@ -80,13 +88,14 @@ public static class OpenAiApi
                 return;
         }
 
-        http.Response.Headers["X-LlmStream-Task-Id"] = message.TaskId;
-        var completion = new CompletionWriter($"chatcmpl-{message.TaskId}", clock.GetUtcNow().ToUnixTimeSeconds(), message.Model);
-        var events = Follow(store, signals, message.SessionId, http.RequestAborted);
+        // A repeated Idempotency-Key follows the first request's task: the same answer, no second generation.
+        http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId;
+        var completion = new CompletionWriter($"chatcmpl-{result.TaskId}", clock.GetUtcNow().ToUnixTimeSeconds(), message.Model);
+        var events = Follow(store, signals, result.SessionId, http.RequestAborted);
         if (request.Stream)
             await completion.StreamAsync(http, events, request.IncludeUsage);
         else
-            await completion.WriteWholeAsync(http, events, store, message.TaskId);
+            await completion.WriteWholeAsync(http, events, store, result.TaskId);
     }
 
     /// <summary>The task's events until its terminal one; the session belongs to this request alone.</summary>

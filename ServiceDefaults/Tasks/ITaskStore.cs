@@ -35,6 +35,15 @@ public interface ITaskStore
     /// <summary>Entries after <paramref name="afterId"/> ("0" for the start), oldest first.</summary>
     Task<IReadOnlyList<StreamEntry>> ReadAsync(string sessionId, string afterId, int count, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Binds an Idempotency-Key (within <paramref name="scope"/>, e.g. the API key's name) to a new task, or returns
+    /// the task it is bound to already. Bound for the retention period.
+    /// </summary>
+    Task<(string TaskId, string SessionId)?> BindIdempotencyKeyAsync(string scope, string key, string taskId, string sessionId, CancellationToken cancellationToken);
+
+    /// <summary>Frees a key whose task could not be created, so that a retry of the request can go through.</summary>
+    Task ReleaseIdempotencyKeyAsync(string scope, string key, CancellationToken cancellationToken);
+
     /// <summary>The newest entry of the session's stream; null when the session is unknown or expired.</summary>
     Task<StreamEntry?> LastAsync(string sessionId, CancellationToken cancellationToken);
 }

@@ -121,6 +121,27 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
         }
     }
 
+    readonly Dictionary<string, (string TaskId, string SessionId, DateTimeOffset ExpiresAt)> _idempotency = [];
+
+    public Task<(string TaskId, string SessionId)?> BindIdempotencyKeyAsync(string scope, string key, string taskId, string sessionId, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            var k = scope + ":" + key;
+            if (_idempotency.TryGetValue(k, out var bound) && bound.ExpiresAt > clock.GetUtcNow())
+                return Task.FromResult<(string, string)?>((bound.TaskId, bound.SessionId));
+            _idempotency[k] = (taskId, sessionId, Expiry());
+            return Task.FromResult<(string, string)?>(null);
+        }
+    }
+
+    public Task ReleaseIdempotencyKeyAsync(string scope, string key, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+            _idempotency.Remove(scope + ":" + key);
+        return Task.CompletedTask;
+    }
+
     public Task<StreamEntry?> LastAsync(string sessionId, CancellationToken cancellationToken)
     {
         lock (_lock)
@@ -158,6 +179,8 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
             _tasks.Remove(key);
         foreach (var key in _sessions.Where(s => s.Value.ExpiresAt <= now).Select(s => s.Key).ToList())
             _sessions.Remove(key);
+        foreach (var key in _idempotency.Where(i => i.Value.ExpiresAt <= now).Select(i => i.Key).ToList())
+            _idempotency.Remove(key);
     }
 }
 

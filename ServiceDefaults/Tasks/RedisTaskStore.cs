@@ -83,6 +83,8 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         ]);
         if (task.UserId is not null)
             args.AddRange(["user", task.UserId]);
+        if (task.ApiKeyName is not null)
+            args.AddRange(["api_key", task.ApiKeyName]);
 
         var result = (string?)await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId), StreamKey(task.SessionId)], [.. args]);
         return result switch
@@ -143,6 +145,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             Model = f["model"],
             Priority = int.Parse(f["priority"], CultureInfo.InvariantCulture),
             UserId = f.GetValueOrDefault("user"),
+            ApiKeyName = f.GetValueOrDefault("api_key"),
             Attempt = int.Parse(f["attempt"], CultureInfo.InvariantCulture),
             CreatedAt = FromMs(f["created_at"]),
             StartedAt = f.TryGetValue("started_at", out var started) ? FromMs(started) : null,
@@ -177,6 +180,22 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             result[i] = new StreamEntry(entries[i].Id!, entries[i]["t"]!, entries[i]["d"]!);
         return result;
     }
+
+    static RedisKey IdempotencyKey(string scope, string key) => $"llmstream:idempotency:{scope}:{key}";
+
+    public async Task<(string TaskId, string SessionId)?> BindIdempotencyKeyAsync(string scope, string key, string taskId, string sessionId, CancellationToken cancellationToken)
+    {
+        var redisKey = IdempotencyKey(scope, key);
+        if (await Db.StringSetAsync(redisKey, taskId + " " + sessionId, retention, When.NotExists))
+            return null;
+        var bound = (string?)await Db.StringGetAsync(redisKey);
+        if (bound?.Split(' ') is [var boundTask, var boundSession])
+            return (boundTask, boundSession);
+        return null; // expired between the two calls: treat as new
+    }
+
+    public Task ReleaseIdempotencyKeyAsync(string scope, string key, CancellationToken cancellationToken) =>
+        Db.KeyDeleteAsync(IdempotencyKey(scope, key));
 
     public async Task<StreamEntry?> LastAsync(string sessionId, CancellationToken cancellationToken)
     {

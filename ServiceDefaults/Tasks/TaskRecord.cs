@@ -41,6 +41,7 @@ public sealed record TaskRecord
     public required string Model { get; init; }
     public int Priority { get; init; }
     public string? UserId { get; init; }
+    public string? ApiKeyName { get; init; }
     public int Attempt { get; init; }
     public required DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset? StartedAt { get; init; }
