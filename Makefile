@@ -15,9 +15,10 @@ run:
 build:
 	$(DOTNET) build LlmStream.sln -c $(CONFIGURATION) -warnaserror -nologo
 
-## test-deps: RabbitMQ and Redis from Debian packages, when missing
+## test-deps: RabbitMQ and Redis from Debian packages when missing; the openai npm client from its lock file
 test-deps:
 	./build/install-test-deps.sh
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 
 ## test: build, run every test against real RabbitMQ, Redis and processes, print the summary line
 test: test-deps build

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a Debian machine: RabbitMQ and Redis servers, when missing.
+# Installs what the tests need on a Debian machine, when missing: RabbitMQ and Redis servers, Node.js and npm.
 set -euo pipefail
 missing=()
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing ${missing[*]}"
