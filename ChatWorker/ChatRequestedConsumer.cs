@@ -1,5 +1,6 @@
 using System.ClientModel;
 using System.Text;
+using System.Text.Json;
 using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.RateLimiting;
@@ -89,6 +90,7 @@ public sealed class ChatRequestedConsumer(
         limit.CancelAfter(timeLimit);
 
         var text = new StringBuilder();
+        var toolCalls = new List<ToolCall>();
         UsageDetails? usage = null;
         ChatFinishReason? finishReason = null;
         try
@@ -110,6 +112,8 @@ public sealed class ChatRequestedConsumer(
                 }
                 usage = update.Contents.OfType<UsageContent>().FirstOrDefault()?.Details ?? usage;
                 finishReason = update.FinishReason ?? finishReason;
+                foreach (var call in update.Contents.OfType<FunctionCallContent>())
+                    toolCalls.Add(new ToolCall(call.CallId, call.Name, JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>())));
             }
             if (!await tokens.FlushAsync())
             {
@@ -159,7 +163,8 @@ public sealed class ChatRequestedConsumer(
         var tokenUsage = usage is null ? null : new TokenUsage(
             (int)(usage.InputTokenCount ?? 0), (int)(usage.OutputTokenCount ?? 0),
             (int)(usage.TotalTokenCount ?? (usage.InputTokenCount ?? 0) + (usage.OutputTokenCount ?? 0)));
-        var finish = finishReason?.Value ?? "stop";
+        var finish = finishReason?.Value ?? (toolCalls.Count > 0 ? "tool_calls" : "stop");
+        var calls = toolCalls.Count == 0 ? null : JsonSerializer.Serialize(toolCalls.Select(c => new { id = c.Id, name = c.Name, arguments = c.Arguments }));
         if (tokenUsage is not null)
             await rateLimiter.SettleAsync(request.Model, reserved, tokenUsage.TotalTokens, CancellationToken.None);
         var finished = await store.FinishAsync(new TaskOutcome
@@ -171,7 +176,8 @@ public sealed class ChatRequestedConsumer(
             Result = text.ToString(),
             FinishReason = finish,
             Usage = tokenUsage,
-        }, StreamEvents.Done(request.TaskId, attempt.Value, finish, tokenUsage), CancellationToken.None);
+            ToolCalls = calls,
+        }, StreamEvents.Done(request.TaskId, attempt.Value, finish, tokenUsage, calls), CancellationToken.None);
 
         logger.LogInformation("Task {TaskId} {Outcome} with {Characters} characters", request.TaskId, finished ? "completed" : "was already ended", text.Length);
     }
@@ -241,7 +247,7 @@ public sealed class ChatRequestedConsumer(
     }
 
     static ChatOptions? Options(ChatRequested request) =>
-        request is { Temperature: null, TopP: null, MaxTokens: null, Stop: null }
+        request is { Temperature: null, TopP: null, MaxTokens: null, Stop: null, Tools: null }
             ? null
             : new ChatOptions
             {
@@ -249,12 +255,38 @@ public sealed class ChatRequestedConsumer(
                 TopP = request.TopP,
                 MaxOutputTokens = request.MaxTokens,
                 StopSequences = request.Stop is null ? null : [.. request.Stop],
+                // Declarations only: the caller runs its functions, as with OpenAI itself.
+                Tools = request.Tools is null ? null : [.. request.Tools.Select(t =>
+                    AIFunctionFactory.CreateDeclaration(t.Name, t.Description, JsonDocument.Parse(t.Parameters).RootElement.Clone()))],
+                ToolMode = request.ToolChoice switch
+                {
+                    null => null,
+                    "auto" => ChatToolMode.Auto,
+                    "none" => ChatToolMode.None,
+                    "required" => ChatToolMode.RequireAny,
+                    var name => ChatToolMode.RequireSpecific(name),
+                },
             };
+
+    static ChatMessage Message(ChatTurn turn)
+    {
+        if (turn.Role == "tool")
+            return new ChatMessage(ChatRole.Tool, [new FunctionResultContent(turn.ToolCallId ?? "", turn.Content)]);
+        if (turn.ToolCalls is not { Count: > 0 } calls)
+            return new ChatMessage(new ChatRole(turn.Role), turn.Content);
+        var contents = new List<AIContent>();
+        if (turn.Content.Length > 0)
+            contents.Add(new TextContent(turn.Content));
+        foreach (var call in calls)
+            contents.Add(new FunctionCallContent(call.Id, call.Name,
+                JsonSerializer.Deserialize<Dictionary<string, object?>>(string.IsNullOrWhiteSpace(call.Arguments) ? "{}" : call.Arguments)));
+        return new ChatMessage(ChatRole.Assistant, contents);
+    }
 
     static List<ChatMessage> Messages(ChatRequested request)
     {
         if (request.Conversation is { Count: > 0 } conversation)
-            return [.. conversation.Select(turn => new ChatMessage(new ChatRole(turn.Role), turn.Content))];
+            return [.. conversation.Select(Message)];
         var messages = new List<ChatMessage>(2);
         if (!string.IsNullOrWhiteSpace(request.SystemPrompt))
             messages.Add(new ChatMessage(ChatRole.System, request.SystemPrompt));

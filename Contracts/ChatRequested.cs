@@ -27,7 +27,26 @@ public sealed record ChatRequested
     public float? TopP { get; init; }
     public int? MaxTokens { get; init; }
     public IReadOnlyList<string>? Stop { get; init; }
+
+    /// <summary>Functions the model may call (OpenAI-compatible requests); the caller runs them.</summary>
+    public IReadOnlyList<ToolDefinition>? Tools { get; init; }
+
+    /// <summary>auto, none, required, or the name of the one function to call.</summary>
+    public string? ToolChoice { get; init; }
 }
 
-/// <summary>One message of a conversation: role (system, user, assistant) and its text.</summary>
-public sealed record ChatTurn(string Role, string Content);
+/// <summary>One message of a conversation: role (system, user, assistant, tool) and its text.</summary>
+public sealed record ChatTurn(string Role, string Content)
+{
+    /// <summary>Calls an assistant message made.</summary>
+    public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+
+    /// <summary>For a tool message: the call it answers.</summary>
+    public string? ToolCallId { get; init; }
+}
+
+/// <summary>A function call the model asked for; <see cref="Arguments"/> is the JSON text of its arguments.</summary>
+public sealed record ToolCall(string Id, string Name, string Arguments);
+
+/// <summary>A function offered to the model; <see cref="Parameters"/> is its JSON schema.</summary>
+public sealed record ToolDefinition(string Name, string? Description, string Parameters);

@@ -37,6 +37,21 @@ public sealed class CompletionWriter(string id, long created, string model)
                         break;
                     case StreamEventTypes.Done:
                         var finish = root.TryGetProperty("finish_reason", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString()! : "stop";
+                        if (root.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array)
+                        {
+                            // The model's calls, each whole in one delta (a valid split of OpenAI's tool-call deltas).
+                            var index = 0;
+                            foreach (var call in calls.EnumerateArray())
+                            {
+                                var i = index++;
+                                await Chunk(response, w =>
+                                {
+                                    w.WriteStartArray("tool_calls");
+                                    WriteToolCall(w, call, i);
+                                    w.WriteEndArray();
+                                }, null);
+                            }
+                        }
                         await Chunk(response, _ => { }, finish);
                         if (includeUsage && root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
                             await UsageChunk(response, usage);
@@ -93,8 +108,20 @@ public sealed class CompletionWriter(string id, long created, string model)
         w.WriteNumber("index", 0);
         w.WriteStartObject("message");
         w.WriteString("role", "assistant");
-        w.WriteString("content", task.Result);
+        using var calls = task.ToolCalls is null ? null : JsonDocument.Parse(task.ToolCalls);
+        if (calls is not null && string.IsNullOrEmpty(task.Result))
+            w.WriteNull("content");
+        else
+            w.WriteString("content", task.Result);
         w.WriteNull("refusal");
+        if (calls is not null)
+        {
+            w.WriteStartArray("tool_calls");
+            var index = 0;
+            foreach (var call in calls.RootElement.EnumerateArray())
+                WriteToolCall(w, call, index++, withIndex: false);
+            w.WriteEndArray();
+        }
         w.WriteEndObject();
         w.WriteNull("logprobs");
         w.WriteString("finish_reason", task.FinishReason ?? "stop");
@@ -108,6 +135,20 @@ public sealed class CompletionWriter(string id, long created, string model)
             w.WriteNumber("total_tokens", usage.TotalTokens);
             w.WriteEndObject();
         }
+        w.WriteEndObject();
+    }
+
+    static void WriteToolCall(Utf8JsonWriter w, JsonElement call, int index, bool withIndex = true)
+    {
+        w.WriteStartObject();
+        if (withIndex)
+            w.WriteNumber("index", index);
+        w.WriteString("id", call.GetProperty("id").GetString());
+        w.WriteString("type", "function");
+        w.WriteStartObject("function");
+        w.WriteString("name", call.GetProperty("name").GetString());
+        w.WriteString("arguments", call.GetProperty("arguments").GetString());
+        w.WriteEndObject();
         w.WriteEndObject();
     }
 

@@ -66,6 +66,8 @@ public static class OpenAiApi
             TopP = request.TopP,
             MaxTokens = request.MaxTokens,
             Stop = request.Stop,
+            Tools = request.Tools,
+            ToolChoice = request.ToolChoice,
         };
         var idempotencyKey = http.Request.Headers["Idempotency-Key"].FirstOrDefault();
         if (idempotencyKey is not null && !ChatIntake.IsValidIdempotencyKey(idempotencyKey))

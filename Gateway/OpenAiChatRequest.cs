@@ -7,11 +7,12 @@ namespace LlmStream.Gateway;
 /// <summary>The accepted subset of OpenAI's chat-completions request; anything else this gateway cannot honour is a 400.</summary>
 public sealed record OpenAiChatRequest(
     string Model, IReadOnlyList<ChatTurn> Conversation, bool Stream, bool IncludeUsage, int Priority,
-    float? Temperature, float? TopP, int? MaxTokens, IReadOnlyList<string>? Stop, string? User)
+    float? Temperature, float? TopP, int? MaxTokens, IReadOnlyList<string>? Stop, string? User,
+    IReadOnlyList<ToolDefinition>? Tools, string? ToolChoice)
 {
     public readonly record struct Error(string Message, string? Param);
 
-    static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant"];
+    static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
 
     public static (OpenAiChatRequest? Request, Error? Error) Parse(JsonElement body, string? priorityHeader, string defaultModel)
     {
@@ -36,11 +37,8 @@ public sealed record OpenAiChatRequest(
 
     static OpenAiChatRequest Read(JsonElement body, string? priorityHeader, string defaultModel)
     {
-        foreach (var unsupported in new[] { "tools", "functions" })
-        {
-            if (body.TryGetProperty(unsupported, out var value) && value.ValueKind == JsonValueKind.Array && value.GetArrayLength() > 0)
-                throw new InvalidRequest($"'{unsupported}' is not supported by this gateway yet", unsupported);
-        }
+        if (body.TryGetProperty("functions", out var functions) && functions.ValueKind == JsonValueKind.Array && functions.GetArrayLength() > 0)
+            throw new InvalidRequest("'functions' is deprecated by OpenAI and not supported: use 'tools'", "functions");
         if (body.TryGetProperty("n", out var n) && n.ValueKind != JsonValueKind.Null && (!n.TryGetInt32(out var count) || count != 1))
             throw new InvalidRequest("only n=1 is supported", "n");
 
@@ -57,9 +55,19 @@ public sealed record OpenAiChatRequest(
             var role = OptionalString(message, "role", param + ".role")
                 ?? throw new InvalidRequest($"{param}.role is required", param + ".role");
             if (!Roles.Contains(role))
-                throw new InvalidRequest($"{param}.role '{role}' is not supported (system, developer, user, assistant)", param + ".role");
-            conversation.Add(new ChatTurn(role == "developer" ? "system" : role, Content(message, param)));
+                throw new InvalidRequest($"{param}.role '{role}' is not supported (system, developer, user, assistant, tool)", param + ".role");
+            var calls = role == "assistant" ? ReadToolCalls(message, param) : null;
+            var content = calls is not null && (!message.TryGetProperty("content", out var c) || c.ValueKind == JsonValueKind.Null) ? "" : Content(message, param);
+            conversation.Add(new ChatTurn(role == "developer" ? "system" : role, content)
+            {
+                ToolCalls = calls,
+                ToolCallId = role == "tool"
+                    ? OptionalString(message, "tool_call_id", param + ".tool_call_id") ?? throw new InvalidRequest($"{param}.tool_call_id is required", param + ".tool_call_id")
+                    : null,
+            });
         }
+        var tools = ReadTools(body);
+        var toolChoice = ReadToolChoice(body, tools);
 
         var stream = body.TryGetProperty("stream", out var s) && s.ValueKind switch
         {
@@ -93,13 +101,86 @@ public sealed record OpenAiChatRequest(
         } : (IReadOnlyList<string>?)null;
 
         return new OpenAiChatRequest(model, conversation, stream, includeUsage, priority,
-            OptionalFloat(body, "temperature", 0, 2), OptionalFloat(body, "top_p", 0, 1), maxTokens, stop, OptionalString(body, "user"));
+            OptionalFloat(body, "temperature", 0, 2), OptionalFloat(body, "top_p", 0, 1), maxTokens, stop, OptionalString(body, "user"),
+            tools, toolChoice);
+    }
+
+    static List<ToolDefinition>? ReadTools(JsonElement body)
+    {
+        if (!body.TryGetProperty("tools", out var tools) || tools.ValueKind == JsonValueKind.Null)
+            return null;
+        if (tools.ValueKind != JsonValueKind.Array)
+            throw new InvalidRequest("'tools' must be an array of {type: \"function\", function: {name, description, parameters}}", "tools");
+        var list = new List<ToolDefinition>();
+        var i = 0;
+        foreach (var tool in tools.EnumerateArray())
+        {
+            var param = $"tools[{i++}]";
+            if (tool.ValueKind != JsonValueKind.Object || OptionalString(tool, "type", param + ".type") != "function"
+                || !tool.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object)
+                throw new InvalidRequest($"{param} must be {{type: \"function\", function: {{name, description, parameters}}}}", param);
+            var name = OptionalString(function, "name", param + ".function.name");
+            if (string.IsNullOrEmpty(name) || name.Length > 64 || !name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '_' or '-'))
+                throw new InvalidRequest($"{param}.function.name must be 1 to 64 letters, digits, '_' or '-'", param + ".function.name");
+            var parameters = function.TryGetProperty("parameters", out var p) && p.ValueKind != JsonValueKind.Null ? p : default;
+            if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Object))
+                throw new InvalidRequest($"{param}.function.parameters must be a JSON schema object", param + ".function.parameters");
+            list.Add(new ToolDefinition(name, OptionalString(function, "description", param + ".function.description"),
+                parameters.ValueKind == JsonValueKind.Object ? parameters.GetRawText() : "{\"type\":\"object\",\"properties\":{}}"));
+        }
+        return list.Count == 0 ? null : list;
+    }
+
+    static string? ReadToolChoice(JsonElement body, List<ToolDefinition>? tools)
+    {
+        if (!body.TryGetProperty("tool_choice", out var choice) || choice.ValueKind == JsonValueKind.Null)
+            return null;
+        var value = choice.ValueKind switch
+        {
+            JsonValueKind.String when choice.GetString() is "auto" or "none" or "required" => choice.GetString(),
+            JsonValueKind.Object when choice.TryGetProperty("function", out var f) && f.ValueKind == JsonValueKind.Object => OptionalString(f, "name", "tool_choice.function.name"),
+            _ => null,
+        } ?? throw new InvalidRequest("'tool_choice' must be auto, none, required or {type: \"function\", function: {name}}", "tool_choice");
+        if (value is not ("auto" or "none" or "required") && tools?.Any(t => t.Name == value) != true)
+            throw new InvalidRequest($"tool_choice names '{value}', which is not in 'tools'", "tool_choice");
+        return value;
+    }
+
+    static List<ToolCall>? ReadToolCalls(JsonElement message, string param)
+    {
+        if (!message.TryGetProperty("tool_calls", out var calls) || calls.ValueKind == JsonValueKind.Null)
+            return null;
+        if (calls.ValueKind != JsonValueKind.Array)
+            throw new InvalidRequest($"{param}.tool_calls must be an array", param + ".tool_calls");
+        var list = new List<ToolCall>();
+        var i = 0;
+        foreach (var call in calls.EnumerateArray())
+        {
+            var p = $"{param}.tool_calls[{i++}]";
+            if (call.ValueKind != JsonValueKind.Object || !call.TryGetProperty("function", out var f) || f.ValueKind != JsonValueKind.Object)
+                throw new InvalidRequest($"{p} must be {{id, type: \"function\", function: {{name, arguments}}}}", p);
+            var id = OptionalString(call, "id", p + ".id") ?? throw new InvalidRequest($"{p}.id is required", p + ".id");
+            var name = OptionalString(f, "name", p + ".function.name") ?? throw new InvalidRequest($"{p}.function.name is required", p + ".function.name");
+            var arguments = OptionalString(f, "arguments", p + ".function.arguments") ?? "{}";
+            try
+            {
+                using var parsed = JsonDocument.Parse(string.IsNullOrWhiteSpace(arguments) ? "{}" : arguments);
+                if (parsed.RootElement.ValueKind != JsonValueKind.Object)
+                    throw new InvalidRequest($"{p}.function.arguments must be a JSON object in a string", p + ".function.arguments");
+            }
+            catch (JsonException)
+            {
+                throw new InvalidRequest($"{p}.function.arguments must be a JSON object in a string", p + ".function.arguments");
+            }
+            list.Add(new ToolCall(id, name, arguments));
+        }
+        return list.Count == 0 ? null : list;
     }
 
     static string Content(JsonElement message, string param)
     {
         if (!message.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null)
-            throw new InvalidRequest($"{param}.content is required (tool calls are not supported yet)", param + ".content");
+            throw new InvalidRequest($"{param}.content is required", param + ".content");
         if (content.ValueKind == JsonValueKind.String)
             return content.GetString()!;
         if (content.ValueKind == JsonValueKind.Array)

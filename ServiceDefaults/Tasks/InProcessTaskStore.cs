@@ -79,6 +79,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
                 Error = outcome.Error,
                 FinishReason = outcome.FinishReason,
                 Usage = outcome.Usage,
+                ToolCalls = outcome.ToolCalls,
             }, Expiry());
             Append(outcome.SessionId, StreamEventTypes.ForOutcome(outcome.State), terminalEventData);
         }

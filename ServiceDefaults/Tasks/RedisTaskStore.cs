@@ -126,6 +126,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         if (outcome.Error is not null) args.AddRange(["error", outcome.Error]);
         if (outcome.FinishReason is not null) args.AddRange(["finish_reason", outcome.FinishReason]);
         if (outcome.Usage is not null) args.AddRange(["usage", JsonSerializer.Serialize(outcome.Usage, StreamEvents.Json)]);
+        if (outcome.ToolCalls is not null) args.AddRange(["tool_calls", outcome.ToolCalls]);
 
         var result = (long)await Db.ScriptEvaluateAsync(FinishScript, [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId)], [.. args]);
         return result == 1;
@@ -155,6 +156,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             FinishReason = f.GetValueOrDefault("finish_reason"),
             Usage = f.TryGetValue("usage", out var usage) ? JsonSerializer.Deserialize<TokenUsage>(usage, StreamEvents.Json) : null,
             RateLimitedUntil = f.TryGetValue("rate_limited_until", out var limited) ? FromMs(limited) : null,
+            ToolCalls = f.GetValueOrDefault("tool_calls"),
         };
     }
 

@@ -26,8 +26,10 @@ public static class StreamEvents
     public static string Token(string taskId, int attempt, string text) =>
         JsonSerializer.Serialize(new TokenEvent(taskId, attempt, text), Json);
 
-    public static string Done(string taskId, int attempt, string? finishReason, TokenUsage? usage) =>
-        JsonSerializer.Serialize(new DoneEvent(taskId, attempt, finishReason, usage), Json);
+    /// <param name="toolCalls">JSON array of {id, name, arguments}: the function calls the model asked for, if any.</param>
+    public static string Done(string taskId, int attempt, string? finishReason, TokenUsage? usage, string? toolCalls = null) =>
+        JsonSerializer.Serialize(new DoneEvent(taskId, attempt, finishReason, usage,
+            toolCalls is null ? null : JsonDocument.Parse(toolCalls).RootElement), Json);
 
     public static string Error(string taskId, int? attempt, string error) =>
         JsonSerializer.Serialize(new ErrorEvent(taskId, attempt, error), Json);
@@ -36,7 +38,7 @@ public static class StreamEvents
 
     sealed record QueuedEvent(string TaskId, string Model, int Priority, string Queue);
     sealed record TokenEvent(string TaskId, int Attempt, string Text);
-    sealed record DoneEvent(string TaskId, int Attempt, string? FinishReason, TokenUsage? Usage);
+    sealed record DoneEvent(string TaskId, int Attempt, string? FinishReason, TokenUsage? Usage, JsonElement? ToolCalls);
     sealed record ErrorEvent(string TaskId, int? Attempt, string Error);
     sealed record CancelledEvent(string TaskId);
 }

@@ -51,6 +51,9 @@ public sealed record TaskRecord
     public string? FinishReason { get; init; }
     public TokenUsage? Usage { get; init; }
     public DateTimeOffset? RateLimitedUntil { get; init; }
+
+    /// <summary>The function calls the model asked for, as a JSON array of {id, name, arguments}.</summary>
+    public string? ToolCalls { get; init; }
 }
 
 /// <summary>How a task ended. <see cref="Attempt"/> guards against a stale attempt finishing a task another attempt owns.</summary>
@@ -64,4 +67,5 @@ public sealed record TaskOutcome
     public string? Error { get; init; }
     public string? FinishReason { get; init; }
     public TokenUsage? Usage { get; init; }
+    public string? ToolCalls { get; init; }
 }

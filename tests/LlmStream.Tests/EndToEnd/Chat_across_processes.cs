@@ -129,6 +129,49 @@ public sealed class Chat_across_processes
     }
 
     [Test]
+    public async Task Tool_calls_reach_the_openai_sdk_whole_and_streamed_and_the_tool_result_gets_its_answer()
+    {
+        _cluster.Provider.Behavior.ToolCall = message => message.Contains("weather", StringComparison.Ordinal) ? new FakeToolCall("get_weather", "{\"city\":\"Paris\"}") : null;
+        _cluster.Provider.Behavior.Reply = message => "It is sunny: " + message;
+        var chat = new OpenAI.OpenAIClient(new System.ClientModel.ApiKeyCredential("unused"),
+            new OpenAI.OpenAIClientOptions { Endpoint = new Uri(_cluster.GatewayUrl, "/v1") }).GetChatClient("gpt-4o-mini");
+        var options = new OpenAI.Chat.ChatCompletionOptions();
+        options.Tools.Add(OpenAI.Chat.ChatTool.CreateFunctionTool("get_weather", "The weather of a city",
+            BinaryData.FromString("""{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}""")));
+        var question = new OpenAI.Chat.UserChatMessage("what is the weather in Paris?");
+
+        OpenAI.Chat.ChatCompletion completion = await chat.CompleteChatAsync([question], options);
+        Assert.That(completion.FinishReason, Is.EqualTo(OpenAI.Chat.ChatFinishReason.ToolCalls), _cluster.Logs());
+        var call = completion.ToolCalls.Single();
+        Assert.That(call.FunctionName, Is.EqualTo("get_weather"));
+        Assert.That(JsonDocument.Parse(call.FunctionArguments.ToString()).RootElement.GetProperty("city").GetString(), Is.EqualTo("Paris"));
+        Assert.That(_cluster.Provider.Behavior.Requests.Last().HasTools, Is.True, "the tool was offered to the provider");
+
+        string? name = null, id = null;
+        var arguments = new System.Text.StringBuilder();
+        OpenAI.Chat.ChatFinishReason? finish = null;
+        await foreach (var update in chat.CompleteChatStreamingAsync([question], options))
+        {
+            foreach (var part in update.ToolCallUpdates)
+            {
+                name = part.FunctionName ?? name;
+                id = part.ToolCallId ?? id;
+                arguments.Append(part.FunctionArgumentsUpdate?.ToString());
+            }
+            finish = update.FinishReason ?? finish;
+        }
+        Assert.That(finish, Is.EqualTo(OpenAI.Chat.ChatFinishReason.ToolCalls));
+        Assert.That(name, Is.EqualTo("get_weather"));
+        Assert.That(id, Is.Not.Empty);
+        Assert.That(JsonDocument.Parse(arguments.ToString()).RootElement.GetProperty("city").GetString(), Is.EqualTo("Paris"));
+
+        OpenAI.Chat.ChatCompletion answer = await chat.CompleteChatAsync(
+            [question, new OpenAI.Chat.AssistantChatMessage(completion), new OpenAI.Chat.ToolChatMessage(call.Id, "Sunny, 21 C")], options);
+        Assert.That(answer.Content.Single().Text, Is.EqualTo("It is sunny: what is the weather in Paris?"));
+        Assert.That(_cluster.Provider.Behavior.Requests.Last().Messages.Select(m => m.Role), Is.EqualTo(new[] { "user", "assistant", "tool" }));
+    }
+
+    [Test]
     public async Task The_priority_queues_are_declared_with_broker_priorities()
     {
         foreach (var queue in new[] { "high", "default", "low" })

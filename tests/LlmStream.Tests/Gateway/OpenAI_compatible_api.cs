@@ -94,7 +94,11 @@ public sealed class OpenAI_compatible_api
     [TestCase("""{"messages":[]}""", "messages")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"priority":11}""", "priority")]
     [TestCase("""{"messages":[{"role":"robot","content":"x"}]}""", "messages[0].role")]
-    [TestCase("""{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}""", "tools")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"bad name!"}}]}""", "tools[0].function.name")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"g"}}}""", "tool_choice")]
+    [TestCase("""{"messages":[{"role":"tool","content":"x"}]}""", "messages[0].tool_call_id")]
+    [TestCase("""{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"not json"}}]}]}""", "messages[0].tool_calls[0].function.arguments")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"n":2}""", "n")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"temperature":5}""", "temperature")]
     public async Task Bad_requests_get_openais_error_object_naming_the_parameter(string body, string param)
     {
