@@ -14,7 +14,7 @@ public static class StatsApi
         return app;
     }
 
-    public sealed record QueueStats(string Name, string Priority, long Waiting, long InFlight);
+    public sealed record QueueStats(string Name, string Priority, long Waiting, long? InFlight);
 
     public sealed record Stats(
         string Broker, IReadOnlyList<QueueStats>? Queues, long? DeadLettered,
@@ -24,12 +24,20 @@ public static class StatsApi
     {
         List<QueueStats>? queues = null;
         long? dead = null;
-        // Redis streams know their depth exactly; RabbitMQ's per-queue figures come with the operations work.
-        if (services.GetService<RedisWorkQueue>() is { } redisQueue)
+        string[] priorities = ["high", "default", "low"];
+        if (broker.Value.Kind == ServiceDefaults.Settings.BrokerKind.RabbitMq)
+        {
+            // Ready messages per queue; RabbitMQ's AMQP API does not tell unacknowledged (in-flight) ones apart.
+            var names = WorkQueues.Chat.All;
+            var depths = await services.GetRequiredService<RabbitMqWorkTopology>()
+                .DepthsAsync(names.Concat(names.Select(n => n + "_error")), cancellationToken);
+            queues = [.. names.Select((name, i) => new QueueStats(name, priorities[i], depths[i].Ready, null))];
+            dead = depths.Skip(names.Count).Sum(d => d.Ready);
+        }
+        else if (services.GetService<RedisWorkQueue>() is { } redisQueue)
         {
             queues = [];
             var names = WorkQueues.Chat.All;
-            string[] priorities = ["high", "default", "low"];
             for (var i = 0; i < names.Count; i++)
             {
                 var (waiting, inFlight) = await redisQueue.DepthAsync(names[i]);

@@ -15,6 +15,29 @@ public sealed class RabbitMqWorkTopology(IOptions<BrokerOptions> options, ILogge
     readonly SemaphoreSlim _gate = new(1, 1);
     readonly HashSet<string> _declared = [];
 
+    /// <summary>Messages ready and consumers attached, per queue (a passive declare: exact, and it creates nothing).</summary>
+    public async Task<IReadOnlyList<(string Queue, long Ready, long Consumers)>> DepthsAsync(IEnumerable<string> queues, CancellationToken cancellationToken)
+    {
+        var factory = new ConnectionFactory { Uri = new Uri(options.Value.RabbitMqUrl!), ClientProvidedName = "llmstream-stats" };
+        await using var connection = await factory.CreateConnectionAsync(cancellationToken);
+        var depths = new List<(string, long, long)>();
+        foreach (var queue in queues)
+        {
+            // A failed passive declare closes its channel: one channel per queue.
+            await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+            try
+            {
+                var ok = await channel.QueueDeclarePassiveAsync(queue, cancellationToken);
+                depths.Add((queue, ok.MessageCount, ok.ConsumerCount));
+            }
+            catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
+            {
+                depths.Add((queue, 0, 0)); // not declared yet: nothing was ever sent to it
+            }
+        }
+        return depths;
+    }
+
     public async Task EnsureDeclaredAsync(WorkQueues queues, CancellationToken cancellationToken)
     {
         if (_declared.Contains(queues.Default))

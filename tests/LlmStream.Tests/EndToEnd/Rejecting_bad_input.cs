@@ -92,6 +92,11 @@ public sealed class Rejecting_bad_input
         Assert.That(after["default"], Is.EqualTo(before["default"]));
         Assert.That(after["low"], Is.EqualTo(before["low"]));
         await AssertNothingEnqueued();
+
+        var stats = await _http.GetFromJsonAsync<JsonElement>("/stats");
+        var high = stats.GetProperty("queues").EnumerateArray().Single(q => q.GetProperty("name").GetString() == "high");
+        Assert.That(high.GetProperty("waiting").GetInt64(), Is.EqualTo(after["high"]), "GET /stats reads RabbitMQ's queue depths");
+        Assert.That(stats.GetProperty("dead_lettered").GetInt64(), Is.Zero);
     }
 
     [Test]
