@@ -1,6 +1,9 @@
-namespace LlmStream.Tests.Infrastructure;
+using LlmStream.Tests.Infrastructure;
+
+namespace LlmStream.Tests;
 
 /// <summary>
+/// In the root namespace, so that NUnit runs its teardown after every test of the assembly.
 /// One RabbitMQ node for the whole run (it takes seconds to boot); scenarios isolate themselves in their
 /// own virtual hosts. Started on first use, stopped when the run ends.
 /// </summary>
