@@ -219,13 +219,7 @@ public sealed class ChatRequestedConsumer(
     {
         try
         {
-            await store.FinishAsync(new TaskOutcome
-            {
-                TaskId = request.TaskId,
-                SessionId = request.SessionId,
-                State = TaskState.Failed,
-                Error = reason,
-            }, StreamEvents.Error(request.TaskId, null, reason), CancellationToken.None);
+            await store.FailAsync(request.TaskId, request.SessionId, reason);
         }
         catch (RedisException e)
         {
@@ -236,14 +230,7 @@ public sealed class ChatRequestedConsumer(
     Task Fail(ChatRequested request, int attempt, string reason)
     {
         logger.LogWarning("Task {TaskId} failed: {Reason}", request.TaskId, reason);
-        return store.FinishAsync(new TaskOutcome
-        {
-            TaskId = request.TaskId,
-            SessionId = request.SessionId,
-            State = TaskState.Failed,
-            Attempt = attempt,
-            Error = reason,
-        }, StreamEvents.Error(request.TaskId, attempt, reason), CancellationToken.None);
+        return store.FailAsync(request.TaskId, request.SessionId, reason, attempt);
     }
 
     static ChatOptions? Options(ChatRequested request) =>

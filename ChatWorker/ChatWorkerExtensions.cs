@@ -13,9 +13,7 @@ public static class ChatWorkerExtensions
     {
         var options = configuration.Get<WorkerOptions>() ?? new WorkerOptions();
         return consumers.Add<ChatRequested, ChatRequestedConsumer, ChatRequestedConsumerDefinition>(WorkQueues.Chat, options.ChatConcurrency,
-            deadLettered: (services, message, reason) => services.GetRequiredService<ITaskStore>().FinishAsync(
-                new TaskOutcome { TaskId = message.TaskId, SessionId = message.SessionId, State = TaskState.Failed, Error = reason },
-                StreamEvents.Error(message.TaskId, null, reason), CancellationToken.None));
+            deadLettered: (services, message, reason) => services.GetRequiredService<ITaskStore>().FailAsync(message.TaskId, message.SessionId, reason));
     }
 
     /// <summary>A separate worker process needs a broker shared with the gateway.</summary>

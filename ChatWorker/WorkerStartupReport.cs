@@ -22,15 +22,9 @@ public sealed class SeparateWorkerBrokerValidator : IValidateOptions<BrokerOptio
 {
     public ValidateOptionsResult Validate(string? name, BrokerOptions options)
     {
-        try
-        {
-            return options.Kind == BrokerKind.InMemory
-                ? ValidateOptionsResult.Fail("BROKER=inmemory runs the chat worker inside the gateway (make run); a separate ChatWorker needs BROKER=rabbitmq or redis")
-                : ValidateOptionsResult.Success;
-        }
-        catch (InvalidOperationException)
-        {
-            return ValidateOptionsResult.Success; // reported by BrokerOptionsValidator
-        }
+        // An invalid BROKER is reported by BrokerOptionsValidator.
+        return options.TryGetKind(out var kind) && kind == BrokerKind.InMemory
+            ? ValidateOptionsResult.Fail("BROKER=inmemory runs the chat worker inside the gateway (make run); a separate ChatWorker needs BROKER=rabbitmq or redis")
+            : ValidateOptionsResult.Success;
     }
 }

@@ -84,8 +84,7 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, ILo
         catch (BrokerUnavailableException e)
         {
             logger.LogError(e, "Broker unavailable; task {TaskId} not queued", task.TaskId);
-            await store.FinishAsync(new TaskOutcome { TaskId = task.TaskId, SessionId = task.SessionId, State = TaskState.Failed, Error = BrokerDown },
-                StreamEvents.Error(task.TaskId, null, BrokerDown), CancellationToken.None);
+            await store.FailAsync(task.TaskId, task.SessionId, BrokerDown);
             return IntakeOutcome.BrokerUnavailable;
         }
 

@@ -24,7 +24,7 @@ public static class GatewayExtensions
 
         // BROKER=inmemory is the single-process default: the workers run inside the gateway.
         var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
-        var embedded = IsInMemory(broker);
+        var embedded = broker.TryGetKind(out var kind) && kind == BrokerKind.InMemory;
         builder.AddLlmStreamBus(consumers =>
         {
             if (embedded)
@@ -64,12 +64,6 @@ public static class GatewayExtensions
         app.MapOpenApi();
         app.MapScalarApiReference("/docs", scalar => scalar.WithTitle("LlmStream API"));
         return app;
-    }
-
-    static bool IsInMemory(BrokerOptions broker)
-    {
-        try { return broker.Kind == BrokerKind.InMemory; }
-        catch (InvalidOperationException) { return false; } // reported at start by options validation
     }
 }
 

@@ -19,7 +19,7 @@ public static class BusExtensions
         consumers?.Invoke(work);
 
         var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
-        var kind = SafeKind(broker);
+        var kind = broker.TryGetKind(out var configured) ? configured : BrokerKind.InMemory;
 
         var worker = builder.Configuration.Get<WorkerOptions>() ?? new WorkerOptions();
         var fairness = Math.Max(2, worker.PriorityFairness); // out-of-range values are reported by settings validation
@@ -93,13 +93,5 @@ public static class BusExtensions
                 });
             }
         }
-    }
-
-    // An invalid BROKER is reported by options validation at start with the setting named;
-    // registration must not throw a less helpful error first.
-    static BrokerKind SafeKind(BrokerOptions options)
-    {
-        try { return options.Kind; }
-        catch (InvalidOperationException) { return BrokerKind.InMemory; }
     }
 }

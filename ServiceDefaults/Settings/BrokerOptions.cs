@@ -28,6 +28,24 @@ public sealed class BrokerOptions
         _ => throw new InvalidOperationException($"BROKER='{Broker}' is not one of rabbitmq, redis, inmemory"),
     };
 
+    /// <summary>
+    /// <see cref="Kind"/> without throwing: false for an invalid BROKER, which options validation reports at start
+    /// with the setting named (registration must not fail first with a less helpful error).
+    /// </summary>
+    public bool TryGetKind(out BrokerKind kind)
+    {
+        try
+        {
+            kind = Kind;
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            kind = default;
+            return false;
+        }
+    }
+
     public bool UsesRedisStore => !string.IsNullOrWhiteSpace(RedisUrl);
 }
 
