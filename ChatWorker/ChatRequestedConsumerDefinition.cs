@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.Settings;
 using MassTransit;
 using Microsoft.Extensions.Options;

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Options;
 namespace LlmStream.ChatWorker;
 
 /// <summary>Says at start what this worker runs against, labelling the simulated model as such.</summary>
-public sealed class WorkerStartupReport(IOptions<BrokerOptions> broker, IOptions<WorkerOptions> worker, ChatModels models, ILogger<WorkerStartupReport> logger) : IHostedService
+public sealed class WorkerStartupReport(IOptions<BrokerOptions> broker, IOptions<WorkerOptions> worker, ModelClients models, ILogger<WorkerStartupReport> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {

@@ -39,7 +39,7 @@ public sealed class ApiKeyOptionsValidator : IValidateOptions<ApiKeyOptions>
 public static class ApiKeyAuthentication
 {
     const string ItemKey = "llmstream.api_key_name";
-    static readonly string[] ProtectedPrefixes = ["/chat", "/stream", "/stats", "/v1"];
+    static readonly string[] ProtectedPrefixes = ["/chat", "/embeddings", "/stream", "/stats", "/v1"];
 
     /// <summary>The name of the key the request came with; null when keys are not configured.</summary>
     public static string? ApiKeyName(this HttpContext http) => http.Items[ItemKey] as string;

@@ -114,7 +114,7 @@ public static class ChatApi
                 detail: $"task '{task_id}' has already {now?.State.ToWire() ?? "ended"}; there is nothing to cancel");
     }
 
-    static ProblemHttpResult Unavailable(HttpResponse response, string detail)
+    public static ProblemHttpResult Unavailable(HttpResponse response, string detail)
     {
         response.Headers.RetryAfter = "5";
         return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Service unavailable", detail: detail,

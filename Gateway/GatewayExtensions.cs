@@ -1,6 +1,8 @@
 using System.Text.Json;
 using LlmStream.ChatWorker;
+using LlmStream.EmbeddingWorker;
 using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
@@ -20,7 +22,9 @@ public static class GatewayExtensions
         builder.WebHost.UseUrls($"http://{options.Host}:{options.Port}");
         // JsonBody enforces MAX_REQUEST_BYTES with a 413 problem. Kestrel's own limit is a looser backstop, so it
         // can still drain a moderately larger body after answering and the client reads the 413 instead of a reset.
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = Math.Max(16L * 1024 * 1024, 4L * options.MaxRequestBytes));
+        var embeddingLimits = builder.Configuration.Get<EmbeddingOptions>() ?? new EmbeddingOptions();
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize =
+            Math.Max(16L * 1024 * 1024, 4L * Math.Max(options.MaxRequestBytes, embeddingLimits.MaxRequestBytes)));
 
         // BROKER=inmemory is the single-process default: the workers run inside the gateway.
         var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
@@ -28,11 +32,12 @@ public static class GatewayExtensions
         builder.AddLlmStreamBus(consumers =>
         {
             if (embedded)
-                consumers.AddChatWorker(builder.Configuration);
+                consumers.AddChatWorker(builder.Configuration).AddEmbeddingWorker(builder.Configuration);
         });
         builder.AddStreamWakeUps();
 
         builder.Services.AddSingleton<ChatIntake>();
+        builder.Services.AddSingleton<EmbeddingIntake>();
         builder.Services.AddOptions<ApiKeyOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>();
         builder.Services.AddProblemDetails();
@@ -69,7 +74,7 @@ public static class GatewayExtensions
 
 /// <summary>Prints where to open the product and what it runs on, labelling the simulated model.</summary>
 public sealed class GatewayStartupReport(
-    IOptions<GatewayOptions> gateway, IOptions<BrokerOptions> broker, ChatModels models,
+    IOptions<GatewayOptions> gateway, IOptions<BrokerOptions> broker, ModelClients models,
     IHostApplicationLifetime lifetime, ILogger<GatewayStartupReport> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
@@ -79,7 +84,7 @@ public sealed class GatewayStartupReport(
             var host = gateway.Value.Host is "0.0.0.0" or "+" or "*" ? "localhost" : gateway.Value.Host;
             var url = $"http://{host}:{gateway.Value.Port}";
             var mode = broker.Value.Kind == BrokerKind.InMemory
-                ? "single process: in-memory bus, chat worker in this process, " + (broker.Value.UsesRedisStore ? "streams in Redis" : "in-process stream store")
+                ? "single process: in-memory bus, chat and embedding workers in this process, " + (broker.Value.UsesRedisStore ? "streams in Redis" : "in-process stream store")
                 : $"{broker.Value.Kind} broker, streams in Redis";
             logger.LogInformation("LlmStream gateway ready ({Mode}); model provider: {Provider}", mode, models.Describe());
             logger.LogInformation("Open {ChatUrl} for the chat page, {DocsUrl} for the API reference", url + "/", url + "/docs");

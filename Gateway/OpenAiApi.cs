@@ -22,12 +22,13 @@ public static class OpenAiApi
         v1.MapGet("/models", ListModels).WithSummary("Models this gateway serves");
         v1.MapPost("/chat/completions", CreateChatCompletion)
             .WithSummary("Create a chat completion (streaming or not), queued with priority (X-Priority header or priority field)");
+        v1.MapOpenAiEmbeddings();
         return app;
     }
 
     static IResult ListModels(IOptions<ModelOptions> models, IOptions<RateLimitOptions> limits)
     {
-        var names = new[] { models.Value.LlmModel }.Concat(limits.Value.ParsedModelLimits().Keys).Distinct();
+        var names = new[] { models.Value.LlmModel, models.Value.EmbeddingModel }.Concat(limits.Value.ParsedModelLimits().Keys).Distinct();
         return Results.Json(new
         {
             @object = "list",

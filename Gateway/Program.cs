@@ -14,6 +14,7 @@ if (!app.HasValidSettings())
 app.UseGateway();
 app.MapDefaultEndpoints();
 app.MapChatApi();
+app.MapEmbeddingsApi();
 app.MapStreamApi();
 app.MapStatsApi();
 app.MapOpenAiApi();

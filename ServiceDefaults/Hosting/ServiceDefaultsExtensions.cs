@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
@@ -40,7 +41,7 @@ public static class ServiceDefaultsExtensions
         builder.AddSettings();
         builder.AddTaskStore();
         builder.AddRateLimiting();
-        builder.Services.AddSingleton<ChatModels>();
+        builder.Services.AddSingleton<ModelClients>();
         builder.Services.AddHealthChecks().AddCheck("self", () => HealthCheckResult.Healthy(), ["live"]);
         return builder;
     }
@@ -54,6 +55,8 @@ public static class ServiceDefaultsExtensions
         builder.Services.AddSingleton<IValidateOptions<ModelOptions>, ModelOptionsValidator>();
         builder.Services.AddOptions<WorkerOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<WorkerOptions>, SettingsValidator<WorkerOptions>>();
+        builder.Services.AddOptions<EmbeddingOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<EmbeddingOptions>, SettingsValidator<EmbeddingOptions>>();
         return builder;
     }
 

@@ -18,7 +18,17 @@ public sealed class PromptTokens
 
     const int MaxCachedModels = 64; // model names come from clients: the cache must not grow without bound
 
+    /// <summary>A chat prompt: its messages plus the chat format's overhead.</summary>
     public int Count(string model, IEnumerable<string> messages)
+    {
+        var tokenizer = For(model);
+        return messages.Sum(m => tokenizer.CountTokens(m) + PerMessage) + ReplyPriming;
+    }
+
+    /// <summary>One text as it is (an embedding input).</summary>
+    public int CountText(string model, string text) => For(model).CountTokens(text);
+
+    Tokenizer For(string model)
     {
         if (!_byModel.TryGetValue(model, out var tokenizer))
         {
@@ -27,6 +37,6 @@ public sealed class PromptTokens
             if (_byModel.Count < MaxCachedModels)
                 _byModel.TryAdd(model, tokenizer);
         }
-        return messages.Sum(m => tokenizer.CountTokens(m) + PerMessage) + ReplyPriming;
+        return tokenizer;
     }
 }

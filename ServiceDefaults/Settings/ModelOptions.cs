@@ -24,6 +24,10 @@ public sealed class ModelOptions
     [ConfigurationKeyName("AZURE_OPENAI_DEPLOYMENT")]
     public string? AzureDeployment { get; set; }
 
+    /// <summary>Azure's deployment for embeddings (the chat deployment cannot serve them); the model name when unset.</summary>
+    [ConfigurationKeyName("AZURE_OPENAI_EMBEDDING_DEPLOYMENT")]
+    public string? AzureEmbeddingDeployment { get; set; }
+
     [ConfigurationKeyName("LLM_MODEL")]
     public string LlmModel { get; set; } = "gpt-4o-mini";
 

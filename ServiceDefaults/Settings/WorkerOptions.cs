@@ -10,8 +10,9 @@ public sealed class WorkerOptions
     [ConfigurationKeyName("CHAT_CONCURRENCY"), Range(1, 10_000, ErrorMessage = "CHAT_CONCURRENCY must be between {1} and {2}")]
     public int ChatConcurrency { get; set; } = 32;
 
+    /// <summary>Embedding batches in flight per worker process (each runs up to EMBEDDING_CHUNK_PARALLELISM requests).</summary>
     [ConfigurationKeyName("EMBEDDING_CONCURRENCY"), Range(1, 10_000, ErrorMessage = "EMBEDDING_CONCURRENCY must be between {1} and {2}")]
-    public int EmbeddingConcurrency { get; set; } = 32;
+    public int EmbeddingConcurrency { get; set; } = 8;
 
     /// <summary>How long task records and finished streams stay readable, in seconds.</summary>
     [ConfigurationKeyName("RESULT_TTL"), Range(1, 30 * 86_400, ErrorMessage = "RESULT_TTL must be between {1} and {2} seconds")]

@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Settings;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -9,7 +10,7 @@ namespace LlmStream.ServiceDefaults.Tasks;
 
 public static class TaskStoreExtensions
 {
-    /// <summary>Redis when REDIS_URL is set, else the in-process store of the single-process default.</summary>
+    /// <summary>Task and embedding stores: Redis when REDIS_URL is set, else the in-process stores of the single-process default.</summary>
     public static IHostApplicationBuilder AddTaskStore(this IHostApplicationBuilder builder)
     {
         var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
@@ -22,12 +23,19 @@ public static class TaskStoreExtensions
             builder.Services.AddSingleton<ITaskStore>(sp => new RedisTaskStore(
                 sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
+            builder.Services.AddSingleton<IEmbeddingStore>(sp => new RedisEmbeddingStore(
+                sp.GetRequiredService<IConnectionMultiplexer>(),
+                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
             builder.Services.AddSingleton(sp => new TaskCancellation(sp.GetRequiredService<IConnectionMultiplexer>()));
             builder.Services.AddHostedService<RedisCancelSubscriber>();
         }
         else
         {
             builder.Services.AddSingleton<ITaskStore>(sp => new InProcessTaskStore(
+                sp.GetRequiredService<StreamSignals>(),
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
+            builder.Services.AddSingleton<IEmbeddingStore>(sp => new InProcessEmbeddingStore(
                 sp.GetRequiredService<StreamSignals>(),
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));

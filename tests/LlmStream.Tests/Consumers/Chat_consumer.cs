@@ -36,7 +36,7 @@ public sealed class Chat_consumer
             o.OpenAiApiKey = "test-key";
             o.LlmTimeoutSeconds = 2;
         });
-        services.AddSingleton<ChatModels>();
+        services.AddSingleton<ModelClients>();
         services.AddOptions<RateLimitOptions>();
         services.AddSingleton<IRateLimiter, InProcessRateLimiter>();
         services.AddSingleton<PromptTokens>();

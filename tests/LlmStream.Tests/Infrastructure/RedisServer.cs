@@ -16,6 +16,7 @@ public sealed class RedisServer : IAsyncDisposable
     }
 
     public int Port { get; }
+    public int Pid => _process.Pid;
     public string Url => $"redis://127.0.0.1:{Port}/0";
 
     public static async Task<RedisServer> StartAsync(bool appendOnly = false)

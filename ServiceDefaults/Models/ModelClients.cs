@@ -10,17 +10,18 @@ using OpenAI;
 namespace LlmStream.ServiceDefaults.Models;
 
 /// <summary>
-/// One long-lived chat client per model name, for the configured provider (OpenAI, Azure OpenAI,
+/// One long-lived chat client and embedding generator per model name, for the configured provider (OpenAI, Azure OpenAI,
 /// an OpenAI-compatible server, or the simulated model). The SDK's own retries are off: the bus
 /// retries whole attempts, so that a retry is visible in the stream and never stacks on another layer.
 /// </summary>
-public sealed class ChatModels : IDisposable
+public sealed class ModelClients : IDisposable
 {
     readonly ModelOptions _options;
     readonly OpenAIClient? _client;
     readonly ConcurrentDictionary<string, IChatClient> _chatClients = new();
+    readonly ConcurrentDictionary<string, IEmbeddingGenerator<string, Embedding<float>>> _embeddingGenerators = new();
 
-    public ChatModels(IOptions<ModelOptions> options, TimeProvider clock)
+    public ModelClients(IOptions<ModelOptions> options, TimeProvider clock)
     {
         _options = options.Value;
         Clock = clock;
@@ -71,9 +72,19 @@ public sealed class ChatModels : IDisposable
         var openAi => openAi.GetChatClient(m).AsIChatClient(),
     });
 
+    /// <summary>The embedding generator for <paramref name="model"/>; on Azure, AZURE_OPENAI_EMBEDDING_DEPLOYMENT names its deployment.</summary>
+    public IEmbeddingGenerator<string, Embedding<float>> EmbeddingsFor(string model) => _embeddingGenerators.GetOrAdd(model, m => _client switch
+    {
+        null => new SimulatedEmbeddingGenerator(m),
+        AzureOpenAIClient azure => azure.GetEmbeddingClient(_options.AzureEmbeddingDeployment ?? m).AsIEmbeddingGenerator(),
+        var openAi => openAi.GetEmbeddingClient(m).AsIEmbeddingGenerator(),
+    });
+
     public void Dispose()
     {
         foreach (var client in _chatClients.Values)
             client.Dispose();
+        foreach (var generator in _embeddingGenerators.Values)
+            generator.Dispose();
     }
 }

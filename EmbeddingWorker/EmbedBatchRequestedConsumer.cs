@@ -1,0 +1,177 @@
+using LlmStream.Contracts;
+using LlmStream.ServiceDefaults.Embeddings;
+using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.RateLimiting;
+using LlmStream.ServiceDefaults.Settings;
+using MassTransit;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace LlmStream.EmbeddingWorker;
+
+/// <summary>
+/// Embeds one batch: cuts it into provider-sized chunks (texts and tokens), runs up to EMBEDDING_CHUNK_PARALLELISM
+/// of them at once under the cluster-wide rate limit, retries a failed chunk on its own, and stores each chunk's
+/// vectors as soon as it is done, so progress shows in the status and a redelivered batch (a worker died) only
+/// runs the chunks that are missing.
+/// </summary>
+public sealed class EmbedBatchRequestedConsumer(
+    IEmbeddingStore store,
+    ModelClients models,
+    IRateLimiter rateLimiter,
+    PromptTokens promptTokens,
+    IOptions<EmbeddingOptions> embeddingOptions,
+    IOptions<WorkerOptions> workerOptions,
+    ILogger<EmbedBatchRequestedConsumer> logger) : IConsumer<EmbedBatchRequested>
+{
+    static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(60);
+
+    public async Task Consume(ConsumeContext<EmbedBatchRequested> context)
+    {
+        try
+        {
+            await Embed(context.Message, context.CancellationToken);
+        }
+        catch (Exception e) when (!context.CancellationToken.IsCancellationRequested
+                                  && !(e is RedisException && context.GetRetryAttempt() < workerOptions.Value.RetryLimit))
+        {
+            // Whatever ends this message for good also ends its task, so a client waiting on it gets an answer.
+            await TryFail(context.Message.TaskId, $"the worker could not run the batch ({e.GetType().Name}: {ProviderFailure.FirstLine(e.Message)})");
+            throw;
+        }
+    }
+
+    async Task Embed(EmbedBatchRequested request, CancellationToken cancellationToken)
+    {
+        using var scope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId });
+        if (await store.GetAsync(request.TaskId, cancellationToken) is not { } task || task.State.IsTerminal())
+        {
+            logger.LogInformation("Embedding task {TaskId} has already ended or expired; message acknowledged", request.TaskId);
+            return;
+        }
+
+        var options = embeddingOptions.Value;
+        var tokens = request.Texts.Select(t => promptTokens.CountText(request.Model, t)).ToArray();
+        var start = await store.StartAsync(request.TaskId, EmbeddingPlan.Cut(tokens, options.ChunkTexts, options.ChunkTokens), cancellationToken);
+        if (start is null)
+        {
+            logger.LogInformation("Embedding task {TaskId} has already ended or expired; message acknowledged", request.TaskId);
+            return;
+        }
+        var missing = Enumerable.Range(0, start.Plan.Count).Where(i => !start.DoneChunks.Contains(i)).ToList();
+        logger.LogInformation("Embedding task {TaskId}: {Texts} texts in {Chunks} chunks ({Done} already done), attempt {Attempt}",
+            request.TaskId, request.Texts.Count, start.Plan.Count, start.DoneChunks.Count, start.Attempt);
+
+        try
+        {
+            await Parallel.ForEachAsync(missing, new ParallelOptions { MaxDegreeOfParallelism = options.ChunkParallelism, CancellationToken = cancellationToken },
+                async (index, ct) =>
+                {
+                    var (first, count) = EmbeddingPlan.Range(start.Plan, index, request.Texts.Count);
+                    var chunk = await EmbedChunk(request, index, first, count, tokens.AsSpan(first, count).ToArray().Sum(), ct);
+                    if (!await store.SaveChunkAsync(request.TaskId, index, chunk, CancellationToken.None))
+                        throw new BatchEndedException();
+                });
+        }
+        catch (BatchEndedException)
+        {
+            logger.LogInformation("Embedding task {TaskId} ended elsewhere; this delivery stops", request.TaskId);
+            return;
+        }
+        catch (ChunkFailedException e)
+        {
+            logger.LogWarning("Embedding task {TaskId} failed: {Reason}", request.TaskId, e.Message);
+            await store.FinishAsync(request.TaskId, EmbeddingState.Failed, e.Message, CancellationToken.None);
+            return;
+        }
+
+        await store.FinishAsync(request.TaskId, EmbeddingState.Completed, null, CancellationToken.None);
+        logger.LogInformation("Embedding task {TaskId} completed: {Texts} texts", request.TaskId, request.Texts.Count);
+    }
+
+    /// <summary>One provider request, retried on its own (RETRY_LIMIT, exponential from RETRY_BASE_MS, at least the provider's Retry-After).</summary>
+    async Task<EmbeddingChunk> EmbedChunk(EmbedBatchRequested request, int index, int first, int count, int reserved, CancellationToken cancellationToken)
+    {
+        var generator = models.EmbeddingsFor(request.Model);
+        var settings = workerOptions.Value;
+        var texts = request.Texts.Skip(first).Take(count).ToList();
+        var generationOptions = request.Dimensions is { } d ? new EmbeddingGenerationOptions { Dimensions = d } : null;
+        for (var attempt = 1; ; attempt++)
+        {
+            await WaitForRateLimit(request.Model, reserved, cancellationToken);
+            try
+            {
+                var embeddings = await generator.GenerateAsync(texts, generationOptions, cancellationToken);
+                var used = (int)(embeddings.Usage?.InputTokenCount ?? reserved);
+                await rateLimiter.SettleAsync(request.Model, reserved, used, CancellationToken.None);
+                return ToChunk(embeddings, index, first, count, used);
+            }
+            catch (Exception e) when (e is not (ChunkFailedException or RedisException) && !cancellationToken.IsCancellationRequested)
+            {
+                var failure = ProviderFailure.From(e);
+                await rateLimiter.SettleAsync(request.Model, reserved, 0, CancellationToken.None);
+                if (failure.IsRateLimit)
+                {
+                    await rateLimiter.PauseAsync(request.Model, failure.RetryAfter ?? TimeSpan.FromSeconds(1), CancellationToken.None);
+                    failure = failure with { RetryAfter = null }; // the limiter holds every worker back until then
+                }
+                var what = $"chunk {index} (texts {first}–{first + count - 1})";
+                if (!failure.IsTransient || attempt > settings.RetryLimit)
+                    throw new ChunkFailedException($"{what} failed{(failure.IsTransient ? $" after {attempt} attempts" : "")}: {failure.Reason}");
+
+                var backoff = TimeSpan.FromMilliseconds(settings.RetryBaseMilliseconds * Math.Pow(2, attempt - 1));
+                var wait = failure.RetryAfter is { } after && after > backoff ? after : backoff;
+                wait = wait < MaxBackoff ? wait : MaxBackoff;
+                logger.LogWarning("Embedding task {TaskId} {Chunk} failed ({Reason}); retry {Retry} of {Limit} in {Wait}",
+                    request.TaskId, what, failure.Reason, attempt, settings.RetryLimit, wait);
+                await Task.Delay(wait, cancellationToken);
+            }
+        }
+    }
+
+    static EmbeddingChunk ToChunk(GeneratedEmbeddings<Embedding<float>> embeddings, int index, int first, int count, int tokens)
+    {
+        if (embeddings.Count != count)
+            throw new ChunkFailedException($"chunk {index}: the provider returned {embeddings.Count} vectors for {count} texts");
+        var dimensions = embeddings[0].Vector.Length;
+        var values = new float[count * dimensions];
+        for (var row = 0; row < count; row++)
+        {
+            var vector = embeddings[row].Vector.Span;
+            if (vector.Length != dimensions)
+                throw new ChunkFailedException($"chunk {index}: the provider returned vectors of different lengths ({dimensions} and {vector.Length})");
+            vector.CopyTo(values.AsSpan(row * dimensions));
+        }
+        return new EmbeddingChunk(first, count, dimensions, values, tokens);
+    }
+
+    async Task WaitForRateLimit(string model, int tokens, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var decision = await rateLimiter.AcquireAsync(model, tokens, cancellationToken);
+            if (decision.Wait > TimeSpan.Zero)
+                await Task.Delay(decision.Wait, cancellationToken);
+            if (decision.Reserved)
+                return;
+        }
+    }
+
+    async Task TryFail(string taskId, string reason)
+    {
+        try
+        {
+            await store.FinishAsync(taskId, EmbeddingState.Failed, reason, CancellationToken.None);
+        }
+        catch (RedisException e)
+        {
+            logger.LogError("Embedding task {TaskId} could not be marked failed: {Reason}", taskId, e.Message);
+        }
+    }
+
+    sealed class BatchEndedException : Exception;
+}
+
+/// <summary>A chunk failed for good (not transient, or out of retries): its batch fails with this reason.</summary>
+public sealed class ChunkFailedException(string message) : Exception(message);

@@ -1,0 +1,53 @@
+using LlmStream.Contracts;
+using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Embeddings;
+using StackExchange.Redis;
+
+namespace LlmStream.Gateway;
+
+/// <summary>
+/// Accepts an embedding batch for /embeddings and /v1/embeddings: the task record first, then the message on the
+/// embeddings queue its priority selects. If the broker refuses it, the task is marked failed: never left queued.
+/// </summary>
+public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispatcher, ILogger<EmbeddingIntake> logger)
+{
+    public async Task<IntakeOutcome> SubmitAsync(EmbedBatchRequested request)
+    {
+        try
+        {
+            var created = await store.CreateAsync(new EmbeddingTask
+            {
+                TaskId = request.TaskId,
+                Model = request.Model,
+                Texts = request.Texts.Count,
+                State = EmbeddingState.Queued,
+                Priority = request.Priority,
+                RequestedDimensions = request.Dimensions,
+                ApiKeyName = request.ApiKeyName,
+                CreatedAt = request.AcceptedAt,
+            }, CancellationToken.None);
+            if (!created)
+                throw new InvalidOperationException($"embedding task id {request.TaskId} is already taken");
+        }
+        catch (RedisException e)
+        {
+            logger.LogError(e, "Task store unavailable; embedding batch not accepted");
+            return IntakeOutcome.StoreUnavailable;
+        }
+
+        try
+        {
+            await dispatcher.DispatchAsync(request, WorkQueues.Embeddings, request.Priority, CancellationToken.None);
+        }
+        catch (BrokerUnavailableException e)
+        {
+            logger.LogError(e, "Broker unavailable; embedding task {TaskId} not queued", request.TaskId);
+            await store.FinishAsync(request.TaskId, EmbeddingState.Failed, ChatIntake.BrokerDown, CancellationToken.None);
+            return IntakeOutcome.BrokerUnavailable;
+        }
+
+        logger.LogInformation("Queued embedding task {TaskId}: {Texts} texts on {Queue}",
+            request.TaskId, request.Texts.Count, WorkQueues.Embeddings.QueueFor(request.Priority));
+        return IntakeOutcome.Accepted;
+    }
+}
