@@ -120,6 +120,19 @@ public sealed class FakeBehavior
         set { lock (_gate) _toolCall = value; }
     }
 
+    /// <summary>Delay before answering each embedding request (lets a test kill a worker mid-batch).</summary>
+    public TimeSpan EmbeddingDelay
+    {
+        get { lock (_gate) return _embeddingDelay; }
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.Zero);
+            lock (_gate) _embeddingDelay = value;
+        }
+    }
+
+    private TimeSpan _embeddingDelay;
+
     /// <summary>Delay before each content chunk (non-streaming: the same total before answering).</summary>
     public TimeSpan TokenDelay
     {
@@ -238,6 +251,7 @@ public sealed class FakeBehavior
             _reply = DefaultReply;
             _toolCall = null;
             _tokenDelay = TimeSpan.Zero;
+            _embeddingDelay = TimeSpan.Zero;
             _stampTokens = false;
             _chunkSize = 1;
             _requiredApiKey = null;

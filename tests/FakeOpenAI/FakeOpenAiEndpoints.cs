@@ -335,6 +335,8 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
             return;
         }
 
+        if (behavior.EmbeddingDelay > TimeSpan.Zero)
+            await Task.Delay(behavior.EmbeddingDelay, ctx.RequestAborted);
         var words = parsed.Inputs.Sum(FakeBehavior.CountWords);
         await WriteJsonAsync(ctx, 200, w =>
         {

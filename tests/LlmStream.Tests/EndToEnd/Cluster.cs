@@ -117,6 +117,17 @@ public sealed class Cluster : IAsyncDisposable
         return worker;
     }
 
+    public async Task<ServiceProcess> StartEmbeddingWorkerAsync(IReadOnlyDictionary<string, string>? extra = null)
+    {
+        var settings = Settings();
+        foreach (var (key, value) in extra ?? new Dictionary<string, string>())
+            settings[key] = value;
+        var worker = ServiceProcess.StartDotnet($"embedding-worker-{_workers.Count + 1}", RepoPaths.EmbeddingWorker, settings);
+        _workers.Add(worker);
+        await worker.WaitForOutputAsync("Embedding worker on", TimeSpan.FromSeconds(60));
+        return worker;
+    }
+
     /// <summary>A client of one gateway (the first unless told).</summary>
     public HttpClient Client(int gateway = 0) => new(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue })
     {

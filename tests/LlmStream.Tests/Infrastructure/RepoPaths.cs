@@ -10,6 +10,7 @@ public static class RepoPaths
 
     public static string Gateway => ServiceDll("Gateway", "LlmStream.Gateway");
     public static string ChatWorker => ServiceDll("ChatWorker", "LlmStream.ChatWorker");
+    public static string EmbeddingWorker => ServiceDll("EmbeddingWorker", "LlmStream.EmbeddingWorker");
 
     static string ServiceDll(string folder, string assembly)
     {
