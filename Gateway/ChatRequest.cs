@@ -20,14 +20,7 @@ public sealed record ChatRequest(string Message, string? SessionId, string? Mode
     public static (ChatRequest? Request, Dictionary<string, string[]> Errors) Parse(JsonElement body)
     {
         var errors = new Dictionary<string, string[]>();
-        foreach (var property in body.EnumerateObject())
-        {
-            string name;
-            try { name = property.Name; }
-            catch (InvalidOperationException) { errors["body"] = ["a field name is not valid UTF-16 text"]; continue; }
-            if (!Known.Contains(name))
-                errors[name] = [$"unknown field; expected one of {string.Join(", ", Known)}"];
-        }
+        JsonBody.RejectUnknownFields(body, Known, errors);
 
         var message = String(body, "message", errors, required: true, maxLength: null);
         if (message is not null && string.IsNullOrWhiteSpace(message))

@@ -19,14 +19,7 @@ public sealed record EmbeddingRequest(IReadOnlyList<string> Texts, string? Model
     public static (EmbeddingRequest? Request, Dictionary<string, string[]> Errors) Parse(JsonElement body, EmbeddingOptions limits)
     {
         var errors = new Dictionary<string, string[]>();
-        foreach (var property in body.EnumerateObject())
-        {
-            string name;
-            try { name = property.Name; }
-            catch (InvalidOperationException) { errors["body"] = ["a field name is not valid UTF-16 text"]; continue; }
-            if (!Known.Contains(name))
-                errors[name] = [$"unknown field; expected one of {string.Join(", ", Known)}"];
-        }
+        JsonBody.RejectUnknownFields(body, Known, errors);
 
         var texts = body.TryGetProperty("texts", out var t) && t.ValueKind != JsonValueKind.Null
             ? EmbeddingInput.ReadTexts(t, "texts", limits, errors)

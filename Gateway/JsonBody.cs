@@ -55,6 +55,19 @@ public static class JsonBody
         }
     }
 
+    /// <summary>Strict bodies: every field not in <paramref name="known"/> is an error under its own name.</summary>
+    public static void RejectUnknownFields(JsonElement body, IReadOnlySet<string> known, Dictionary<string, string[]> errors)
+    {
+        foreach (var property in body.EnumerateObject())
+        {
+            string name;
+            try { name = property.Name; }
+            catch (InvalidOperationException) { errors["body"] = ["a field name is not valid UTF-16 text"]; continue; }
+            if (!known.Contains(name))
+                errors[name] = [$"unknown field; expected one of {string.Join(", ", known)}"];
+        }
+    }
+
     public static string Describe(JsonValueKind kind) => kind switch
     {
         JsonValueKind.Object => "an object",
