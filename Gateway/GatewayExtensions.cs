@@ -4,6 +4,7 @@ using LlmStream.EmbeddingWorker;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
 using Microsoft.Extensions.FileProviders;
@@ -35,6 +36,7 @@ public static class GatewayExtensions
                 consumers.AddChatWorker(builder.Configuration).AddEmbeddingWorker(builder.Configuration);
         });
         builder.AddStreamWakeUps();
+        builder.AddWorkersHealthCheck();
 
         builder.Services.AddSingleton<ChatIntake>();
         builder.Services.AddSingleton<EmbeddingIntake>();

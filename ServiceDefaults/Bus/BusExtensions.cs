@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.RedisQueue;
 using LlmStream.ServiceDefaults.Settings;
 using MassTransit;
@@ -17,6 +18,9 @@ public static class BusExtensions
     {
         var work = new WorkConsumers();
         consumers?.Invoke(work);
+
+        if (!work.IsEmpty)
+            builder.Services.AddHostedService<WorkerHeartbeat>();
 
         var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
         var kind = broker.TryGetKind(out var configured) ? configured : BrokerKind.InMemory;
@@ -70,6 +74,8 @@ public static class BusExtensions
         {
             // One set of slots per kind of work: the three queues share the process's concurrency, high first.
             var slots = new PrioritySlots(Math.Max(1, registration.Concurrency), fairness);
+            context.GetRequiredService<WorkerActivity>().Track(registration.Queues, slots);
+            var waiting = context.GetRequiredService<IWaitingLedger>();
             var queues = registration.Queues.All;
             for (var level = 0; level < queues.Count; level++)
             {
@@ -88,7 +94,7 @@ public static class BusExtensions
                         rabbit.EnablePriority(WorkQueues.MaxQueuePriority);
                         rabbit.PrefetchCount = inPipeline;
                     }
-                    endpoint.UseFilter(new PrioritySlotFilter(slots, priorityLevel));
+                    endpoint.UseFilter(new PrioritySlotFilter(slots, priorityLevel, queues[priorityLevel], waiting));
                     registration.Configure(context, endpoint);
                 });
             }

@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Settings;
 using MassTransit;
 using Microsoft.Extensions.Options;
@@ -5,7 +6,7 @@ using Microsoft.Extensions.Options;
 namespace LlmStream.ServiceDefaults.Bus;
 
 /// <summary>Sends commands through MassTransit (RabbitMQ or in-memory); RabbitMQ sends wait for the publisher confirm.</summary>
-public sealed class MassTransitWorkDispatcher(IBus bus, IOptions<BrokerOptions> options, RabbitMqWorkTopology topology) : IWorkDispatcher
+public sealed class MassTransitWorkDispatcher(IBus bus, IOptions<BrokerOptions> options, RabbitMqWorkTopology topology, IWaitingLedger waiting, TimeProvider clock) : IWorkDispatcher
 {
     /// <summary>A broker that is down must turn into a 503, not a request that hangs while the bus reconnects.</summary>
     static readonly TimeSpan SendTimeout = TimeSpan.FromSeconds(10);
@@ -15,6 +16,8 @@ public sealed class MassTransitWorkDispatcher(IBus bus, IOptions<BrokerOptions> 
     public async Task DispatchAsync<T>(T message, WorkQueues queues, int priority, CancellationToken cancellationToken) where T : class
     {
         var queue = queues.QueueFor(priority);
+        var messageId = NewId.NextGuid();
+        await waiting.AddAsync(queue, messageId, clock.GetUtcNow());
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(SendTimeout);
         try
@@ -32,10 +35,17 @@ public sealed class MassTransitWorkDispatcher(IBus bus, IOptions<BrokerOptions> 
             }
 
             var endpoint = await bus.GetSendEndpoint(address);
-            await endpoint.Send(message, context => context.TrySetPriority(WorkQueues.QueuePriority(priority)), timeout.Token);
+            await endpoint.Send(message, context =>
+            {
+                context.MessageId = messageId;
+                context.TrySetPriority(WorkQueues.QueuePriority(priority));
+            }, timeout.Token);
         }
-        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (Exception e)
         {
+            await waiting.RemoveAsync(queue, messageId);
+            if (e is OperationCanceledException && cancellationToken.IsCancellationRequested)
+                throw;
             throw new BrokerUnavailableException($"the message broker did not accept the message for queue '{queue}': {e.Message}", e);
         }
     }

@@ -32,6 +32,15 @@ public sealed class PrioritySlots
         get { lock (_lock) return Capacity - _free; }
     }
 
+    readonly int[] _busy = new int[Levels];
+
+    /// <summary>Per level (0 = high): slots held, and messages waiting here for one (already delivered, not started).</summary>
+    public IReadOnlyList<(int InFlight, int Held)> Load()
+    {
+        lock (_lock)
+            return [.. Enumerable.Range(0, Levels).Select(level => (Volatile.Read(ref _busy[level]), _waiting[level].Count(w => !w.Completion.Task.IsCompleted)))];
+    }
+
     /// <param name="level">0 = high, 1 = default, 2 = low.</param>
     public async ValueTask<IDisposable> AcquireAsync(int level, CancellationToken cancellationToken)
     {
@@ -42,7 +51,7 @@ public sealed class PrioritySlots
             {
                 _free--;
                 _bypassed = 0;
-                return new Slot(this);
+                return new Slot(this, level);
             }
             waiter = new Waiter(_sequence++);
             _waiting[level].Enqueue(waiter);
@@ -53,7 +62,7 @@ public sealed class PrioritySlots
             try
             {
                 await waiter.Completion.Task;
-                return new Slot(this);
+                return new Slot(this, level);
             }
             catch (OperationCanceledException)
             {
@@ -133,14 +142,25 @@ public sealed class PrioritySlots
         public bool Granted;
     }
 
-    sealed class Slot(PrioritySlots owner) : IDisposable
+    sealed class Slot : IDisposable
     {
+        readonly PrioritySlots _owner;
+        readonly int _level;
         int _released;
+
+        public Slot(PrioritySlots owner, int level)
+        {
+            _owner = owner;
+            _level = level;
+            Interlocked.Increment(ref owner._busy[level]);
+        }
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _released, 1) == 0)
-                owner.Release();
+            if (Interlocked.Exchange(ref _released, 1) != 0)
+                return;
+            Interlocked.Decrement(ref _owner._busy[_level]);
+            _owner.Release();
         }
     }
 }

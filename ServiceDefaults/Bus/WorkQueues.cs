@@ -5,7 +5,7 @@ namespace LlmStream.ServiceDefaults.Bus;
 /// above 5 goes to the high queue, below -5 to the low queue, the rest to the default queue;
 /// inside a queue a higher number goes first where the broker supports it (RabbitMQ x-max-priority).
 /// </summary>
-public sealed record WorkQueues(string High, string Default, string Low)
+public sealed record WorkQueues(string Work, string High, string Default, string Low)
 {
     public const int MinPriority = -10;
     public const int MaxPriority = 10;
@@ -14,11 +14,16 @@ public sealed record WorkQueues(string High, string Default, string Low)
     public const byte MaxQueuePriority = 10;
 
     /// <summary>Chat generations: the names the original used, shown as such in the RabbitMQ UI.</summary>
-    public static readonly WorkQueues Chat = new("high", "default", "low");
+    public static readonly WorkQueues Chat = new("chat", "high", "default", "low");
 
-    public static readonly WorkQueues Embeddings = new("embeddings-high", "embeddings-default", "embeddings-low");
+    public static readonly WorkQueues Embeddings = new("embeddings", "embeddings-high", "embeddings-default", "embeddings-low");
 
     public IReadOnlyList<string> All => [High, Default, Low];
+
+    /// <summary>Every kind of work, for reports.</summary>
+    public static IReadOnlyList<WorkQueues> Kinds => [Chat, Embeddings];
+
+    public static readonly IReadOnlyList<string> PriorityNames = ["high", "default", "low"];
 
     public static bool IsValidPriority(int priority) => priority is >= MinPriority and <= MaxPriority;
 

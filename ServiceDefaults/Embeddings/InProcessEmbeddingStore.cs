@@ -1,9 +1,10 @@
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Tasks;
 
 namespace LlmStream.ServiceDefaults.Embeddings;
 
 /// <summary>The single-process default (no REDIS_URL): the semantics of <see cref="RedisEmbeddingStore"/>, in memory.</summary>
-public sealed class InProcessEmbeddingStore(StreamSignals signals, TimeProvider clock, TimeSpan retention) : IEmbeddingStore
+public sealed class InProcessEmbeddingStore(StreamSignals signals, TimeProvider clock, TimeSpan retention, ITaskCounters? counters = null) : IEmbeddingStore
 {
     readonly Lock _lock = new();
     readonly Dictionary<string, Entry> _tasks = [];
@@ -79,6 +80,7 @@ public sealed class InProcessEmbeddingStore(StreamSignals signals, TimeProvider 
             entry.Task = entry.Task with { State = state, Error = error, FinishedAt = clock.GetUtcNow() };
             entry.ExpiresAt = clock.GetUtcNow() + retention;
         }
+        counters?.Record("embeddings", state.ToWire());
         signals.Notify(EmbeddingWake.Key(taskId));
         return Task.FromResult(true);
     }

@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Operations;
 using System.Globalization;
 using LlmStream.ServiceDefaults.Tasks;
 using StackExchange.Redis;
@@ -9,7 +10,7 @@ namespace LlmStream.ServiceDefaults.Embeddings;
 /// written in pieces of at most <see cref="PieceBytes"/> under a temporary key and renamed into place by the
 /// script that records it, so no single command moves megabytes and a reader never sees half a chunk.
 /// </summary>
-public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan retention) : IEmbeddingStore
+public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan retention, ITaskCounters? counters = null) : IEmbeddingStore
 {
     public const int PieceBytes = 1 << 20;
 
@@ -156,6 +157,8 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
             [Ttl, state.ToWire(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), error ?? "", EmbeddingWake.Key(taskId)]);
         if (result == -2)
             throw new InvalidOperationException($"embedding task {taskId} cannot complete before all its chunks are stored");
+        if (result == 1)
+            counters?.Record("embeddings", state.ToWire());
         return result == 1;
     }
 

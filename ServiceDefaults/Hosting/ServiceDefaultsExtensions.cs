@@ -1,5 +1,6 @@
 using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
@@ -42,7 +43,7 @@ public static class ServiceDefaultsExtensions
         builder.AddTaskStore();
         builder.AddRateLimiting();
         builder.Services.AddSingleton<ModelClients>();
-        builder.Services.AddHealthChecks().AddCheck("self", () => HealthCheckResult.Healthy(), ["live"]);
+        builder.AddOperations();
         return builder;
     }
 
@@ -60,12 +61,8 @@ public static class ServiceDefaultsExtensions
         return builder;
     }
 
-    /// <summary>Liveness for orchestrators: the process answers.</summary>
-    public static IEndpointRouteBuilder MapDefaultEndpoints(this IEndpointRouteBuilder app)
-    {
-        app.MapHealthChecks("/health", new HealthCheckOptions { Predicate = check => check.Tags.Contains("live") });
-        return app;
-    }
+    /// <summary>Health endpoints for orchestrators (see <see cref="OperationsExtensions.MapHealthEndpoints"/>).</summary>
+    public static IEndpointRouteBuilder MapDefaultEndpoints(this IEndpointRouteBuilder app) => app.MapHealthEndpoints();
 
     /// <summary>
     /// Validates every setting right after the build, before anything resolves services that depend on them:

@@ -1,4 +1,5 @@
 using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Settings;
 using MassTransit.Mediator;
 using Microsoft.Extensions.Hosting;
@@ -21,6 +22,7 @@ internal sealed class RedisQueueWorker(
     IMediator mediator,
     IServiceProvider services,
     IOptions<WorkerOptions> options,
+    WorkerActivity activity,
     ILogger<RedisQueueWorker> logger) : BackgroundService
 {
     readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}";
@@ -34,6 +36,7 @@ internal sealed class RedisQueueWorker(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var names = registration.Queues.All;
+        activity.Track(registration.Queues, _slots);
         foreach (var name in names)
             await queue.EnsureGroupAsync(name);
         var channel = RedisChannel.Literal(RedisWorkQueue.WakeChannel);

@@ -195,6 +195,44 @@ public sealed class RedisWorkQueue(IConnectionMultiplexer redis)
 
     public Task<long> DeadLetterCountAsync() => Db.StreamLengthAsync(DeadLetters);
 
+    /// <summary>When the oldest entry not yet delivered to any worker was sent (its stream id is its time), if any.</summary>
+    public async Task<DateTimeOffset?> OldestWaitingAsync(string queue)
+    {
+        var key = StreamKey(queue);
+        RedisValue after = "-";
+        try
+        {
+            var groups = await Db.StreamGroupInfoAsync(key);
+            if (groups.FirstOrDefault(g => g.Name == Group) is { LastDeliveredId: { } delivered })
+                after = "(" + delivered;
+        }
+        catch (RedisServerException e) when (e.Message.Contains("no such key", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+        var first = await Db.StreamRangeAsync(key, after, "+", count: 1);
+        return first.Length == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(((string)first[0].Id!).Split('-')[0], System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Dead-lettered entries per queue they came from (the dead-letter stream is one for all queues).</summary>
+    public async Task<IReadOnlyDictionary<string, long>> DeadLettersByQueueAsync()
+    {
+        var counts = new Dictionary<string, long>();
+        RedisValue after = "-";
+        while (true)
+        {
+            var page = await Db.StreamRangeAsync(DeadLetters, after, "+", count: 1000);
+            foreach (var entry in page)
+            {
+                var queue = (string?)entry["queue"] ?? "";
+                counts[queue] = counts.GetValueOrDefault(queue) + 1;
+            }
+            if (page.Length < 1000)
+                return counts;
+            after = "(" + page[^1].Id;
+        }
+    }
+
     static long Now() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
     static QueueEntry ToEntry(string queue, int level, string entryId, NameValueEntry[] values)

@@ -39,4 +39,15 @@ public sealed class WorkerOptions
     /// <summary>BROKER=redis: deliveries of one message (worker crashes included) before it goes to the dead letters.</summary>
     [ConfigurationKeyName("MAX_DELIVERIES"), Range(1, 100, ErrorMessage = "MAX_DELIVERIES must be between {1} and {2}")]
     public int MaxDeliveries { get; set; } = 5;
+
+    /// <summary>Seconds between a worker's heartbeats (GET /stats lists it; three missed ones and it counts as gone).</summary>
+    [ConfigurationKeyName("HEARTBEAT_SECONDS"), Range(1, 60, ErrorMessage = "HEARTBEAT_SECONDS must be between {1} and {2}")]
+    public int HeartbeatSeconds { get; set; } = 5;
+
+    /// <summary>
+    /// Optional file a worker touches at every heartbeat while it is healthy (bus connected, Redis reachable): a
+    /// container health check of a process that serves no HTTP tests the file's age.
+    /// </summary>
+    [ConfigurationKeyName("HEALTH_FILE")]
+    public string? HealthFile { get; set; }
 }

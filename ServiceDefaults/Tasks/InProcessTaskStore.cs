@@ -1,10 +1,12 @@
+using LlmStream.ServiceDefaults.Operations;
+
 namespace LlmStream.ServiceDefaults.Tasks;
 
 /// <summary>
 /// The single-process default (no REDIS_URL): the same semantics as <see cref="RedisTaskStore"/>, held
 /// in memory with stream-style ids. Finished sessions are dropped after the retention period.
 /// </summary>
-public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock, TimeSpan retention) : ITaskStore
+public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock, TimeSpan retention, ITaskCounters? counters = null) : ITaskStore
 {
     readonly Lock _lock = new();
     readonly Dictionary<string, (TaskRecord Task, DateTimeOffset ExpiresAt)> _tasks = [];
@@ -83,6 +85,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
             }, Expiry());
             Append(outcome.SessionId, StreamEventTypes.ForOutcome(outcome.State), terminalEventData);
         }
+        counters?.Record("chat", outcome.State.ToWire());
         signals.Notify(outcome.SessionId);
         return Task.FromResult(true);
     }

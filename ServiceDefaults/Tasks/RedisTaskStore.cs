@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Operations;
 using System.Globalization;
 using System.Text.Json;
 using StackExchange.Redis;
@@ -8,7 +9,7 @@ namespace LlmStream.ServiceDefaults.Tasks;
 /// Task records are hashes, sessions are Redis streams; every change that touches both runs as one Lua
 /// script, and each stream append publishes the session id on one wake channel (read by gateways).
 /// </summary>
-public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention) : ITaskStore
+public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention, ITaskCounters? counters = null) : ITaskStore
 {
     public const string WakeChannel = "llmstream:wake";
 
@@ -129,6 +130,8 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         if (outcome.ToolCalls is not null) args.AddRange(["tool_calls", outcome.ToolCalls]);
 
         var result = (long)await Db.ScriptEvaluateAsync(FinishScript, [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId)], [.. args]);
+        if (result == 1)
+            counters?.Record("chat", outcome.State.ToWire());
         return result == 1;
     }
 

@@ -1,4 +1,5 @@
 using LlmStream.ServiceDefaults.Embeddings;
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Settings;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -22,10 +23,12 @@ public static class TaskStoreExtensions
             builder.Services.AddSingleton<IConnectionMultiplexer>(_ => ConnectionMultiplexer.Connect(redisOptions));
             builder.Services.AddSingleton<ITaskStore>(sp => new RedisTaskStore(
                 sp.GetRequiredService<IConnectionMultiplexer>(),
-                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
+                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl,
+                sp.GetRequiredService<ITaskCounters>()));
             builder.Services.AddSingleton<IEmbeddingStore>(sp => new RedisEmbeddingStore(
                 sp.GetRequiredService<IConnectionMultiplexer>(),
-                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
+                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl,
+                sp.GetRequiredService<ITaskCounters>()));
             builder.Services.AddSingleton(sp => new TaskCancellation(sp.GetRequiredService<IConnectionMultiplexer>()));
             builder.Services.AddHostedService<RedisCancelSubscriber>();
         }
@@ -34,11 +37,13 @@ public static class TaskStoreExtensions
             builder.Services.AddSingleton<ITaskStore>(sp => new InProcessTaskStore(
                 sp.GetRequiredService<StreamSignals>(),
                 sp.GetRequiredService<TimeProvider>(),
-                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
+                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl,
+                sp.GetRequiredService<ITaskCounters>()));
             builder.Services.AddSingleton<IEmbeddingStore>(sp => new InProcessEmbeddingStore(
                 sp.GetRequiredService<StreamSignals>(),
                 sp.GetRequiredService<TimeProvider>(),
-                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl));
+                sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl,
+                sp.GetRequiredService<ITaskCounters>()));
             builder.Services.AddSingleton(_ => new TaskCancellation());
         }
         return builder;
