@@ -19,9 +19,6 @@ public static class BusExtensions
         var work = new WorkConsumers();
         consumers?.Invoke(work);
 
-        if (!work.IsEmpty)
-            builder.Services.AddHostedService<WorkerHeartbeat>();
-
         var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
         var kind = broker.TryGetKind(out var configured) ? configured : BrokerKind.InMemory;
 
@@ -42,6 +39,7 @@ public static class BusExtensions
             {
                 builder.Services.AddSingleton<IHostedService>(sp => ActivatorUtilities.CreateInstance<RedisQueueWorker>(sp, registration));
             }
+            AddHeartbeat(builder, work);
             return builder;
         }
 
@@ -65,7 +63,15 @@ public static class BusExtensions
                 bus.UsingInMemory((context, cfg) => MapWorkQueues(work, fairness, context, cfg));
             }
         });
+        AddHeartbeat(builder, work);
         return builder;
+    }
+
+    /// <summary>Registered after the consumers, so that the first heartbeat already reports their slots.</summary>
+    static void AddHeartbeat(IHostApplicationBuilder builder, WorkConsumers work)
+    {
+        if (!work.IsEmpty)
+            builder.Services.AddHostedService<WorkerHeartbeat>();
     }
 
     static void MapWorkQueues(WorkConsumers work, int fairness, IBusRegistrationContext context, IBusFactoryConfigurator cfg)

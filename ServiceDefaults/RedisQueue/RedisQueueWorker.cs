@@ -27,16 +27,21 @@ internal sealed class RedisQueueWorker(
 {
     readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}";
     readonly SemaphoreSlim _wake = new(0, 1);
-    readonly PrioritySlots _slots = new(registration.Concurrency, options.Value.PriorityFairness);
+    readonly PrioritySlots _slots = Tracked(activity, registration.Queues, new PrioritySlots(registration.Concurrency, options.Value.PriorityFairness));
     readonly HashSet<Task> _running = [];
     int _bypassed; // reads in a row that took higher-priority work while lower-priority work waited
+
+    static PrioritySlots Tracked(WorkerActivity activity, WorkQueues queues, PrioritySlots slots)
+    {
+        activity.Track(queues, slots);
+        return slots;
+    }
 
     TimeSpan ClaimIdle => TimeSpan.FromSeconds(options.Value.RedisClaimIdleSeconds);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var names = registration.Queues.All;
-        activity.Track(registration.Queues, _slots);
         foreach (var name in names)
             await queue.EnsureGroupAsync(name);
         var channel = RedisChannel.Literal(RedisWorkQueue.WakeChannel);

@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using LlmStream.Tests.Infrastructure;
@@ -134,6 +135,7 @@ public sealed class Broker_behaviour(string broker)
     public async Task A_task_whose_retries_run_out_fails_with_a_readable_reason_and_its_message_is_dead_lettered()
     {
         var deadBefore = await DeadLetters();
+        var statsBefore = await DeadLetteredOnDefaultQueue();
         _cluster.Provider.Behavior.FailNext(500, count: 4, message: "upstream exploded");
         var (taskId, sessionId) = await _cluster.PostChatAsync(_http, new { message = "doomed" });
 
@@ -146,6 +148,14 @@ public sealed class Broker_behaviour(string broker)
         if (broker == "inmemory")
             return; // an in-process bus keeps its error queue in process
         await WaitFor(async () => await DeadLetters() == deadBefore + 1, "the message reaches the dead letters");
+        Assert.That(await DeadLetteredOnDefaultQueue(), Is.EqualTo(statsBefore + 1), "GET /stats counts it on the queue it came from");
+    }
+
+    async Task<long> DeadLetteredOnDefaultQueue()
+    {
+        var stats = await _http.GetFromJsonAsync<JsonElement>("/stats");
+        var queue = stats.GetProperty("queues").EnumerateArray().Single(q => q.GetProperty("name").GetString() == "default");
+        return queue.TryGetProperty("dead_lettered", out var dead) ? dead.GetInt64() : 0;
     }
 
     [Test]
