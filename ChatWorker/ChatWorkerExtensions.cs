@@ -19,7 +19,7 @@ public static class ChatWorkerExtensions
     /// <summary>A separate worker process needs a broker shared with the gateway.</summary>
     public static IHostApplicationBuilder AddWorkerChecks(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddSingleton<IValidateOptions<BrokerOptions>, SeparateWorkerBrokerValidator>();
+        builder.Services.AddSingleton<IValidateOptions<BrokerOptions>>(new SeparateWorkerBrokerValidator("chat worker", "ChatWorker"));
         builder.Services.AddHostedService<WorkerStartupReport>();
         return builder;
     }

@@ -16,15 +16,3 @@ public sealed class WorkerStartupReport(IOptions<BrokerOptions> broker, IOptions
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
-
-/// <summary>A worker in its own process cannot share an in-memory bus with the gateway.</summary>
-public sealed class SeparateWorkerBrokerValidator : IValidateOptions<BrokerOptions>
-{
-    public ValidateOptionsResult Validate(string? name, BrokerOptions options)
-    {
-        // An invalid BROKER is reported by BrokerOptionsValidator.
-        return options.TryGetKind(out var kind) && kind == BrokerKind.InMemory
-            ? ValidateOptionsResult.Fail("BROKER=inmemory runs the chat worker inside the gateway (make run); a separate ChatWorker needs BROKER=rabbitmq or redis")
-            : ValidateOptionsResult.Success;
-    }
-}

@@ -22,7 +22,7 @@ public static class EmbeddingWorkerExtensions
     /// <summary>A separate embedding worker needs a broker shared with the gateway; it says at start what it runs against.</summary>
     public static IHostApplicationBuilder AddEmbeddingWorkerChecks(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddSingleton<IValidateOptions<BrokerOptions>, SeparateEmbeddingWorkerBrokerValidator>();
+        builder.Services.AddSingleton<IValidateOptions<BrokerOptions>>(new SeparateWorkerBrokerValidator("embedding worker", "EmbeddingWorker"));
         builder.Services.AddHostedService<EmbeddingWorkerStartupReport>();
         return builder;
     }
@@ -41,12 +41,4 @@ public sealed class EmbeddingWorkerStartupReport(
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-}
-
-public sealed class SeparateEmbeddingWorkerBrokerValidator : IValidateOptions<BrokerOptions>
-{
-    public ValidateOptionsResult Validate(string? name, BrokerOptions options) =>
-        options.TryGetKind(out var kind) && kind == BrokerKind.InMemory
-            ? ValidateOptionsResult.Fail("BROKER=inmemory runs the embedding worker inside the gateway (make run); a separate EmbeddingWorker needs BROKER=rabbitmq or redis")
-            : ValidateOptionsResult.Success;
 }

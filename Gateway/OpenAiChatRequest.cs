@@ -86,8 +86,8 @@ public sealed record OpenAiChatRequest(
         }
         else if (priorityHeader is not null)
         {
-            if (!int.TryParse(priorityHeader, out priority) || !WorkQueues.IsValidPriority(priority))
-                throw new InvalidRequest($"the X-Priority header must be an integer between -10 and 10, not '{priorityHeader}'", "X-Priority");
+            if (!WorkQueues.TryParsePriority(priorityHeader, "X-Priority header", out priority, out var invalid))
+                throw new InvalidRequest(invalid!, "X-Priority");
         }
 
         var maxTokens = OptionalInt(body, "max_completion_tokens") ?? OptionalInt(body, "max_tokens");

@@ -142,8 +142,8 @@ public static class OpenAiEmbeddingsApi
         int? priority = null;
         if (priorityHeader is not null)
         {
-            if (!int.TryParse(priorityHeader, out var p) || !ServiceDefaults.Bus.WorkQueues.IsValidPriority(p))
-                return (null, ($"the X-Priority header must be an integer between {ServiceDefaults.Bus.WorkQueues.MinPriority} and {ServiceDefaults.Bus.WorkQueues.MaxPriority}", "X-Priority"));
+            if (!ServiceDefaults.Bus.WorkQueues.TryParsePriority(priorityHeader, "X-Priority header", out var p, out var invalid))
+                return (null, (invalid!, "X-Priority"));
             priority = p;
         }
         return (new OpenAiEmbeddingRequest(texts!, model, priority, dimensions, base64), null);

@@ -27,6 +27,18 @@ public sealed record WorkQueues(string Work, string High, string Default, string
 
     public static bool IsValidPriority(int priority) => priority is >= MinPriority and <= MaxPriority;
 
+    /// <summary>Reads a priority sent as text (the X-Priority header); the error names the header and the range.</summary>
+    public static bool TryParsePriority(string text, string source, out int priority, out string? error)
+    {
+        if (int.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out priority) && IsValidPriority(priority))
+        {
+            error = null;
+            return true;
+        }
+        error = $"the {source} must be an integer between {MinPriority} and {MaxPriority}, not '{text}'";
+        return false;
+    }
+
     public string QueueFor(int priority) => priority > 5 ? High : priority < -5 ? Low : Default;
 
     /// <summary>Position inside the chosen queue: 0 is the lowest priority of that queue.</summary>

@@ -82,3 +82,13 @@ public sealed class BrokerOptionsValidator : IValidateOptions<BrokerOptions>
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }
+
+/// <summary>A worker run as its own process needs a broker it shares with the gateway.</summary>
+public sealed class SeparateWorkerBrokerValidator(string worker, string process) : IValidateOptions<BrokerOptions>
+{
+    // An invalid BROKER is reported by BrokerOptionsValidator.
+    public ValidateOptionsResult Validate(string? name, BrokerOptions options) =>
+        options.TryGetKind(out var kind) && kind == BrokerKind.InMemory
+            ? ValidateOptionsResult.Fail($"BROKER=inmemory runs the {worker} inside the gateway (make run); a separate {process} needs BROKER=rabbitmq or redis")
+            : ValidateOptionsResult.Success;
+}
