@@ -42,7 +42,15 @@ public static class GatewayExtensions
         builder.Services.AddSingleton<EmbeddingIntake>();
         builder.Services.AddOptions<ApiKeyOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>();
-        builder.Services.AddProblemDetails();
+        // Problems the framework writes itself (routing's 415, 405...) still say in words what to do.
+        builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = context =>
+            context.ProblemDetails.Detail ??= context.ProblemDetails.Status switch
+            {
+                StatusCodes.Status415UnsupportedMediaType => "the body must be UTF-8 JSON (Content-Type: application/json)",
+                StatusCodes.Status405MethodNotAllowed => $"{context.HttpContext.Request.Method} is not allowed on {context.HttpContext.Request.Path}",
+                StatusCodes.Status404NotFound => $"nothing is served at {context.HttpContext.Request.Path}",
+                _ => context.ProblemDetails.Title,
+            });
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
             json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;

@@ -16,9 +16,9 @@ public static class JsonBody
     {
         if (request.ContentLength > maxBytes)
             return (default, TooLarge(maxBytes));
-        if (request.ContentType is { } contentType && !contentType.Contains("json", StringComparison.OrdinalIgnoreCase))
+        if (request.ContentType is { } contentType && !IsUtf8Json(contentType))
             return (default, TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType,
-                title: "Unsupported media type", detail: $"the body must be JSON (Content-Type: application/json), not '{contentType}'"));
+                title: "Unsupported media type", detail: $"the body must be UTF-8 JSON (Content-Type: application/json), not '{contentType}'"));
 
         var buffer = new ArrayBufferWriter<byte>(4096);
         try
@@ -41,12 +41,17 @@ public static class JsonBody
 
         if (buffer.WrittenCount == 0)
             return (default, Invalid("the request body is empty: send a JSON object"));
+        // The JSON reader checks UTF-8 only in the strings a handler reads later: check all of it once, here.
+        if (!System.Text.Unicode.Utf8.IsValid(buffer.WrittenSpan))
+            return (default, Invalid($"the body is not valid UTF-8 (from byte {FirstInvalidUtf8(buffer.WrittenSpan)})"));
 
         try
         {
             using var document = JsonDocument.Parse(buffer.WrittenMemory, DocumentOptions);
             if (document.RootElement.ValueKind != JsonValueKind.Object)
                 return (default, Invalid($"the body must be a JSON object, not {Describe(document.RootElement.ValueKind)}"));
+            if (FindInvalidText(document.RootElement, "") is { } path)
+                return (default, Invalid($"'{path}' holds an escaped lone surrogate (\\ud800-\\udfff), which is not text", path));
             return (document.RootElement.Clone(), null);
         }
         catch (JsonException e)
@@ -83,6 +88,65 @@ public static class JsonBody
         TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Request body too large",
             detail: $"the request body is larger than {maxBytes} bytes (MAX_REQUEST_BYTES)");
 
-    static ProblemHttpResult Invalid(string detail) =>
-        TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid JSON body", detail: detail);
+    static ProblemHttpResult Invalid(string detail, string? field = null) => field is null
+        ? TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid JSON body", detail: detail)
+        : TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid JSON body", detail: detail,
+            extensions: new Dictionary<string, object?> { ["errors"] = new Dictionary<string, string[]> { [field] = [detail] } });
+
+    /// <summary>application/json or any +json type, in UTF-8 (the only charset JSON may use between systems, RFC 8259).</summary>
+    static bool IsUtf8Json(string contentType)
+    {
+        if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var media))
+            return false;
+        var type = media.MediaType.Value ?? "";
+        var json = type.Equals("application/json", StringComparison.OrdinalIgnoreCase) || type.EndsWith("+json", StringComparison.OrdinalIgnoreCase);
+        var charset = media.Charset.Value;
+        return json && (string.IsNullOrEmpty(charset) || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase));
+    }
+
+    static int FirstInvalidUtf8(ReadOnlySpan<byte> bytes)
+    {
+        var offset = 0;
+        while (offset < bytes.Length)
+        {
+            if (System.Text.Rune.DecodeFromUtf8(bytes[offset..], out _, out var consumed) != System.Buffers.OperationStatus.Done)
+                return offset;
+            offset += consumed;
+        }
+        return offset;
+    }
+
+    /// <summary>
+    /// The path of the first string or name that cannot become .NET text (a JSON escape of a lone surrogate):
+    /// reading it later would throw, so the request is refused here, naming where it is.
+    /// </summary>
+    static string? FindInvalidText(JsonElement element, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                try { element.GetString(); return null; }
+                catch (InvalidOperationException) { return path.Length == 0 ? "body" : path; }
+            case JsonValueKind.Array:
+                var index = 0;
+                foreach (var item in element.EnumerateArray())
+                {
+                    if (FindInvalidText(item, $"{path}[{index++}]") is { } found)
+                        return found;
+                }
+                return null;
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    string name;
+                    try { name = property.Name; }
+                    catch (InvalidOperationException) { return path.Length == 0 ? "body" : path; }
+                    if (FindInvalidText(property.Value, path.Length == 0 ? name : $"{path}.{name}") is { } found)
+                        return found;
+                }
+                return null;
+            default:
+                return null;
+        }
+    }
 }

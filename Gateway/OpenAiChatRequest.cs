@@ -43,6 +43,8 @@ public sealed record OpenAiChatRequest(
             throw new InvalidRequest("only n=1 is supported", "n");
 
         var model = OptionalString(body, "model") ?? defaultModel;
+        if (string.IsNullOrWhiteSpace(model) || model.Length > 200)
+            throw new InvalidRequest("'model' must be a non-blank string of at most 200 characters", "model");
         if (!body.TryGetProperty("messages", out var messages) || messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
             throw new InvalidRequest("'messages' must be a non-empty array of {role, content}", "messages");
         var conversation = new List<ChatTurn>();

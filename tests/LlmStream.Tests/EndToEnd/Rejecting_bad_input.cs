@@ -121,14 +121,5 @@ public sealed class Rejecting_bad_input
         Assert.That(lines, Does.Contain(": keep-alive"), "an idle stream says it is alive (SSE_KEEPALIVE_SECONDS=1)");
     }
 
-    async Task AssertNothingEnqueued()
-    {
-        var depths = await _cluster.RabbitMq.QueueDepthsAsync(_cluster.RabbitMqUrl, "high", "default", "low");
-        Assert.That(depths.Values.Sum(v => v), Is.EqualTo(_accepted), "no message for a rejected request");
-        await using var redis = await _cluster.Redis.ConnectAsync();
-        var keys = new List<string>();
-        await foreach (var key in redis.GetServer(redis.GetEndPoints()[0]).KeysAsync(pattern: "llmstream:*"))
-            keys.Add(key!);
-        Assert.That(keys, Has.Count.EqualTo(2 * _accepted), "no task record or stream for a rejected request: " + string.Join(", ", keys));
-    }
+    Task AssertNothingEnqueued() => EnqueuedWork.AssertOnlyAcceptedAsync(_cluster, _accepted);
 }

@@ -1,0 +1,28 @@
+using StackExchange.Redis;
+
+namespace LlmStream.Tests.EndToEnd;
+
+/// <summary>What a gateway with no worker leaves behind: one message and its records per accepted request, nothing for rejected ones.</summary>
+public static class EnqueuedWork
+{
+    public static async Task AssertOnlyAcceptedAsync(Cluster cluster, int accepted)
+    {
+        var depths = await cluster.RabbitMq.QueueDepthsAsync(cluster.RabbitMqUrl,
+            "high", "default", "low", "embeddings-high", "embeddings-default", "embeddings-low");
+        Assert.That(depths.Values.Sum(v => v), Is.EqualTo(accepted), "no message for a rejected request");
+
+        await using var redis = await cluster.Redis.ConnectAsync();
+        var records = new List<string>();
+        long waiting = 0;
+        await foreach (var key in redis.GetServer(redis.GetEndPoints()[0]).KeysAsync(pattern: "llmstream:*"))
+        {
+            // The ledger of waiting messages (for /stats) holds one entry per accepted message.
+            if (key.ToString().StartsWith("llmstream:waiting:", StringComparison.Ordinal))
+                waiting += await redis.GetDatabase().SortedSetLengthAsync(key);
+            else
+                records.Add(key!);
+        }
+        Assert.That(waiting, Is.EqualTo(accepted), "one waiting entry per accepted message");
+        Assert.That(records, Has.Count.EqualTo(2 * accepted), "no task record or stream for a rejected request: " + string.Join(", ", records));
+    }
+}
