@@ -3,6 +3,7 @@ using LlmStream.ChatWorker;
 using LlmStream.EmbeddingWorker;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Embeddings;
+using LlmStream.ServiceDefaults.Hosting;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
@@ -48,6 +49,7 @@ public static class GatewayExtensions
         });
         builder.Services.AddOpenApi();
         builder.Services.AddHostedService<GatewayStartupReport>();
+        builder.AddPrometheusMetrics();
         return builder;
     }
 

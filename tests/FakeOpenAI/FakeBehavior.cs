@@ -27,7 +27,8 @@ public sealed class RecordedRequest
         string body,
         IReadOnlyList<RecordedMessage> messages,
         bool hasTools,
-        string? apiKey)
+        string? apiKey,
+        IReadOnlyDictionary<string, string> headers)
     {
         ReceivedAt = receivedAt;
         Path = path;
@@ -38,6 +39,7 @@ public sealed class RecordedRequest
         Messages = messages;
         HasTools = hasTools;
         ApiKey = apiKey;
+        Headers = headers;
     }
 
     public DateTimeOffset ReceivedAt { get; }
@@ -63,6 +65,9 @@ public sealed class RecordedRequest
 
     /// <summary>The key from <c>Authorization: Bearer</c> or <c>api-key</c>, if any.</summary>
     public string? ApiKey { get; }
+
+    /// <summary>The request's headers (names case-insensitive; repeated headers joined with commas), e.g. <c>traceparent</c>.</summary>
+    public IReadOnlyDictionary<string, string> Headers { get; }
 
     /// <summary>True when the client went away (RequestAborted fired) before the server finished the response.</summary>
     public bool Cancelled => Volatile.Read(ref _cancelled) != 0;
