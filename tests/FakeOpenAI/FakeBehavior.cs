@@ -94,6 +94,7 @@ public sealed class FakeBehavior
     private readonly List<RecordedRequest> _requests = [];
     private readonly List<int> _embeddingBatchSizes = [];
     private readonly List<IReadOnlyList<string>> _embeddingInputs = [];
+    private readonly List<IReadOnlyDictionary<string, string>> _embeddingHeaders = [];
 
     private Func<string, string> _reply = DefaultReply;
     private Func<string, FakeToolCall?>? _toolCall;
@@ -248,6 +249,12 @@ public sealed class FakeBehavior
         get { lock (_gate) return _embeddingInputs.ToArray(); }
     }
 
+    /// <summary>The headers of each embedding request (names case-insensitive), in arrival order.</summary>
+    public IReadOnlyList<IReadOnlyDictionary<string, string>> EmbeddingHeaders
+    {
+        get { lock (_gate) return _embeddingHeaders.ToArray(); }
+    }
+
     /// <summary>Back to defaults: clears scripts, counters and recordings.</summary>
     public void Reset()
     {
@@ -265,6 +272,7 @@ public sealed class FakeBehavior
             _requests.Clear();
             _embeddingBatchSizes.Clear();
             _embeddingInputs.Clear();
+            _embeddingHeaders.Clear();
             _chatRequests = 0;
             _cancelledRequests = 0;
             _embeddingRequests = 0;
@@ -353,13 +361,14 @@ public sealed class FakeBehavior
         }
     }
 
-    internal void RecordEmbeddings(IReadOnlyList<string> inputs)
+    internal void RecordEmbeddings(IReadOnlyList<string> inputs, IReadOnlyDictionary<string, string> headers)
     {
         Interlocked.Increment(ref _embeddingRequests);
         lock (_gate)
         {
             _embeddingBatchSizes.Add(inputs.Count);
             _embeddingInputs.Add(inputs);
+            _embeddingHeaders.Add(headers);
         }
     }
 

@@ -317,7 +317,7 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
         if (await ReadBodyAsync(ctx) is not { } body) return;
         var parsed = EmbeddingBody.Parse(body, deployment);
         if (parsed is null) behavior.CountEmbeddingRequest();
-        else behavior.RecordEmbeddings(parsed.Inputs);
+        else behavior.RecordEmbeddings(parsed.Inputs, HeadersOf(ctx.Request));
 
         if (!Authorized(apiKey))
         {

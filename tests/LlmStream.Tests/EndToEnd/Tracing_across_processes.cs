@@ -20,6 +20,7 @@ public sealed class Tracing_across_processes(string broker)
     public async Task Start()
     {
         _cluster = await Cluster.StartAsync("tracing", broker: broker);
+        await _cluster.StartEmbeddingWorkerAsync();
         _http = _cluster.Client();
     }
 
@@ -86,6 +87,35 @@ public sealed class Tracing_across_processes(string broker)
         var gatewayLines = _cluster.Gateway!.Output.Split('\n').Where(l => l.Contains($"trace={traceId}", StringComparison.Ordinal)).ToList();
         Assert.That(gatewayLines, Is.Not.Empty, _cluster.Gateway.Output);
         Assert.That(gatewayLines, Has.All.Contain(taskId), "the gateway's intake lines name the task");
+    }
+
+    [Test]
+    public async Task Each_embedding_chunk_request_carries_the_clients_trace_id()
+    {
+        var traceId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        var texts = Enumerable.Range(0, 5).Select(i => $"text {i} of {traceId}").ToArray();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/embeddings") { Content = JsonContent.Create(new { texts }) };
+        request.Headers.Add("traceparent", $"00-{traceId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}-01");
+        using var response = await _http.SendAsync(request);
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), await response.Content.ReadAsStringAsync());
+        var taskId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("task_id").GetString()!;
+
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        string status;
+        while ((status = (await _http.GetFromJsonAsync<JsonElement>($"/embeddings/{taskId}")).GetProperty("status").GetString()!) is "queued" or "running")
+        {
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), _cluster.Logs());
+            await Task.Delay(50);
+        }
+        Assert.That(status, Is.EqualTo("completed"), _cluster.Logs());
+
+        var behavior = _cluster.Provider.Behavior;
+        var headers = behavior.EmbeddingInputs.Zip(behavior.EmbeddingHeaders)
+            .Where(pair => pair.First.Any(t => t.EndsWith(traceId, StringComparison.Ordinal)))
+            .Select(pair => pair.Second.GetValueOrDefault("traceparent") ?? "")
+            .ToList();
+        Assert.That(headers, Is.Not.Empty);
+        Assert.That(headers, Has.All.StartWith($"00-{traceId}-"), "every chunk's provider request is in the client's trace");
     }
 
     async Task<(string TaskId, string SessionId)> PostWithTraceParent(string message, string traceParent)
