@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Telemetry;
 using MassTransit.Logging;
 using MassTransit.Monitoring;
@@ -7,6 +8,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -40,8 +42,10 @@ public static class TelemetryExtensions
     public static IHostApplicationBuilder AddTelemetry(this IHostApplicationBuilder builder)
     {
         var serviceName = ServiceName(builder.Configuration, builder.Environment.ApplicationName);
-        // The exporter reads the rest of the standard variables (OTEL_EXPORTER_OTLP_PROTOCOL, _HEADERS, _TIMEOUT) itself.
-        var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        builder.Services.AddOptions<TelemetryOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<TelemetryOptions>, SettingsValidator<TelemetryOptions>>();
+        // The exporter reads the standard variables (OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, _HEADERS, _TIMEOUT) itself.
+        var otlp = (builder.Configuration.Get<TelemetryOptions>() ?? new TelemetryOptions()).ExportsOtlp;
 
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<LlmStreamMetrics>();
