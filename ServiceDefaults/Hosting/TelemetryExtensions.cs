@@ -35,7 +35,7 @@ public static class TelemetryExtensions
         ["LlmStream.EmbeddingWorker"] = "llmstream-embedding-worker",
     };
 
-    public static string ServiceName(IConfiguration configuration, string applicationName) =>
+    static string ServiceName(IConfiguration configuration, string applicationName) =>
         configuration["OTEL_SERVICE_NAME"] is { Length: > 0 } configured ? configured
         : DefaultServiceNames.GetValueOrDefault(applicationName, applicationName);
 
