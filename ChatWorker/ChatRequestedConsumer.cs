@@ -1,4 +1,5 @@
 using System.ClientModel;
+using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using LlmStream.Contracts;
@@ -6,6 +7,7 @@ using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.ServiceDefaults.Telemetry;
 using MassTransit;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
@@ -27,6 +29,7 @@ public sealed class ChatRequestedConsumer(
     IOptions<ModelOptions> modelOptions,
     IOptions<WorkerOptions> workerOptions,
     IOptions<RateLimitOptions> rateLimitOptions,
+    LlmStreamMetrics metrics,
     ILogger<ChatRequestedConsumer> logger) : IConsumer<ChatRequested>
 {
     /// <summary>A Retry-After longer than this is cut short: the retry backoff goes on growing anyway.</summary>
@@ -85,6 +88,13 @@ public sealed class ChatRequestedConsumer(
         }
 
         logger.LogInformation("Generating task {TaskId} with {Model}, attempt {Attempt}", request.TaskId, request.Model, attempt);
+        // A child of the consume span: the provider's HTTP call inside it carries this trace in its traceparent header.
+        using var activity = LlmStreamTelemetry.Source.StartActivity("chat.generate");
+        activity.TagTask(request.TaskId, request.SessionId);
+        activity?.SetTag(LlmStreamTelemetry.ModelTag, request.Model);
+        activity?.SetTag(LlmStreamTelemetry.AttemptTag, attempt.Value);
+        var callStarted = Stopwatch.GetTimestamp();
+        var generated = 0;
         var timeLimit = modelOptions.Value.LlmTimeout;
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled.Token);
         limit.CancelAfter(timeLimit);
@@ -102,10 +112,13 @@ public sealed class ChatRequestedConsumer(
                 var token = update.Text;
                 if (token.Length > 0)
                 {
+                    if (generated++ == 0)
+                        metrics.TimeToFirstToken(request.Model, LlmStreamMetrics.Since(callStarted));
                     if (!tokens.Add(StreamEvents.Token(request.TaskId, attempt.Value, token)))
                     {
                         // Cancelled, or another attempt took over: leaving the loop cancels the provider call.
                         logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; generation stopped", request.TaskId, attempt);
+                        metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "cancelled");
                         return;
                     }
                     text.Append(token);
@@ -115,6 +128,8 @@ public sealed class ChatRequestedConsumer(
                 foreach (var call in update.Contents.OfType<FunctionCallContent>())
                     toolCalls.Add(new ToolCall(call.CallId, call.Name, JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>())));
             }
+            metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "ok");
+            metrics.TokensGenerated(request.Model, usage?.OutputTokenCount ?? generated);
             if (!await tokens.FlushAsync())
             {
                 logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; its outcome is dropped", request.TaskId, attempt);
@@ -125,17 +140,20 @@ public sealed class ChatRequestedConsumer(
         {
             // DELETE /chat/{id}: the gateway already ended the task with a cancelled event.
             logger.LogInformation("Task {TaskId} was cancelled; the provider call stopped", request.TaskId);
+            metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "cancelled");
             return;
         }
         catch (Exception) when (limit.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
         {
             // The SDK may surface the cancellation as an I/O error mid-stream: it is still the time limit.
+            metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "timeout");
             await Fail(request, attempt.Value, $"the generation exceeded the time limit of {timeLimit.TotalSeconds:0} s (LLM_TIMEOUT)");
             return;
         }
         catch (Exception e) when (e is not RedisException && !context.CancellationToken.IsCancellationRequested)
         {
             var failure = ProviderFailure.From(e);
+            metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "error");
             await rateLimiter.SettleAsync(request.Model, reserved, reserved - rateLimitOptions.Value.ExpectedCompletionTokens, CancellationToken.None);
             if (failure.IsRateLimit)
             {
@@ -149,6 +167,8 @@ public sealed class ChatRequestedConsumer(
             if (retriesLeft)
             {
                 logger.LogWarning("Task {TaskId} attempt {Attempt} failed transiently ({Reason}); it will be retried", request.TaskId, attempt, failure.Reason);
+                metrics.Retry(LlmStreamMetrics.Chat, failure.IsRateLimit ? "rate_limit" : "transient");
+                activity.Fail(failure.Reason);
                 if (failure.RetryAfter is { } wait)
                     await Task.Delay(wait < MaxRetryAfter ? wait : MaxRetryAfter, context.CancellationToken); // the provider said when
                 throw new TransientProviderException(failure.Reason, e);
@@ -179,6 +199,8 @@ public sealed class ChatRequestedConsumer(
             ToolCalls = calls,
         }, StreamEvents.Done(request.TaskId, attempt.Value, finish, tokenUsage, calls), CancellationToken.None);
 
+        if (finished)
+            metrics.TaskFinished(LlmStreamMetrics.Chat, "completed");
         logger.LogInformation("Task {TaskId} {Outcome} with {Characters} characters", request.TaskId, finished ? "completed" : "was already ended", text.Length);
     }
 
@@ -219,7 +241,8 @@ public sealed class ChatRequestedConsumer(
     {
         try
         {
-            await store.FailAsync(request.TaskId, request.SessionId, reason);
+            if (await store.FailAsync(request.TaskId, request.SessionId, reason))
+                metrics.TaskFinished(LlmStreamMetrics.Chat, "failed");
         }
         catch (RedisException e)
         {
@@ -227,10 +250,12 @@ public sealed class ChatRequestedConsumer(
         }
     }
 
-    Task Fail(ChatRequested request, int attempt, string reason)
+    async Task Fail(ChatRequested request, int attempt, string reason)
     {
         logger.LogWarning("Task {TaskId} failed: {Reason}", request.TaskId, reason);
-        return store.FailAsync(request.TaskId, request.SessionId, reason, attempt);
+        Activity.Current.Fail(reason);
+        if (await store.FailAsync(request.TaskId, request.SessionId, reason, attempt))
+            metrics.TaskFinished(LlmStreamMetrics.Chat, "failed");
     }
 
     static ChatOptions? Options(ChatRequested request) =>

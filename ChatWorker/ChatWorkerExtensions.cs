@@ -2,6 +2,7 @@ using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace LlmStream.ChatWorker;
@@ -13,7 +14,11 @@ public static class ChatWorkerExtensions
     {
         var options = configuration.Get<WorkerOptions>() ?? new WorkerOptions();
         return consumers.Add<ChatRequested, ChatRequestedConsumer, ChatRequestedConsumerDefinition>(WorkQueues.Chat, options.ChatConcurrency,
-            deadLettered: (services, message, reason) => services.GetRequiredService<ITaskStore>().FailAsync(message.TaskId, message.SessionId, reason));
+            deadLettered: async (services, message, reason) =>
+            {
+                if (await services.GetRequiredService<ITaskStore>().FailAsync(message.TaskId, message.SessionId, reason))
+                    services.GetRequiredService<LlmStreamMetrics>().TaskFinished(LlmStreamMetrics.Chat, "failed");
+            });
     }
 
     /// <summary>A separate worker process needs a broker shared with the gateway.</summary>

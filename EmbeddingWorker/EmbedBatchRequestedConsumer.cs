@@ -1,8 +1,10 @@
+using System.Diagnostics;
 using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Telemetry;
 using MassTransit;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
@@ -23,6 +25,7 @@ public sealed class EmbedBatchRequestedConsumer(
     PromptTokens promptTokens,
     IOptions<EmbeddingOptions> embeddingOptions,
     IOptions<WorkerOptions> workerOptions,
+    LlmStreamMetrics metrics,
     ILogger<EmbedBatchRequestedConsumer> logger) : IConsumer<EmbedBatchRequested>
 {
     static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(60);
@@ -82,11 +85,14 @@ public sealed class EmbedBatchRequestedConsumer(
         catch (ChunkFailedException e)
         {
             logger.LogWarning("Embedding task {TaskId} failed: {Reason}", request.TaskId, e.Message);
-            await store.FinishAsync(request.TaskId, EmbeddingState.Failed, e.Message, CancellationToken.None);
+            Activity.Current.Fail(e.Message);
+            if (await store.FinishAsync(request.TaskId, EmbeddingState.Failed, e.Message, CancellationToken.None))
+                metrics.TaskFinished(LlmStreamMetrics.Embeddings, "failed");
             return;
         }
 
-        await store.FinishAsync(request.TaskId, EmbeddingState.Completed, null, CancellationToken.None);
+        if (await store.FinishAsync(request.TaskId, EmbeddingState.Completed, null, CancellationToken.None))
+            metrics.TaskFinished(LlmStreamMetrics.Embeddings, "completed");
         logger.LogInformation("Embedding task {TaskId} completed: {Texts} texts", request.TaskId, request.Texts.Count);
     }
 
@@ -97,12 +103,20 @@ public sealed class EmbedBatchRequestedConsumer(
         var settings = workerOptions.Value;
         var texts = request.Texts.Skip(first).Take(count).ToList();
         var generationOptions = request.Dimensions is { } d ? new EmbeddingGenerationOptions { Dimensions = d } : null;
+        // One span per chunk, retries included: parallel chunks show side by side under the batch's consume span.
+        using var activity = LlmStreamTelemetry.Source.StartActivity("embeddings.chunk");
+        activity.TagTask(request.TaskId);
+        activity?.SetTag(LlmStreamTelemetry.ModelTag, request.Model);
+        activity?.SetTag("llmstream.chunk", index);
+        activity?.SetTag("llmstream.texts", count);
         for (var attempt = 1; ; attempt++)
         {
             await WaitForRateLimit(request.Model, reserved, cancellationToken);
+            var callStarted = Stopwatch.GetTimestamp();
             try
             {
                 var embeddings = await generator.GenerateAsync(texts, generationOptions, cancellationToken);
+                metrics.ProviderCall(LlmStreamMetrics.Embeddings, request.Model, LlmStreamMetrics.Since(callStarted), "ok");
                 var used = (int)(embeddings.Usage?.InputTokenCount ?? reserved);
                 await rateLimiter.SettleAsync(request.Model, reserved, used, CancellationToken.None);
                 return ToChunk(embeddings, index, first, count, used);
@@ -110,6 +124,7 @@ public sealed class EmbedBatchRequestedConsumer(
             catch (Exception e) when (e is not (ChunkFailedException or RedisException) && !cancellationToken.IsCancellationRequested)
             {
                 var failure = ProviderFailure.From(e);
+                metrics.ProviderCall(LlmStreamMetrics.Embeddings, request.Model, LlmStreamMetrics.Since(callStarted), "error");
                 await rateLimiter.SettleAsync(request.Model, reserved, 0, CancellationToken.None);
                 if (failure.IsRateLimit)
                 {
@@ -118,8 +133,12 @@ public sealed class EmbedBatchRequestedConsumer(
                 }
                 var what = $"chunk {index} (texts {first}–{first + count - 1})";
                 if (!failure.IsTransient || attempt > settings.RetryLimit)
+                {
+                    activity.Fail(failure.Reason);
                     throw new ChunkFailedException($"{what} failed{(failure.IsTransient ? $" after {attempt} attempts" : "")}: {failure.Reason}");
+                }
 
+                metrics.Retry(LlmStreamMetrics.Embeddings, failure.IsRateLimit ? "rate_limit" : "transient");
                 var backoff = TimeSpan.FromMilliseconds(settings.RetryBaseMilliseconds * Math.Pow(2, attempt - 1));
                 var wait = failure.RetryAfter is { } after && after > backoff ? after : backoff;
                 wait = wait < MaxBackoff ? wait : MaxBackoff;
@@ -162,7 +181,8 @@ public sealed class EmbedBatchRequestedConsumer(
     {
         try
         {
-            await store.FinishAsync(taskId, EmbeddingState.Failed, reason, CancellationToken.None);
+            if (await store.FinishAsync(taskId, EmbeddingState.Failed, reason, CancellationToken.None))
+                metrics.TaskFinished(LlmStreamMetrics.Embeddings, "failed");
         }
         catch (RedisException e)
         {

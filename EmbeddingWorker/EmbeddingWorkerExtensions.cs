@@ -3,6 +3,7 @@ using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace LlmStream.EmbeddingWorker;
@@ -15,8 +16,11 @@ public static class EmbeddingWorkerExtensions
         var options = configuration.Get<WorkerOptions>() ?? new WorkerOptions();
         return consumers.Add<EmbedBatchRequested, EmbedBatchRequestedConsumer, EmbedBatchRequestedConsumerDefinition>(
             WorkQueues.Embeddings, options.EmbeddingConcurrency,
-            deadLettered: (services, message, reason) =>
-                services.GetRequiredService<IEmbeddingStore>().FinishAsync(message.TaskId, EmbeddingState.Failed, reason, CancellationToken.None));
+            deadLettered: async (services, message, reason) =>
+            {
+                if (await services.GetRequiredService<IEmbeddingStore>().FinishAsync(message.TaskId, EmbeddingState.Failed, reason, CancellationToken.None))
+                    services.GetRequiredService<LlmStreamMetrics>().TaskFinished(LlmStreamMetrics.Embeddings, "failed");
+            });
     }
 
     /// <summary>A separate embedding worker needs a broker shared with the gateway; it says at start what it runs against.</summary>

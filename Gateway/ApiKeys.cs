@@ -48,7 +48,7 @@ public static class ApiKeyAuthentication
     public static string IdempotencyScope(this HttpContext http) => http.ApiKeyName() ?? "anonymous";
 
     /// <summary>
-    /// When API_KEYS is set, the API (not health, docs or the page) needs <c>Authorization: Bearer KEY</c>;
+    /// When API_KEYS is set, the API (not health, metrics, docs or the page) needs <c>Authorization: Bearer KEY</c>;
     /// GET /stream also takes <c>?api_key=</c>, since a browser's EventSource cannot send headers.
     /// </summary>
     public static WebApplication UseApiKeys(this WebApplication app)

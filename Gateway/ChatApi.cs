@@ -2,6 +2,7 @@ using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
@@ -90,7 +91,7 @@ public static class ChatApi
     public sealed record ChatCancelled(string TaskId, string Status);
 
     static async Task<Results<Ok<ChatCancelled>, ProblemHttpResult>> CancelChat(
-        string task_id, ITaskStore store, TaskCancellation cancellation, ILogger<ChatRequest> logger, CancellationToken cancellationToken)
+        string task_id, ITaskStore store, TaskCancellation cancellation, LlmStreamMetrics metrics, ILogger<ChatRequest> logger, CancellationToken cancellationToken)
     {
         var task = Ids.IsValidClientId(task_id) ? await store.GetAsync(task_id, cancellationToken) : null;
         if (task is null)
@@ -102,6 +103,8 @@ public static class ChatApi
             StreamEvents.Cancelled(task.TaskId), CancellationToken.None);
         if (cancelled)
         {
+            // Counted here, where the task turns cancelled (queued or running); the worker only stops its call.
+            metrics.TaskFinished(LlmStreamMetrics.Chat, "cancelled");
             await cancellation.SignalAsync(task.TaskId);
             logger.LogInformation("Cancelled task {TaskId} ({State})", task.TaskId, task.State.ToWire());
             return TypedResults.Ok(new ChatCancelled(task.TaskId, "cancelled"));

@@ -1,6 +1,8 @@
+using System.Diagnostics;
 using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.ServiceDefaults.Telemetry;
 using StackExchange.Redis;
 
 namespace LlmStream.Gateway;
@@ -14,7 +16,7 @@ public readonly record struct IntakeResult(IntakeOutcome Outcome, string TaskId,
 /// Accepts a chat for every API (/chat and /v1): the task record and queued event first, then the message
 /// on the queue its priority selects. From the first write on, the request is either queued or visibly failed.
 /// </summary>
-public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, ILogger<ChatIntake> logger)
+public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, LlmStreamMetrics metrics, ILogger<ChatIntake> logger)
 {
     public const string BrokerDown = "the message broker is unavailable; the request was not queued";
     public const string StoreDown = "the task store (Redis) is unavailable; nothing was queued";
@@ -25,6 +27,9 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, ILo
     /// <param name="idempotencyKey">Repeating a request with the same key (within <paramref name="scope"/>) returns the first task instead of starting another.</param>
     public async Task<IntakeResult> SubmitAsync(ChatRequested request, string? idempotencyKey = null, string scope = "anonymous")
     {
+        // Every line logged for this intake carries the ids, as the worker's lines for the same task do.
+        using var logScope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
+        Activity.Current.TagTask(request.TaskId, request.SessionId);
         if (idempotencyKey is not null)
         {
             try
@@ -84,10 +89,12 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, ILo
         catch (BrokerUnavailableException e)
         {
             logger.LogError(e, "Broker unavailable; task {TaskId} not queued", task.TaskId);
-            await store.FailAsync(task.TaskId, task.SessionId, BrokerDown);
+            if (await store.FailAsync(task.TaskId, task.SessionId, BrokerDown))
+                metrics.TaskFinished(LlmStreamMetrics.Chat, "failed");
             return IntakeOutcome.BrokerUnavailable;
         }
 
+        metrics.ChatAccepted(queue);
         logger.LogInformation("Queued task {TaskId} for session {SessionId} on {Queue}", task.TaskId, task.SessionId, queue);
         return IntakeOutcome.Accepted;
     }

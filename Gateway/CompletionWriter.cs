@@ -1,5 +1,6 @@
 using System.Text.Json;
 using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.ServiceDefaults.Telemetry;
 
 namespace LlmStream.Gateway;
 
@@ -12,6 +13,7 @@ public sealed class CompletionWriter(string id, long created, string model)
     public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, bool includeUsage)
     {
         var response = http.Response;
+        using var open = http.RequestServices.GetRequiredService<LlmStreamMetrics>().StreamOpened("openai");
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";

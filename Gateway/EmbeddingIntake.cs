@@ -1,6 +1,8 @@
+using System.Diagnostics;
 using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Embeddings;
+using LlmStream.ServiceDefaults.Telemetry;
 using StackExchange.Redis;
 
 namespace LlmStream.Gateway;
@@ -9,10 +11,12 @@ namespace LlmStream.Gateway;
 /// Accepts an embedding batch for /embeddings and /v1/embeddings: the task record first, then the message on the
 /// embeddings queue its priority selects. If the broker refuses it, the task is marked failed: never left queued.
 /// </summary>
-public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispatcher, ILogger<EmbeddingIntake> logger)
+public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispatcher, LlmStreamMetrics metrics, ILogger<EmbeddingIntake> logger)
 {
     public async Task<IntakeOutcome> SubmitAsync(EmbedBatchRequested request)
     {
+        using var logScope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId });
+        Activity.Current.TagTask(request.TaskId);
         try
         {
             var created = await store.CreateAsync(new EmbeddingTask
@@ -42,12 +46,14 @@ public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispa
         catch (BrokerUnavailableException e)
         {
             logger.LogError(e, "Broker unavailable; embedding task {TaskId} not queued", request.TaskId);
-            await store.FinishAsync(request.TaskId, EmbeddingState.Failed, ChatIntake.BrokerDown, CancellationToken.None);
+            if (await store.FinishAsync(request.TaskId, EmbeddingState.Failed, ChatIntake.BrokerDown, CancellationToken.None))
+                metrics.TaskFinished(LlmStreamMetrics.Embeddings, "failed");
             return IntakeOutcome.BrokerUnavailable;
         }
 
-        logger.LogInformation("Queued embedding task {TaskId}: {Texts} texts on {Queue}",
-            request.TaskId, request.Texts.Count, WorkQueues.Embeddings.QueueFor(request.Priority));
+        var queue = WorkQueues.Embeddings.QueueFor(request.Priority);
+        metrics.EmbeddingBatchAccepted(queue);
+        logger.LogInformation("Queued embedding task {TaskId}: {Texts} texts on {Queue}", request.TaskId, request.Texts.Count, queue);
         return IntakeOutcome.Accepted;
     }
 }

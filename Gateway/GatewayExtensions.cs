@@ -3,6 +3,7 @@ using LlmStream.ChatWorker;
 using LlmStream.EmbeddingWorker;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Embeddings;
+using LlmStream.ServiceDefaults.Hosting;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Settings;
@@ -58,6 +59,7 @@ public static class GatewayExtensions
         });
         builder.Services.AddOpenApi();
         builder.Services.AddHostedService<GatewayStartupReport>();
+        builder.AddPrometheusMetrics();
         return builder;
     }
 

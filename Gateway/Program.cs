@@ -13,6 +13,7 @@ if (!app.HasValidSettings())
 
 app.UseGateway();
 app.MapDefaultEndpoints();
+app.MapMetrics();
 app.MapChatApi();
 app.MapEmbeddingsApi();
 app.MapStreamApi();

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Text;
 using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.ServiceDefaults.Telemetry;
 
 namespace LlmStream.Gateway;
 
@@ -31,6 +32,7 @@ public sealed class SessionStreamResult(
         if (finished)
             return;
 
+        using var open = context.RequestServices.GetRequiredService<LlmStreamMetrics>().StreamOpened("stream");
         using var watch = signals.Watch(sessionId);
         var lastId = after;
         var lastWasTerminal = false;

@@ -25,7 +25,7 @@ public static class ServiceDefaultsExtensions
             .WriteTo.Console(formatProvider: System.Globalization.CultureInfo.InvariantCulture)
             .CreateBootstrapLogger();
 
-    /// <summary>Logging, validated settings, task store and health checks: what every LlmStream service shares.</summary>
+    /// <summary>Logging, telemetry, validated settings, task store and health checks: what every LlmStream service shares.</summary>
     public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder)
     {
         builder.Services.AddSerilog((services, logger) => logger
@@ -35,10 +35,12 @@ public static class ServiceDefaultsExtensions
             .MinimumLevel.Override("MassTransit", LogEventLevel.Warning)
             .Enrich.FromLogContext()
             .Enrich.WithProperty("Service", builder.Environment.ApplicationName)
+            // TraceId and SpanId come from Activity.Current (Serilog 4): a log line leads to its trace and back.
             .WriteTo.Console(
-                outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj} {Properties:j}{NewLine}{Exception}",
+                outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj} {Properties:j} trace={TraceId} span={SpanId}{NewLine}{Exception}",
                 formatProvider: System.Globalization.CultureInfo.InvariantCulture));
 
+        builder.AddTelemetry();
         builder.AddSettings();
         builder.AddTaskStore();
         builder.AddRateLimiting();

@@ -1,6 +1,8 @@
+using System.Diagnostics;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Telemetry;
 using MassTransit.Mediator;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -174,6 +176,7 @@ internal sealed class RedisQueueWorker(
     {
         using var slot = await _slots.AcquireAsync(entry.Level, CancellationToken.None);
         Interlocked.Decrement(ref _starting);
+        using var activity = StartProcessActivity(entry);
         using var renewal = new CancellationTokenSource();
         var renewing = KeepClaim(entry, renewal.Token);
         try
@@ -185,6 +188,7 @@ internal sealed class RedisQueueWorker(
         catch (UndecodableMessageException e)
         {
             logger.LogError("Message {EntryId} on {Queue} cannot be decoded; dead-lettered: {Reason}", entry.EntryId, entry.Queue, e.Message);
+            activity.Fail("undecodable message: " + e.Message);
             await DeadLetter(entry, "undecodable message: " + e.Message);
             return;
         }
@@ -198,6 +202,7 @@ internal sealed class RedisQueueWorker(
         {
             // The consumer already ended the task (failed) before giving up on the message.
             logger.LogError(e, "Message {EntryId} on {Queue} failed after its retries; dead-lettered", entry.EntryId, entry.Queue);
+            activity.Fail(e.Message);
             await DeadLetter(entry, $"{e.GetType().Name}: {e.Message}");
             return;
         }
@@ -218,6 +223,21 @@ internal sealed class RedisQueueWorker(
             // Not acknowledged: delivered again later, and the consumer's idempotency makes that harmless.
             logger.LogWarning("Could not acknowledge {EntryId}: {Reason}", entry.EntryId, e.Message);
         }
+    }
+
+    /// <summary>
+    /// The consume span, a child of the sender's span stored in the entry: the trace goes on from the gateway's
+    /// request through MassTransit's Mediator and the consumer to the provider call.
+    /// </summary>
+    static Activity? StartProcessActivity(QueueEntry entry)
+    {
+        ActivityContext.TryParse(entry.TraceParent, null, isRemote: true, out var parent);
+        var activity = LlmStreamTelemetry.Source.StartActivity($"{entry.Queue} process", ActivityKind.Consumer, parent);
+        activity?.SetTag("messaging.system", "redis_streams");
+        activity?.SetTag("messaging.destination.name", entry.Queue);
+        activity?.SetTag("messaging.message.id", entry.MessageId);
+        activity?.SetTag("llmstream.redis.entry_id", entry.EntryId);
+        return activity;
     }
 
     async Task DeadLetter(QueueEntry entry, string reason)

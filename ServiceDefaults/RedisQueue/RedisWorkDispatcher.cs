@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Telemetry;
 using StackExchange.Redis;
 
 namespace LlmStream.ServiceDefaults.RedisQueue;
@@ -9,12 +11,19 @@ public sealed class RedisWorkDispatcher(RedisWorkQueue queue) : IWorkDispatcher
     public async Task DispatchAsync<T>(T message, WorkQueues queues, int priority, CancellationToken cancellationToken) where T : class
     {
         var name = queues.QueueFor(priority);
+        var messageId = Guid.NewGuid().ToString("N");
+        // The entry carries this span's id, so the worker's consume continues the request's trace.
+        using var activity = LlmStreamTelemetry.Source.StartActivity($"{name} send", ActivityKind.Producer);
+        activity?.SetTag("messaging.system", "redis_streams");
+        activity?.SetTag("messaging.destination.name", name);
+        activity?.SetTag("messaging.message.id", messageId);
         try
         {
-            await queue.SendAsync(name, Guid.NewGuid().ToString("N"), MessageBodies.TypeName(typeof(T)), MessageBodies.Serialize(message));
+            await queue.SendAsync(name, messageId, MessageBodies.TypeName(typeof(T)), MessageBodies.Serialize(message));
         }
         catch (RedisException e)
         {
+            activity.Fail(e.Message);
             throw new BrokerUnavailableException($"Redis did not accept the message for queue '{name}': {e.Message}", e);
         }
     }

@@ -4,8 +4,8 @@ using StackExchange.Redis;
 
 namespace LlmStream.ServiceDefaults.RedisQueue;
 
-/// <summary>One entry read from a work stream.</summary>
-public sealed record QueueEntry(string Queue, string EntryId, string MessageId, string Type, ReadOnlyMemory<byte> Body, int Level);
+/// <summary>One entry read from a work stream; <paramref name="TraceParent"/> is the sender's span (W3C), empty when none.</summary>
+public sealed record QueueEntry(string Queue, string EntryId, string MessageId, string Type, ReadOnlyMemory<byte> Body, int Level, string TraceParent = "");
 
 /// <summary>
 /// BROKER=redis: one Redis stream per priority queue, read through a consumer group, plus one dead-letter
@@ -239,6 +239,7 @@ public sealed class RedisWorkQueue(IConnectionMultiplexer redis)
     {
         string? Field(string name) => values.FirstOrDefault(v => v.Name == name).Value is { IsNull: false } v ? v.ToString() : null;
         var body = values.FirstOrDefault(v => v.Name == "body").Value;
-        return new QueueEntry(queue, entryId, Field("id") ?? "", Field("type") ?? "", body.IsNull ? ReadOnlyMemory<byte>.Empty : (byte[])body!, level);
+        return new QueueEntry(queue, entryId, Field("id") ?? "", Field("type") ?? "", body.IsNull ? ReadOnlyMemory<byte>.Empty : (byte[])body!, level,
+            Field("trace") ?? "");
     }
 }

@@ -27,7 +27,8 @@ public sealed class RecordedRequest
         string body,
         IReadOnlyList<RecordedMessage> messages,
         bool hasTools,
-        string? apiKey)
+        string? apiKey,
+        IReadOnlyDictionary<string, string> headers)
     {
         ReceivedAt = receivedAt;
         Path = path;
@@ -38,6 +39,7 @@ public sealed class RecordedRequest
         Messages = messages;
         HasTools = hasTools;
         ApiKey = apiKey;
+        Headers = headers;
     }
 
     public DateTimeOffset ReceivedAt { get; }
@@ -64,6 +66,9 @@ public sealed class RecordedRequest
     /// <summary>The key from <c>Authorization: Bearer</c> or <c>api-key</c>, if any.</summary>
     public string? ApiKey { get; }
 
+    /// <summary>The request's headers (names case-insensitive; repeated headers joined with commas), e.g. <c>traceparent</c>.</summary>
+    public IReadOnlyDictionary<string, string> Headers { get; }
+
     /// <summary>True when the client went away (RequestAborted fired) before the server finished the response.</summary>
     public bool Cancelled => Volatile.Read(ref _cancelled) != 0;
 
@@ -89,6 +94,7 @@ public sealed class FakeBehavior
     private readonly List<RecordedRequest> _requests = [];
     private readonly List<int> _embeddingBatchSizes = [];
     private readonly List<IReadOnlyList<string>> _embeddingInputs = [];
+    private readonly List<IReadOnlyDictionary<string, string>> _embeddingHeaders = [];
 
     private Func<string, string> _reply = DefaultReply;
     private Func<string, FakeToolCall?>? _toolCall;
@@ -243,6 +249,12 @@ public sealed class FakeBehavior
         get { lock (_gate) return _embeddingInputs.ToArray(); }
     }
 
+    /// <summary>The headers of each embedding request (names case-insensitive), in arrival order.</summary>
+    public IReadOnlyList<IReadOnlyDictionary<string, string>> EmbeddingHeaders
+    {
+        get { lock (_gate) return _embeddingHeaders.ToArray(); }
+    }
+
     /// <summary>Back to defaults: clears scripts, counters and recordings.</summary>
     public void Reset()
     {
@@ -260,6 +272,7 @@ public sealed class FakeBehavior
             _requests.Clear();
             _embeddingBatchSizes.Clear();
             _embeddingInputs.Clear();
+            _embeddingHeaders.Clear();
             _chatRequests = 0;
             _cancelledRequests = 0;
             _embeddingRequests = 0;
@@ -348,13 +361,14 @@ public sealed class FakeBehavior
         }
     }
 
-    internal void RecordEmbeddings(IReadOnlyList<string> inputs)
+    internal void RecordEmbeddings(IReadOnlyList<string> inputs, IReadOnlyDictionary<string, string> headers)
     {
         Interlocked.Increment(ref _embeddingRequests);
         lock (_gate)
         {
             _embeddingBatchSizes.Add(inputs.Count);
             _embeddingInputs.Add(inputs);
+            _embeddingHeaders.Add(headers);
         }
     }
 

@@ -38,7 +38,7 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
         if (await ReadBodyAsync(ctx) is not { } body) return;
         var parsed = ChatBody.Parse(body, deployment);
         var record = new RecordedRequest(DateTimeOffset.UtcNow, ctx.Request.Path, ctx.Request.QueryString.Value ?? "", parsed?.Model, parsed?.Stream ?? false,
-            body, parsed?.Messages ?? [], parsed?.HasTools ?? false, apiKey);
+            body, parsed?.Messages ?? [], parsed?.HasTools ?? false, apiKey, HeadersOf(ctx.Request));
         behavior.RecordChat(record);
 
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, stopping);
@@ -317,7 +317,7 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
         if (await ReadBodyAsync(ctx) is not { } body) return;
         var parsed = EmbeddingBody.Parse(body, deployment);
         if (parsed is null) behavior.CountEmbeddingRequest();
-        else behavior.RecordEmbeddings(parsed.Inputs);
+        else behavior.RecordEmbeddings(parsed.Inputs, HeadersOf(ctx.Request));
 
         if (!Authorized(apiKey))
         {
@@ -405,6 +405,9 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
 
     private bool Authorized(string? apiKey) =>
         behavior.RequiredApiKey is not { } required || string.Equals(apiKey, required, StringComparison.Ordinal);
+
+    private static Dictionary<string, string> HeadersOf(HttpRequest request) =>
+        request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase);
 
     private static string? ApiKeyOf(HttpRequest request)
     {

@@ -5,6 +5,7 @@ using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Tests.Infrastructure;
 using MassTransit;
 using MassTransit.Testing;
@@ -41,6 +42,7 @@ public sealed class Chat_consumer
         services.AddSingleton<IRateLimiter, InProcessRateLimiter>();
         services.AddSingleton<PromptTokens>();
         services.AddSingleton(new TaskCancellation());
+        services.AddMetrics().AddSingleton<LlmStreamMetrics>();
         services.AddOptions<WorkerOptions>().Configure(o => o.RetryBaseMilliseconds = 50);
         services.AddMassTransitTestHarness(bus => bus.AddConsumer<ChatRequestedConsumer, ChatRequestedConsumerDefinition>());
         _services = services.BuildServiceProvider(validateScopes: true);

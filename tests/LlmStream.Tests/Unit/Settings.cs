@@ -39,6 +39,7 @@ public sealed class Settings
     [TestCase("LLM_TIMEOUT", "0", "LLM_TIMEOUT=0 must be a number of seconds between 1 and 86400")]
     [TestCase("CHAT_CONCURRENCY", "0", "CHAT_CONCURRENCY must be between 1 and 10000")]
     [TestCase("PORT", "70000", "PORT must be between 1 and 65535")]
+    [TestCase("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "OTEL_EXPORTER_OTLP_ENDPOINT='collector:4317' must be an http:// or https:// URL")]
     public async Task Stop_the_gateway_at_start_with_one_line_naming_a_bad_setting(string setting, string value, string expected)
     {
         await using var gateway = ServiceProcess.StartDotnet("gateway", RepoPaths.Gateway, new Dictionary<string, string>
