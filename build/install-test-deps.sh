@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a Debian machine, when missing: RabbitMQ and Redis servers, Node.js and npm.
+# Installs what the tests need on a Debian machine, when missing: RabbitMQ and Redis servers, Node.js and npm,
+# and docker-compose (v1, which validates deploy/docker-compose.yml without a Docker engine) when no
+# `docker compose` is there. With --servers (make cluster): only the RabbitMQ and Redis servers.
 set -euo pipefail
 missing=()
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ "${1:-}" != "--servers" ]; then
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing ${missing[*]}"

@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# The docker compose topology as local processes, for machines without Docker (make cluster):
+# Redis (AOF, noeviction), RabbitMQ with its management UI, the gateway, WORKERS chat workers and one
+# embedding worker, built in Release. Everything lives under .cluster/ (git-ignored): data, logs, PIDs.
+#
+#   build/cluster.sh up       start (WORKERS=N, BROKER=rabbitmq|redis, ports below; provider settings from the environment)
+#   build/cluster.sh status   which recorded processes run, worker health, the gateway's health
+#   build/cluster.sh down     stop exactly the processes `up` recorded
+#   build/cluster.sh clean    remove .cluster/ (data, logs) when nothing of it runs
+#
+# Needs the .NET SDK, redis-server and rabbitmq-server (Debian: make cluster installs them), curl, and root or
+# sudo (rabbitmq-server runs as the rabbitmq user, which must own its folders).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+dir=${CLUSTER_DIR:-$root/.cluster}
+WORKERS=${WORKERS:-2}
+BROKER=${BROKER:-rabbitmq}
+CONFIGURATION=${CONFIGURATION:-Release}
+GATEWAY_PORT=${GATEWAY_PORT:-8007}
+GATEWAY_HOST=${GATEWAY_HOST:-127.0.0.1}
+REDIS_PORT=${REDIS_PORT:-6379}
+RABBITMQ_PORT=${RABBITMQ_PORT:-5672}
+RABBITMQ_UI_PORT=${RABBITMQ_UI_PORT:-15672}
+RABBITMQ_DIST_PORT=${RABBITMQ_DIST_PORT:-$((RABBITMQ_PORT + 20000))}
+node="llmstream-cluster-${RABBITMQ_PORT}@localhost"
+logs=$dir/logs
+pids=$dir/pids
+# status and down use what up used, whatever the environment says now.
+if [ "${1:-}" != up ] && [ -f "$dir/settings" ]; then
+  # shellcheck disable=SC1091
+  . "$dir/settings"
+fi
+
+as_root=""
+[ "$(id -u)" -eq 0 ] || as_root="sudo"
+
+say() { printf '%s\n' "$*"; }
+fail() { printf 'cluster: %s\n' "$*" >&2; exit 1; }
+
+# A recorded process is ours only while its command line still contains what we started (PIDs get reused).
+alive() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$2"; }
+
+# pids/NAME holds "PID SIGNATURE".
+record() { printf '%s %s\n' "$2" "$3" >"$pids/$1"; }
+recorded() { [ -f "$pids/$1" ] && read -r pid sig <"$pids/$1" && alive "$pid" "$sig"; }
+running_any() {
+  local f
+  for f in "$pids"/*; do
+    if [ -e "$f" ] && recorded "$(basename "$f")"; then return 0; fi
+  done
+  return 1
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.5 s
+  local seconds=$1 what=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.5
+  done
+}
+
+start_dotnet() { # start_dotnet NAME DLL [VAR=value...]
+  local name=$1 dll=$2; shift 2
+  nohup env "$@" dotnet "$dll" >"$logs/$name.log" 2>&1 &
+  record "$name" $! "$(basename "$dll")"
+}
+
+declare -A was_running=()
+
+stop_pid() { # stop_pid NAME SECONDS: SIGTERM, then SIGKILL after SECONDS
+  local name=$1 seconds=$2 pid sig
+  [ -f "$pids/$name" ] || return 0
+  read -r pid sig <"$pids/$name"
+  if alive "$pid" "$sig"; then
+    $as_root kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + seconds))
+    while alive "$pid" "$sig" && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
+    if alive "$pid" "$sig"; then
+      say "  $name ($pid) did not stop in ${seconds}s: SIGKILL"
+      $as_root kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  if [ -n "${was_running[$name]:-}" ]; then say "  stopped $name ($pid)"; else say "  $name ($pid) was not running"; fi
+  rm -f "$pids/$name"
+}
+
+down() {
+  [ -d "$pids" ] || { say "no cluster recorded in $dir"; return 0; }
+  say "stopping the cluster recorded in $dir"
+  local f pid sig
+  for f in "$pids"/*; do
+    if [ -e "$f" ] && recorded "$(basename "$f")"; then was_running[$(basename "$f")]=1; fi
+  done
+  # Services first (they drain and hand unfinished messages back), all asked at once; then the broker and Redis.
+  for f in "$pids"/chat-worker-* "$pids"/embedding-worker-* "$pids"/gateway; do
+    if [ -e "$f" ]; then
+      read -r pid sig <"$f"
+      if alive "$pid" "$sig"; then $as_root kill -TERM "$pid" 2>/dev/null || true; fi
+    fi
+  done
+  for f in "$pids"/chat-worker-* "$pids"/embedding-worker-* "$pids"/gateway; do
+    if [ -e "$f" ]; then stop_pid "$(basename "$f")" 40; fi
+  done
+  if [ -f "$pids/rabbitmq-node" ]; then
+    read -r pid sig <"$pids/rabbitmq-node"
+    if alive "$pid" "$sig"; then
+      # Stops exactly our node (by its name) and waits for its process to end.
+      timeout 60 $as_root rabbitmqctl -q -n "$node" stop "$dir/rabbitmq/rabbitmq.pid" >/dev/null 2>&1 || true
+    fi
+    stop_pid rabbitmq-node 20
+  fi
+  stop_pid rabbitmq 20
+  stop_pid redis 20
+  rmdir "$pids" 2>/dev/null || true
+  say "cluster stopped (data and logs kept in $dir; make clean removes them)"
+}
+
+status() {
+  [ -d "$pids" ] || { say "no cluster recorded in $dir (make cluster starts one)"; return 1; }
+  local f name pid sig state
+  for f in "$pids"/*; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f"); read -r pid sig <"$f"
+    if alive "$pid" "$sig"; then state="running"; else state="NOT RUNNING"; fi
+    local health=""
+    if [ -e "$dir/run/$name.healthy" ]; then
+      local age=$(( $(date +%s) - $(stat -c %Y "$dir/run/$name.healthy") ))
+      if [ $age -lt 30 ]; then health=", healthy (${age}s ago)"; else health=", UNHEALTHY (last sign ${age}s ago)"; fi
+    fi
+    printf '  %-20s pid %-8s %s%s\n' "$name" "$pid" "$state" "$health"
+  done
+  local url="http://127.0.0.1:$GATEWAY_PORT"
+  for path in /health/full /health; do
+    local code
+    code=$(curl -s -o "$dir/health.out" -w '%{http_code}' --max-time 5 "$url$path" || true)
+    if [ "$code" != "404" ]; then
+      say "  gateway $path: HTTP ${code:-none} $(head -c 600 "$dir/health.out" 2>/dev/null)"
+      break
+    fi
+  done
+  rm -f "$dir/health.out"
+}
+
+up() {
+  [[ "$WORKERS" =~ ^[0-9]+$ ]] || fail "WORKERS must be a number of chat workers, not '$WORKERS'"
+  case "$BROKER" in rabbitmq|redis) ;; *) fail "BROKER must be rabbitmq or redis for a cluster, not '$BROKER'" ;; esac
+  if running_any; then fail "a cluster is already running from $dir (make cluster-status; make cluster-down)"; fi
+  command -v dotnet >/dev/null || fail "the .NET SDK (dotnet) is not installed"
+  command -v redis-server >/dev/null || fail "redis-server is not installed (make cluster installs it on Debian)"
+  command -v curl >/dev/null || fail "curl is not installed"
+  if [ "$BROKER" = rabbitmq ]; then
+    command -v rabbitmq-server >/dev/null || fail "rabbitmq-server is not installed (make cluster installs it on Debian)"
+  fi
+  local port
+  local ports=("$GATEWAY_PORT" "$REDIS_PORT")
+  if [ "$BROKER" = rabbitmq ]; then ports+=("$RABBITMQ_PORT" "$RABBITMQ_UI_PORT" "$RABBITMQ_DIST_PORT"); fi
+  for port in "${ports[@]}"; do
+    port_free "$port" || fail "port $port is in use (set GATEWAY_PORT, REDIS_PORT, RABBITMQ_PORT, RABBITMQ_UI_PORT or RABBITMQ_DIST_PORT)"
+  done
+
+  say "building the services ($CONFIGURATION)"
+  # The gateway project references both workers, so this builds all three.
+  dotnet build Gateway/LlmStream.Gateway.csproj -c "$CONFIGURATION" -nologo -v quiet >/dev/null \
+    || { dotnet build Gateway/LlmStream.Gateway.csproj -c "$CONFIGURATION" -nologo -v quiet; fail "build failed"; }
+  local bin="net10.0"
+  local gateway_dll=$root/Gateway/bin/$CONFIGURATION/$bin/LlmStream.Gateway.dll
+  local chat_dll=$root/ChatWorker/bin/$CONFIGURATION/$bin/LlmStream.ChatWorker.dll
+  local embedding_dll=$root/EmbeddingWorker/bin/$CONFIGURATION/$bin/LlmStream.EmbeddingWorker.dll
+
+  mkdir -p "$logs" "$pids" "$dir/redis" "$dir/run"
+  printf 'node=%q\nGATEWAY_PORT=%q\nBROKER=%q\n' "$node" "$GATEWAY_PORT" "$BROKER" >"$dir/settings"
+  rm -f "$dir"/run/*.healthy
+  # Whatever makes the start fail from here on, stop what was started.
+  cluster_started=""
+  trap 'if [ -z "$cluster_started" ]; then say "start failed: stopping what was started" >&2; down >&2 || true; fi' EXIT
+
+  say "starting Redis on 127.0.0.1:$REDIS_PORT (AOF, noeviction)"
+  nohup redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir/redis" --save "" \
+    --appendonly yes --appendfsync everysec --maxmemory-policy noeviction >"$logs/redis.log" 2>&1 &
+  record redis $! redis-server
+  wait_for 20 Redis redis-cli -p "$REDIS_PORT" ping || { tail -n 20 "$logs/redis.log" >&2; false; }
+
+  local rabbitmq_url=""
+  if [ "$BROKER" = rabbitmq ]; then
+    say "starting RabbitMQ node $node on 127.0.0.1:$RABBITMQ_PORT, management UI on $RABBITMQ_UI_PORT"
+    local r=$dir/rabbitmq
+    mkdir -p "$r/mnesia" "$r/log"
+    printf '[rabbitmq_management].\n' >"$r/enabled_plugins"
+    printf 'listeners.tcp.default = 127.0.0.1:%s\nmanagement.tcp.port = %s\nmanagement.tcp.ip = 127.0.0.1\n' \
+      "$RABBITMQ_PORT" "$RABBITMQ_UI_PORT" >"$r/rabbitmq.conf"
+    rm -f "$r/rabbitmq.pid"
+    # rabbitmq-server drops to the rabbitmq user, which must own (and reach) every folder it is given.
+    $as_root chown -R rabbitmq:rabbitmq "$r"
+    if ! $as_root su rabbitmq -s /bin/sh -c "test -w '$r/mnesia'" 2>/dev/null; then
+      fail "the rabbitmq user cannot reach $r (a parent folder is private): run with CLUSTER_DIR=/var/tmp/llmstream-cluster"
+    fi
+    nohup $as_root env RABBITMQ_NODENAME="$node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+      RABBITMQ_DIST_PORT="$RABBITMQ_DIST_PORT" RABBITMQ_MNESIA_BASE="$r/mnesia" RABBITMQ_LOG_BASE="$r/log" \
+      RABBITMQ_ENABLED_PLUGINS_FILE="$r/enabled_plugins" RABBITMQ_CONFIG_FILE="$r/rabbitmq.conf" \
+      RABBITMQ_PID_FILE="$r/rabbitmq.pid" rabbitmq-server >"$logs/rabbitmq.log" 2>&1 &
+    record rabbitmq $! rabbitmq-server
+    if ! wait_for 90 RabbitMQ curl -sf -u guest:guest "http://127.0.0.1:$RABBITMQ_UI_PORT/api/overview"; then
+      tail -n 30 "$logs/rabbitmq.log" >&2
+      false
+    fi
+    # The Erlang VM itself, so that `down` can make sure it ended.
+    if [ -s "$r/rabbitmq.pid" ]; then record rabbitmq-node "$(tr -d '[:space:]' <"$r/rabbitmq.pid")" beam; fi
+    rabbitmq_url="amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/"
+  fi
+
+  local common=(BROKER="$BROKER" RABBITMQ_URL="$rabbitmq_url" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0")
+  say "starting the gateway on $GATEWAY_HOST:$GATEWAY_PORT"
+  start_dotnet gateway "$gateway_dll" "${common[@]}" PORT="$GATEWAY_PORT" HOST="$GATEWAY_HOST" \
+    OTEL_SERVICE_NAME=llmstream-gateway
+  local i
+  say "starting $WORKERS chat worker(s) and an embedding worker"
+  for i in $(seq 1 "$WORKERS"); do
+    start_dotnet "chat-worker-$i" "$chat_dll" "${common[@]}" HEALTH_FILE="$dir/run/chat-worker-$i.healthy" \
+      OTEL_SERVICE_NAME=llmstream-chat-worker
+  done
+  start_dotnet embedding-worker-1 "$embedding_dll" "${common[@]}" HEALTH_FILE="$dir/run/embedding-worker-1.healthy" \
+    OTEL_SERVICE_NAME=llmstream-embedding-worker
+
+  local deadline=$((SECONDS + 60))
+  until curl -sf -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/health"; do
+    if ! recorded gateway || [ $SECONDS -ge $deadline ]; then
+      say "the gateway did not come up:" >&2
+      tail -n 30 "$logs/gateway.log" >&2
+      false
+    fi
+    sleep 0.5
+  done
+  sleep 2
+  local f
+  for f in "$pids"/*; do
+    if ! recorded "$(basename "$f")"; then
+      say "$(basename "$f") exited:" >&2
+      tail -n 30 "$logs/$(basename "$f").log" >&2 2>/dev/null || true
+      false
+    fi
+  done
+  cluster_started=1
+
+  say ""
+  say "LlmStream cluster running ($BROKER broker, $WORKERS chat worker(s), 1 embedding worker):"
+  say "  gateway and chat page  http://localhost:$GATEWAY_PORT/   (API reference: /docs)"
+  if [ "$BROKER" = rabbitmq ]; then say "  RabbitMQ management UI http://localhost:$RABBITMQ_UI_PORT/   (guest / guest, from this machine only)"; fi
+  say "  Redis                  redis://127.0.0.1:$REDIS_PORT/0"
+  if [ "$BROKER" = rabbitmq ]; then say "  logs                   $logs/   (RabbitMQ's own log: $dir/rabbitmq/log/)"; else say "  logs                   $logs/"; fi
+  say "  make cluster-status | make cluster-down"
+}
+
+clean() {
+  if running_any; then say "a cluster is running from $dir: kept (make cluster-down first)"; return 0; fi
+  [ -d "$dir" ] || return 0
+  $as_root rm -rf "$dir"
+  say "removed $dir"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  clean) clean ;;
+  *) fail "usage: build/cluster.sh up|down|status|clean" ;;
+esac
