@@ -48,6 +48,14 @@ public static class GatewayExtensions
         });
         builder.Services.AddOpenApi();
         builder.Services.AddHostedService<GatewayStartupReport>();
+        // CORS_ORIGINS lets pages served elsewhere (the compose web service) call the API; unset, no CORS headers at all.
+        if (options.AllowedOrigins.Count > 0)
+            builder.Services.AddCors(cors => cors.AddDefaultPolicy(policy => policy
+                .WithOrigins([.. options.AllowedOrigins])
+                .WithMethods("GET", "POST", "DELETE")
+                .WithHeaders("Content-Type", "Authorization", "Last-Event-ID", "Idempotency-Key", "X-Priority")
+                .WithExposedHeaders("Location", "Retry-After", "X-LlmStream-Task-Id")
+                .SetPreflightMaxAge(TimeSpan.FromMinutes(10))));
         return builder;
     }
 
@@ -55,6 +63,9 @@ public static class GatewayExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        // Before the API keys: a preflight carries no key, and a 401 must still reach the page's script.
+        if (app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.AllowedOrigins.Count > 0)
+            app.UseCors();
         app.UseApiKeys();
         // The chat page ships next to the gateway's binaries (web/ is copied at build).
         var web = new PhysicalFileProvider(Path.Combine(AppContext.BaseDirectory, "web"));
