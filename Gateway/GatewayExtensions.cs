@@ -98,7 +98,8 @@ public sealed class GatewayStartupReport(
                 ? "single process: in-memory bus, chat and embedding workers in this process, " + (broker.Value.UsesRedisStore ? "streams in Redis" : "in-process stream store")
                 : $"{broker.Value.Kind} broker, streams in Redis";
             logger.LogInformation("LlmStream gateway ready ({Mode}); model provider: {Provider}", mode, models.Describe());
-            logger.LogInformation("Open {ChatUrl} for the chat page, {DocsUrl} for the API reference", url + "/", url + "/docs");
+            logger.LogInformation("Open {ChatUrl} for the chat page, {DashboardUrl} for the dashboard, {DocsUrl} for the API reference",
+                url + "/", url + "/dashboard.html", url + "/docs");
         });
         return Task.CompletedTask;
     }

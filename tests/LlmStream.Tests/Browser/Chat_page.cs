@@ -25,6 +25,7 @@ public sealed class Chat_page
         _cluster = await Cluster.StartAsync("browser-chat", broker: "inmemory", settings: new Dictionary<string, string>
         {
             ["LLM_MODEL_LIMITS"] = "gpt-4o-mini=0/0,second-model=0/0",
+            ["RETRY_BASE_MS"] = "100",
         });
         _http = _cluster.Client();
         _chromium = await HeadlessChromium.LaunchAsync();
@@ -79,6 +80,7 @@ public sealed class Chat_page
         await Expect(body.Locator("a")).ToHaveAttributeAsync("href", "https://example.com/docs");
         await Expect(answer.Locator(".state")).ToContainTextAsync("done");
         await Expect(page.Locator("#conversation > li.user").First).ToHaveTextAsync("Show me markdown");
+        Assert.That(await HeadlessChromium.AnswerStatesAsync(page), Is.EqualTo(new[] { "sending", "queued", "started", "done" }));
 
         var status = await TaskStatusAsync(answer);
         Assert.That(status.GetProperty("status").GetString(), Is.EqualTo("completed"));
@@ -127,6 +129,26 @@ public sealed class Chat_page
     }
 
     [Test]
+    public async Task Shows_a_retry_and_keeps_only_the_new_attempts_text()
+    {
+        var reply = string.Join(' ', Enumerable.Range(1, 30).Select(i => $"piece{i}"));
+        Model.Reply = _ => reply;
+        Model.TokenDelay = TimeSpan.FromMilliseconds(20);
+        Model.FailMidStreamNext(afterTokens: 5); // the first attempt breaks after five tokens reached the page
+        var (context, page, errors) = await _chromium.NewPageAsync();
+        await using var _ = context;
+        await page.GotoAsync(_cluster.GatewayUrl.ToString());
+
+        await SendAsync(page, "Try twice");
+        var answer = Answer(page);
+        await Expect(answer).ToHaveAttributeAsync("data-state", "done");
+        Assert.That(await answer.Locator(".body").TextContentAsync(), Is.EqualTo(reply), "the first attempt's text is gone");
+        Assert.That(await HeadlessChromium.AnswerStatesAsync(page), Is.EqualTo(new[] { "sending", "queued", "started", "retrying", "done" }));
+        Assert.That((await TaskStatusAsync(answer)).GetProperty("attempt").GetInt32(), Is.EqualTo(2));
+        Assert.That(errors, Is.Empty);
+    }
+
+    [Test]
     public async Task Cancels_a_running_answer()
     {
         var reply = string.Join(' ', Enumerable.Range(1, 200).Select(i => $"word{i}"));
@@ -144,6 +166,7 @@ public sealed class Chat_page
 
         await Expect(answer).ToHaveAttributeAsync("data-state", "cancelled");
         await Expect(answer.Locator(".state")).ToHaveTextAsync("cancelled");
+        Assert.That(await HeadlessChromium.AnswerStatesAsync(page), Is.EqualTo(new[] { "sending", "queued", "started", "cancelling", "cancelled" }));
         await Expect(page.Locator("#send")).ToBeEnabledAsync();
         var shown = await answer.Locator(".body").TextContentAsync();
         Assert.That(reply, Does.StartWith(shown!.Trim()), "the text shown is the start of the answer");
@@ -158,7 +181,7 @@ public sealed class Chat_page
     [Test]
     public async Task Resumes_a_dropped_stream_with_last_event_id_without_repeating_text()
     {
-        var reply = string.Join(' ', Enumerable.Range(1, 60).Select(i => $"part{i}"));
+        var reply = string.Join(' ', Enumerable.Range(1, 120).Select(i => $"part{i}"));
         Model.Reply = _ => reply;
         Model.TokenDelay = TimeSpan.FromMilliseconds(80);
         await using var proxy = new DroppingProxy(_cluster.GatewayUrl);

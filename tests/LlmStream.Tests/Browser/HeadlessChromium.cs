@@ -55,10 +55,24 @@ public sealed class HeadlessChromium : IAsyncDisposable
     {
         var context = await Browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new ViewportSize { Width = width, Height = height } });
         context.SetDefaultTimeout(30_000);
+        // Every state an answer goes through, in order (window.answerStates), however briefly it lasts.
+        await context.AddInitScriptAsync("""
+            window.answerStates = [];
+            new MutationObserver((changes) => {
+              for (const change of changes) window.answerStates.push(change.target.getAttribute("data-state"));
+            }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
+            """);
         var page = await context.NewPageAsync();
         var errors = new List<string>();
         page.PageError += (_, error) => { lock (errors) errors.Add(error); };
         return (context, page, errors);
+    }
+
+    /// <summary>The states the page's answers have shown, duplicates in a row removed.</summary>
+    public static async Task<string[]> AnswerStatesAsync(IPage page)
+    {
+        var states = await page.EvaluateAsync<string[]>("() => window.answerStates");
+        return [.. states.Where((state, i) => i == 0 || states[i - 1] != state)];
     }
 
     /// <summary>Saves a full-page screenshot as TestResults/screenshots/{name}.png.</summary>
