@@ -2,22 +2,21 @@
 // answer as it arrives. A dropped stream is resumed with Last-Event-ID, and an event at or before the last one
 // seen is ignored, so no text is ever shown twice. Model text goes through Markdown.render, which creates text
 // nodes only; the user's text is set with textContent. Nothing is ever parsed as HTML.
+// The conversation is kept in sessionStorage: after a reload (or a visit to the dashboard) it is shown again,
+// and an answer that was still arriving is followed on from the last event it had.
 "use strict";
 
 const conversation = document.getElementById("conversation");
 const form = document.getElementById("chat");
 const sendButton = document.getElementById("send");
 const cancelButton = document.getElementById("cancel");
-const formError = document.getElementById("form-error");
 const modelSelect = document.getElementById("model");
+const storageKey = "llmstream.chat";
 
 let sessionId = null;
 let sessionLastEventId = null; // the newest event seen in this session: a new task's events come after it
 let current = null; // the answer being generated
-
-document.getElementById("docs-link").href = LlmStreamApi.url("/docs");
-setUpApiKeyField(loadModels);
-loadModels();
+const entries = []; // the conversation: { role, text, ...answer fields, li, body, state }
 
 async function loadModels() {
   const result = await LlmStreamApi.request("GET", "/v1/models");
@@ -46,17 +45,77 @@ function bubble(role) {
   li.append(body, state);
   conversation.append(li);
   li.scrollIntoView({ block: "end" });
-  return { li, body, state };
+  const entry = { role, text: "", li, body, state };
+  entries.push(entry);
+  return entry;
 }
 
-function setState(answer, state, label) {
-  answer.li.dataset.state = state;
+const savedFields = ["role", "text", "taskId", "streamUrl", "attempt", "lastEventId", "ended", "stateName", "label", "reconnects"];
+
+function save() {
+  try {
+    const items = entries.map((entry) => Object.fromEntries(savedFields.map((field) => [field, entry[field]])));
+    sessionStorage.setItem(storageKey, JSON.stringify({ sessionId, sessionLastEventId, items }));
+  } catch {
+    // storage full or refused: the page still works, it just forgets on reload
+  }
+}
+
+function restore() {
+  let saved;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(storageKey) || "null");
+  } catch {
+    saved = null;
+  }
+  if (!saved || !Array.isArray(saved.items)) return;
+  sessionId = typeof saved.sessionId === "string" ? saved.sessionId : null;
+  sessionLastEventId = typeof saved.sessionLastEventId === "string" ? saved.sessionLastEventId : null;
+  let unfinished = null;
+  for (const item of saved.items) {
+    if (item?.role !== "user" && item?.role !== "assistant") continue;
+    const entry = bubble(item.role);
+    for (const field of savedFields) if (field !== "role" && item[field] !== undefined) entry[field] = item[field];
+    entry.text = String(entry.text || "");
+    if (entry.role === "user") entry.body.textContent = entry.text;
+    else {
+      if (entry.taskId) entry.li.dataset.taskId = entry.taskId;
+      entry.li.dataset.reconnects = String(entry.reconnects || 0);
+      setState(entry, entry.stateName || "error", entry.label || "");
+      renderNow(entry);
+      if (!entry.ended && entry.taskId && entry.streamUrl) unfinished = entry;
+      else if (!entry.ended) {
+        entry.ended = true;
+        setState(entry, "error", "the page was left before the gateway answered; send it again");
+      }
+    }
+  }
+  if (unfinished) run(unfinished, () => follow(unfinished, unfinished.streamUrl));
+}
+
+function setState(answer, stateName, label) {
+  answer.stateName = stateName;
+  answer.label = label;
+  answer.li.dataset.state = stateName;
   answer.state.textContent = label;
+  answer.li.classList.toggle("error", stateName === "error");
+  answer.li.classList.toggle("cancelled", stateName === "cancelled");
+  save();
 }
 
-function setRunning(running) {
-  sendButton.disabled = running;
-  cancelButton.disabled = !running;
+/** Runs the work of one answer; Send is off and Cancel on until it ends. */
+async function run(answer, work) {
+  current = answer;
+  sendButton.disabled = true;
+  cancelButton.disabled = !answer.taskId;
+  try {
+    await work();
+  } finally {
+    current = null;
+    sendButton.disabled = false;
+    cancelButton.disabled = true;
+    save();
+  }
 }
 
 form.message.addEventListener("keydown", (event) => {
@@ -70,9 +129,10 @@ document.getElementById("new-chat").addEventListener("click", () => {
   if (current) return; // finish or cancel the running answer first
   sessionId = null;
   sessionLastEventId = null;
+  entries.length = 0;
   conversation.replaceChildren();
   document.getElementById("empty").hidden = false;
-  formError.textContent = "";
+  save();
   form.message.focus();
 });
 
@@ -80,55 +140,54 @@ cancelButton.addEventListener("click", async () => {
   const answer = current;
   if (!answer?.taskId) return;
   cancelButton.disabled = true;
+  const before = [answer.stateName, answer.label];
   setState(answer, "cancelling", "cancelling…");
   const result = await LlmStreamApi.request("DELETE", `/chat/${encodeURIComponent(answer.taskId)}`);
   // 200: the stream brings the cancelled event; 409: it had already ended and the stream brings that end.
-  if (!result.ok && result.status !== 409) {
-    setState(answer, answer.lastState, `could not cancel: ${LlmStreamApi.problemText(result.status, result.body)}`);
+  if (!result.ok && result.status !== 409 && !answer.ended) {
+    setState(answer, before[0], `could not cancel: ${LlmStreamApi.problemText(result.status, result.body)}`);
     cancelButton.disabled = false;
   }
 });
 
-form.addEventListener("submit", async (event) => {
+form.addEventListener("submit", (event) => {
   event.preventDefault();
   const message = form.message.value.trim();
   if (!message || current) return;
-  formError.textContent = "";
   const payload = { message, priority: Number(form.priority.value) };
   if (modelSelect.value) payload.model = modelSelect.value;
   if (sessionId) payload.session_id = sessionId;
 
   const question = bubble("user");
+  question.text = message;
   question.body.textContent = message;
   form.message.value = "";
   const answer = bubble("assistant");
-  answer.text = "";
   answer.attempt = 0;
   answer.lastEventId = sessionLastEventId;
   answer.reconnects = 0;
   answer.li.dataset.reconnects = "0";
-  current = answer;
-  setRunning(true);
   setState(answer, "sending", "sending…");
+  run(answer, () => send(answer, payload));
+});
 
+async function send(answer, payload) {
   // The same Idempotency-Key on a repeated send can never start a second generation.
   const result = await LlmStreamApi.request("POST", "/chat", payload, { "Idempotency-Key": randomKey() });
   if (!result.ok) {
-    answer.li.classList.add("error");
+    answer.ended = true;
     setState(answer, "error", LlmStreamApi.problemText(result.status, result.body));
-    current = null;
-    setRunning(false);
     if (result.status === 409 || result.status === 404) sessionId = null; // busy or expired session: start afresh
     return;
   }
   sessionId = result.body.session_id;
   answer.taskId = result.body.task_id;
+  answer.streamUrl = result.body.stream_url;
   answer.li.dataset.taskId = answer.taskId;
+  cancelButton.disabled = false;
   setState(answer, "queued", `queued (${result.body.queue})`);
-  await follow(answer, result.body.stream_url);
-  current = null;
-  setRunning(false);
-});
+  await follow(answer, answer.streamUrl);
+}
 
 /** Follows the stream until this task's terminal event, reconnecting after the last event seen. */
 async function follow(answer, streamUrl) {
@@ -144,7 +203,7 @@ async function follow(answer, streamUrl) {
       });
     } catch (error) {
       if (error instanceof LlmStreamApi.HttpError && error.status >= 400 && error.status < 500) {
-        answer.li.classList.add("error");
+        answer.ended = true;
         setState(answer, "error", `stream unavailable: ${error.message}`);
         return;
       }
@@ -152,7 +211,7 @@ async function follow(answer, streamUrl) {
     if (answer.ended) return;
     failures = answer.lastEventId === before ? failures + 1 : 0;
     if (failures > 30) {
-      answer.li.classList.add("error");
+      answer.ended = true;
       setState(answer, "error", "the stream keeps failing; reload the page to try again");
       return;
     }
@@ -177,14 +236,16 @@ function handle(answer, event) {
     return;
   }
   if (data.task_id !== answer.taskId) return; // an earlier task of the session
+  const cancelling = answer.stateName === "cancelling";
   switch (event.type) {
     case "queued":
-      setState(answer, "queued", `queued (${data.queue})`);
+      if (!cancelling) setState(answer, "queued", `queued (${data.queue})`);
       break;
     case "started":
       answer.attempt = data.attempt;
       answer.text = ""; // a new attempt replaces the text of the one before
       render(answer);
+      if (cancelling) break;
       if (data.attempt > 1) setState(answer, "retrying", `retrying: attempt ${data.attempt}`);
       else setState(answer, "started", "generating…");
       break;
@@ -192,7 +253,7 @@ function handle(answer, event) {
       if (data.attempt !== answer.attempt) return;
       answer.text += data.text;
       render(answer);
-      if (answer.li.dataset.state !== "cancelling") answer.state.textContent = answer.attempt > 1 ? `retrying: attempt ${answer.attempt}` : "generating…";
+      if (!cancelling) answer.state.textContent = answer.label; // replaces "reconnecting…"
       break;
     case "done": {
       answer.ended = true;
@@ -202,17 +263,14 @@ function handle(answer, event) {
     }
     case "error":
       answer.ended = true;
-      answer.li.classList.add("error");
       setState(answer, "error", data.error || "failed");
       break;
     case "cancelled":
       answer.ended = true;
-      answer.li.classList.add("cancelled");
       setState(answer, "cancelled", "cancelled");
       break;
   }
   if (answer.ended) renderNow(answer); // the final text is on screen when the state says it ended
-  if (answer.li.dataset.state !== "cancelling") answer.lastState = answer.li.dataset.state;
 }
 
 /** Renders the answer's markdown at most once per frame, however fast tokens come. */
@@ -229,4 +287,10 @@ function renderNow(answer) {
   const nearBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
   answer.body.replaceChildren(Markdown.render(answer.text));
   if (nearBottom) answer.li.scrollIntoView({ block: "end" });
+  save(); // text and lastEventId change together in handle(), so what is saved always matches
 }
+
+document.getElementById("docs-link").href = LlmStreamApi.url("/docs");
+setUpApiKeyField(loadModels);
+loadModels();
+restore();

@@ -135,7 +135,7 @@ function show(stats) {
       meter.optimum = r.capacity;
       level.append(meter, " ");
     }
-    level.append(`${number(r.available, 1)} of ${number(r.capacity, 1)}`);
+    level.append(present(r.available) || present(r.capacity) ? `${number(r.available, 1)} of ${number(r.capacity, 1)}` : dash);
     cell(tr, r.paused_until ? new Date(r.paused_until).toLocaleTimeString() : dash);
   }, "no rate limits reported");
 
@@ -203,6 +203,7 @@ function draw() {
     g.lineWidth = 2;
     g.beginPath();
     let drawing = false;
+    let lastPoint = null;
     for (const sample of history) {
       const value = sample[field];
       if (typeof value !== "number") {
@@ -214,8 +215,16 @@ function draw() {
       if (drawing) g.lineTo(px, py);
       else g.moveTo(px, py);
       drawing = true;
+      lastPoint = [px, py];
     }
     g.stroke();
+    if (lastPoint) {
+      // A dot on the newest value, so that a series shows from its first sample on.
+      g.fillStyle = stroke;
+      g.beginPath();
+      g.arc(lastPoint[0], lastPoint[1], 3, 0, 2 * Math.PI);
+      g.fill();
+    }
   };
   line("waiting", countMax, colour("--waiting", "#2f6fed"));
   line("inFlight", countMax, colour("--in-flight", "#e08a00"));

@@ -216,6 +216,40 @@ public sealed class Chat_page
     }
 
     [Test]
+    public async Task Keeps_the_conversation_over_a_reload_and_follows_the_running_answer_on()
+    {
+        var reply = string.Join(' ', Enumerable.Range(1, 120).Select(i => $"bit{i}"));
+        Model.Reply = message => message == "first" ? "First answer." : reply;
+        Model.TokenDelay = TimeSpan.FromMilliseconds(60);
+        var (context, page, errors) = await _chromium.NewPageAsync();
+        await using var _ = context;
+        await page.GotoAsync(_cluster.GatewayUrl.ToString());
+        await SendAsync(page, "first");
+        await Expect(Answer(page)).ToHaveAttributeAsync("data-state", "done");
+
+        await SendAsync(page, "second");
+        await Expect(Answer(page, 1).Locator(".body")).ToContainTextAsync("bit5");
+        Assert.That(await Answer(page, 1).GetAttributeAsync("data-state"), Is.EqualTo("started"), "still streaming when the page reloads");
+        await page.ReloadAsync();
+
+        await Expect(Answer(page, 1)).ToHaveAttributeAsync("data-state", "done", new() { Timeout = 60_000 });
+        Assert.That(await Answer(page, 1).Locator(".body").TextContentAsync(), Is.EqualTo(reply), "every token exactly once, in order");
+        await Expect(page.Locator("#conversation > li.user")).ToHaveTextAsync(["first", "second"]);
+        await Expect(Answer(page).Locator(".body")).ToHaveTextAsync("First answer.");
+        await Expect(page.Locator("#send")).ToBeEnabledAsync();
+
+        // The next message still belongs to the same session.
+        Model.Reply = _ => "Third.";
+        await SendAsync(page, "third");
+        await Expect(Answer(page, 2)).ToHaveAttributeAsync("data-state", "done");
+        var first = await TaskStatusAsync(Answer(page));
+        var third = await TaskStatusAsync(Answer(page, 2));
+        Assert.That(third.GetProperty("session_id").GetString(), Is.EqualTo(first.GetProperty("session_id").GetString()));
+        await HeadlessChromium.ScreenshotAsync(page, "chat-after-reload");
+        Assert.That(errors, Is.Empty);
+    }
+
+    [Test]
     public async Task Fits_a_phone_screen()
     {
         Model.Reply = _ => "A phone-sized answer with a long code line:\n\n```\n" + new string('x', 300) + "\n```\n\nand " +
