@@ -105,7 +105,8 @@ public sealed class Chat_page
     [Test]
     public async Task Shows_html_from_the_model_and_the_user_as_text()
     {
-        const string hostile = "<img src=x onerror=alert(1)> and <script>window.pwned = 1</script> **still bold** [click](javascript:alert(2))";
+        const string hostile = "<img src=x onerror=alert(1)> and **still bold** then <script>window.pwned = 1</script>\n\n" +
+                               "- <img src=z onerror=alert(4)>\n\n# <iframe src=javascript:alert(5)></iframe>\n\n[click](javascript:alert(2))";
         Model.Reply = _ => hostile;
         var (context, page, errors) = await _chromium.NewPageAsync();
         await using var _ = context;
@@ -118,10 +119,14 @@ public sealed class Chat_page
         var answer = Answer(page);
         await Expect(answer).ToHaveAttributeAsync("data-state", "done");
 
-        await Expect(answer.Locator(".body")).ToHaveTextAsync("<img src=x onerror=alert(1)> and <script>window.pwned = 1</script> still bold [click](javascript:alert(2))");
-        await Expect(answer.Locator(".body strong")).ToHaveTextAsync("still bold");
-        await Expect(page.Locator("#conversation li.user .body")).ToHaveTextAsync(userText);
-        await Expect(page.Locator("#conversation img, #conversation script, #conversation b, #conversation a")).ToHaveCountAsync(0);
+        var body = answer.Locator(".body");
+        await Expect(body.Locator("p").First).ToHaveTextAsync("<img src=x onerror=alert(1)> and still bold then <script>window.pwned = 1</script>");
+        await Expect(body.Locator("p strong")).ToHaveTextAsync("still bold");
+        await Expect(body.Locator("li")).ToHaveTextAsync("<img src=z onerror=alert(4)>");
+        await Expect(body.Locator("h1")).ToHaveTextAsync("<iframe src=javascript:alert(5)></iframe>");
+        await Expect(body.Locator("p").Last).ToHaveTextAsync("[click](javascript:alert(2))");
+        await Expect(page.Locator("#conversation > li.user .body")).ToHaveTextAsync(userText);
+        await Expect(page.Locator("#conversation :is(img, script, iframe, b, a)")).ToHaveCountAsync(0);
         Assert.That(await page.EvaluateAsync<bool>("() => window.pwned === undefined"), Is.True, "no script ran");
         Assert.That(dialogs, Is.Zero, "no alert opened");
         await HeadlessChromium.ScreenshotAsync(page, "chat-html-as-text");
