@@ -60,6 +60,14 @@ public static class GatewayExtensions
         builder.Services.AddOpenApi();
         builder.Services.AddHostedService<GatewayStartupReport>();
         builder.AddPrometheusMetrics();
+        // CORS_ORIGINS lets pages served elsewhere (the compose web service) call the API; unset, no CORS headers at all.
+        if (options.AllowedOrigins.Count > 0)
+            builder.Services.AddCors(cors => cors.AddDefaultPolicy(policy => policy
+                .WithOrigins([.. options.AllowedOrigins])
+                .WithMethods("GET", "POST", "DELETE")
+                .WithHeaders("Content-Type", "Authorization", "Last-Event-ID", "Idempotency-Key", "X-Priority")
+                .WithExposedHeaders("Location", "Retry-After", "X-LlmStream-Task-Id")
+                .SetPreflightMaxAge(TimeSpan.FromMinutes(10))));
         return builder;
     }
 
@@ -67,6 +75,9 @@ public static class GatewayExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        // Before the API keys: a preflight carries no key, and a 401 must still reach the page's script.
+        if (app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.AllowedOrigins.Count > 0)
+            app.UseCors();
         app.UseApiKeys();
         // The chat page ships next to the gateway's binaries (web/ is copied at build).
         var web = new PhysicalFileProvider(Path.Combine(AppContext.BaseDirectory, "web"));
@@ -99,7 +110,8 @@ public sealed class GatewayStartupReport(
                 ? "single process: in-memory bus, chat and embedding workers in this process, " + (broker.Value.UsesRedisStore ? "streams in Redis" : "in-process stream store")
                 : $"{broker.Value.Kind} broker, streams in Redis";
             logger.LogInformation("LlmStream gateway ready ({Mode}); model provider: {Provider}", mode, models.Describe());
-            logger.LogInformation("Open {ChatUrl} for the chat page, {DocsUrl} for the API reference", url + "/", url + "/docs");
+            logger.LogInformation("Open {ChatUrl} for the chat page, {DashboardUrl} for the dashboard, {DocsUrl} for the API reference",
+                url + "/", url + "/dashboard.html", url + "/docs");
         });
         return Task.CompletedTask;
     }

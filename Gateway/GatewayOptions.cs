@@ -2,7 +2,7 @@ using System.ComponentModel.DataAnnotations;
 
 namespace LlmStream.Gateway;
 
-public sealed class GatewayOptions
+public sealed class GatewayOptions : IValidatableObject
 {
     [ConfigurationKeyName("PORT"), Range(1, 65535, ErrorMessage = "PORT must be between {1} and {2}")]
     public int Port { get; set; } = 8007;
@@ -20,4 +20,35 @@ public sealed class GatewayOptions
     public int KeepAliveSeconds { get; set; } = 15;
 
     public TimeSpan KeepAlive => TimeSpan.FromSeconds(KeepAliveSeconds);
+
+    /// <summary>Origins whose pages may call the API (the compose web service), comma-separated; empty: none.</summary>
+    [ConfigurationKeyName("CORS_ORIGINS")]
+    public string? CorsOrigins { get; set; }
+
+    /// <summary>The origins of <see cref="CorsOrigins"/> as browsers send them (scheme://host[:port]).</summary>
+    public IReadOnlyList<string> AllowedOrigins => ParseOrigins(CorsOrigins, out var origins, out _) ? origins : [];
+
+    public static bool ParseOrigins(string? text, out List<string> origins, out string error)
+    {
+        origins = [];
+        error = "";
+        foreach (var entry in (text ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            // An origin has no path, query or fragment; a trailing slash is tolerated and dropped.
+            if (!Uri.TryCreate(entry, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https")
+                || uri.AbsolutePath != "/" || uri.Query != "" || uri.Fragment != "" || uri.UserInfo != "")
+            {
+                error = $"CORS_ORIGINS: '{entry}' is not an origin; list absolute http(s) URLs without a path, e.g. http://localhost:3000";
+                return false;
+            }
+            origins.Add(uri.GetLeftPart(UriPartial.Authority));
+        }
+        return true;
+    }
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!ParseOrigins(CorsOrigins, out _, out var error))
+            yield return new ValidationResult(error, [nameof(CorsOrigins)]);
+    }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a Debian machine, when missing: RabbitMQ and Redis servers, Node.js and npm,
-# and docker-compose (v1, which validates deploy/docker-compose.yml without a Docker engine) when no
-# `docker compose` is there. With --servers (make cluster): only the RabbitMQ and Redis servers.
+# docker-compose (v1, which validates deploy/docker-compose.yml without a Docker engine) when no `docker compose`
+# is there, and chromium for the browser tests (driven by Microsoft.Playwright; Playwright's own browser download is
+# never used). With --servers (make cluster): only the RabbitMQ and Redis servers.
 set -euo pipefail
 missing=()
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
@@ -9,6 +10,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ "${1:-}" != "--servers" ]; then
   command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
   docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  # LLMSTREAM_CHROMIUM names another browser to use instead.
+  [ -n "${LLMSTREAM_CHROMIUM:-}" ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
