@@ -37,7 +37,7 @@ public static class GatewayExtensions
                 consumers.AddChatWorker(builder.Configuration).AddEmbeddingWorker(builder.Configuration);
         });
         builder.AddStreamWakeUps();
-        builder.AddWorkersHealthCheck();
+        builder.AddClusterView();
 
         builder.Services.AddSingleton<ChatIntake>();
         builder.Services.AddSingleton<EmbeddingIntake>();

@@ -39,10 +39,11 @@ public static class OperationsExtensions
         return builder;
     }
 
-    /// <summary>For the gateway: /health/full also reports whether workers are alive.</summary>
-    public static IHostApplicationBuilder AddWorkersHealthCheck(this IHostApplicationBuilder builder)
+    /// <summary>For the gateway: /health/full also reports whether workers are alive, and /metrics the figures of /stats.</summary>
+    public static IHostApplicationBuilder AddClusterView(this IHostApplicationBuilder builder)
     {
         builder.Services.AddHealthChecks().AddCheck<WorkersHealthCheck>("workers");
+        builder.Services.AddHostedService<ClusterGauges>();
         return builder;
     }
 

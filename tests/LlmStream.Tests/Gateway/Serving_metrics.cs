@@ -107,6 +107,24 @@ public sealed class Serving_metrics
         Assert.That(open, Is.EqualTo(idle), "the stream is no longer counted once its client left");
     }
 
+    [Test]
+    public async Task Serves_the_cluster_figures_of_stats_as_gauges()
+    {
+        // Refreshed in the background: wait for the first snapshot.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        string text;
+        while (!(text = await Scrape()).Contains("llmstream_workers_alive", StringComparison.Ordinal))
+        {
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), "the cluster gauges appear");
+            await Task.Delay(200);
+        }
+        Assert.That(Value(text, "llmstream_workers_alive", "work=\"chat\""), Is.EqualTo(1), "the single process runs one chat worker");
+        Assert.That(Value(text, "llmstream_workers_slots", "work=\"chat\""), Is.EqualTo(32), "CHAT_CONCURRENCY's default");
+        foreach (var queue in new[] { "high", "default", "low", "embeddings-high", "embeddings-default", "embeddings-low" })
+            Assert.That(Regex.IsMatch(text, $@"(?m)^llmstream_queue_waiting\{{[^}}]*queue=""{queue}""[^}}]*\}} \d"), Is.True, $"waiting on {queue}\n{text}");
+        Assert.That(Regex.IsMatch(text, @"(?m)^llmstream_rate_limit_available\{[^}]*kind=""requests""[^}]*\} \d"), Is.True, text);
+    }
+
     async Task<string> Scrape()
     {
         using var response = await _http.GetAsync("/metrics");
