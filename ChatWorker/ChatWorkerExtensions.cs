@@ -12,7 +12,7 @@ public static class ChatWorkerExtensions
     /// <summary>The chat consumer on the high, default and low queues, CHAT_CONCURRENCY messages in flight in all.</summary>
     public static WorkConsumers AddChatWorker(this WorkConsumers consumers, IConfiguration configuration)
     {
-        var options = configuration.Get<WorkerOptions>() ?? new WorkerOptions();
+        var options = configuration.Settings<WorkerOptions>();
         return consumers.Add<ChatRequested, ChatRequestedConsumer, ChatRequestedConsumerDefinition>(WorkQueues.Chat, options.ChatConcurrency,
             deadLettered: async (services, message, reason) =>
             {

@@ -13,7 +13,7 @@ public static class EmbeddingWorkerExtensions
     /// <summary>The embedding consumer on the embeddings-high, -default and -low queues, EMBEDDING_CONCURRENCY batches in flight in all.</summary>
     public static WorkConsumers AddEmbeddingWorker(this WorkConsumers consumers, IConfiguration configuration)
     {
-        var options = configuration.Get<WorkerOptions>() ?? new WorkerOptions();
+        var options = configuration.Settings<WorkerOptions>();
         return consumers.Add<EmbedBatchRequested, EmbedBatchRequestedConsumer, EmbedBatchRequestedConsumerDefinition>(
             WorkQueues.Embeddings, options.EmbeddingConcurrency,
             deadLettered: async (services, message, reason) =>

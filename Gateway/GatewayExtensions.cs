@@ -20,16 +20,16 @@ public static class GatewayExtensions
     {
         builder.Services.AddOptions<GatewayOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<GatewayOptions>, SettingsValidator<GatewayOptions>>();
-        var options = builder.Configuration.Get<GatewayOptions>() ?? new GatewayOptions();
+        var options = builder.Configuration.Settings<GatewayOptions>();
         builder.WebHost.UseUrls($"http://{options.Host}:{options.Port}");
         // JsonBody enforces MAX_REQUEST_BYTES with a 413 problem. Kestrel's own limit is a looser backstop, so it
         // can still drain a moderately larger body after answering and the client reads the 413 instead of a reset.
-        var embeddingLimits = builder.Configuration.Get<EmbeddingOptions>() ?? new EmbeddingOptions();
+        var embeddingLimits = builder.Configuration.Settings<EmbeddingOptions>();
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize =
             Math.Max(16L * 1024 * 1024, 4L * Math.Max(options.MaxRequestBytes, embeddingLimits.MaxRequestBytes)));
 
         // BROKER=inmemory is the single-process default: the workers run inside the gateway.
-        var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
+        var broker = builder.Configuration.Settings<BrokerOptions>();
         var embedded = broker.TryGetKind(out var kind) && kind == BrokerKind.InMemory;
         builder.AddLlmStreamBus(consumers =>
         {

@@ -19,10 +19,10 @@ public static class BusExtensions
         var work = new WorkConsumers();
         consumers?.Invoke(work);
 
-        var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
+        var broker = builder.Configuration.Settings<BrokerOptions>();
         var kind = broker.TryGetKind(out var configured) ? configured : BrokerKind.InMemory;
 
-        var worker = builder.Configuration.Get<WorkerOptions>() ?? new WorkerOptions();
+        var worker = builder.Configuration.Settings<WorkerOptions>();
         var fairness = Math.Max(2, worker.PriorityFairness); // out-of-range values are reported by settings validation
 
         if (kind == BrokerKind.Redis)

@@ -83,6 +83,12 @@ public static class ServiceDefaultsExtensions
             Log.CloseAndFlush();
             return false;
         }
+        catch (InvalidOperationException e) when (SettingsReader.DescribeConversionFailure(e) is { } reason)
+        {
+            Log.Fatal("Invalid settings: {Reason}", reason);
+            Log.CloseAndFlush();
+            return false;
+        }
         catch (AggregateException e) when (e.InnerExceptions.All(i => i is OptionsValidationException))
         {
             Log.Fatal("Invalid settings: {Reason}", string.Join("; ", e.InnerExceptions.Cast<OptionsValidationException>().SelectMany(i => i.Failures)));

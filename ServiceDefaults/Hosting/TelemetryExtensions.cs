@@ -45,7 +45,7 @@ public static class TelemetryExtensions
         builder.Services.AddOptions<TelemetryOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<TelemetryOptions>, SettingsValidator<TelemetryOptions>>();
         // The exporter reads the standard variables (OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, _HEADERS, _TIMEOUT) itself.
-        var otlp = (builder.Configuration.Get<TelemetryOptions>() ?? new TelemetryOptions()).ExportsOtlp;
+        var otlp = builder.Configuration.Settings<TelemetryOptions>().ExportsOtlp;
 
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<LlmStreamMetrics>();

@@ -16,7 +16,7 @@ public static class OperationsExtensions
     /// <summary>Heartbeats, outcome counters, the waiting ledger and the health checks every service shares; in Redis when REDIS_URL is set.</summary>
     public static IHostApplicationBuilder AddOperations(this IHostApplicationBuilder builder)
     {
-        var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
+        var broker = builder.Configuration.Settings<BrokerOptions>();
         builder.Services.AddSingleton<WorkerActivity>();
         builder.Services.AddSingleton<ClusterStats>();
         var checks = builder.Services.AddHealthChecks()

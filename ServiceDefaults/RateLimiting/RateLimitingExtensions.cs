@@ -15,7 +15,7 @@ public static class RateLimitingExtensions
         builder.Services.AddOptions<RateLimitOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<RateLimitOptions>, RateLimitOptionsValidator>();
         builder.Services.AddSingleton<PromptTokens>();
-        var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
+        var broker = builder.Configuration.Settings<BrokerOptions>();
         if (broker.UsesRedisStore)
             builder.Services.AddSingleton<IRateLimiter>(sp => ActivatorUtilities.CreateInstance<RedisRateLimiter>(sp, sp.GetRequiredService<IConnectionMultiplexer>()));
         else

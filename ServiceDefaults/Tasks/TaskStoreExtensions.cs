@@ -14,7 +14,7 @@ public static class TaskStoreExtensions
     /// <summary>Task and embedding stores: Redis when REDIS_URL is set, else the in-process stores of the single-process default.</summary>
     public static IHostApplicationBuilder AddTaskStore(this IHostApplicationBuilder builder)
     {
-        var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
+        var broker = builder.Configuration.Settings<BrokerOptions>();
         builder.Services.AddSingleton<StreamSignals>();
         builder.Services.AddSingleton(TimeProvider.System);
 
@@ -52,7 +52,7 @@ public static class TaskStoreExtensions
     /// <summary>For processes that serve streams: one pub/sub subscription wakes all local readers.</summary>
     public static IHostApplicationBuilder AddStreamWakeUps(this IHostApplicationBuilder builder)
     {
-        var broker = builder.Configuration.Get<BrokerOptions>() ?? new BrokerOptions();
+        var broker = builder.Configuration.Settings<BrokerOptions>();
         if (broker.UsesRedisStore)
             builder.Services.AddHostedService<RedisWakeSubscriber>();
         return builder;

@@ -39,6 +39,8 @@ public sealed class Settings
     [TestCase("LLM_TIMEOUT", "0", "LLM_TIMEOUT=0 must be a number of seconds between 1 and 86400")]
     [TestCase("CHAT_CONCURRENCY", "0", "CHAT_CONCURRENCY must be between 1 and 10000")]
     [TestCase("PORT", "70000", "PORT must be between 1 and 65535")]
+    [TestCase("LLM_TIMEOUT", "abc", "LLM_TIMEOUT must be a whole number, not 'abc'")]
+    [TestCase("CHAT_CONCURRENCY", "4.5", "CHAT_CONCURRENCY must be a whole number, not '4.5'")]
     [TestCase("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "OTEL_EXPORTER_OTLP_ENDPOINT='collector:4317' must be an http:// or https:// URL")]
     public async Task Stop_the_gateway_at_start_with_one_line_naming_a_bad_setting(string setting, string value, string expected)
     {
