@@ -1,5 +1,7 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 
 namespace LlmStream.Gateway;
@@ -9,6 +11,30 @@ public sealed class ApiKeyOptions
 {
     [ConfigurationKeyName("API_KEYS")]
     public string? ApiKeys { get; set; }
+
+    /// <summary>Requests per minute each key may make to this gateway (0: no limit), with bursts of up to ten seconds' worth.</summary>
+    [ConfigurationKeyName("API_KEY_RPM"), System.ComponentModel.DataAnnotations.Range(0, 1_000_000, ErrorMessage = "API_KEY_RPM must be between {1} and {2}")]
+    public int RequestsPerMinute { get; set; }
+
+    /// <summary>One token bucket per key name; null when there is no limit.</summary>
+    public PartitionedRateLimiter<string>? CreateLimiter()
+    {
+        if (RequestsPerMinute == 0)
+            return null;
+        // Whole tokens per period: below one request a second the period stretches instead.
+        var (period, tokens) = RequestsPerMinute >= 60
+            ? (TimeSpan.FromSeconds(1), RequestsPerMinute / 60)
+            : (TimeSpan.FromSeconds(60.0 / RequestsPerMinute), 1);
+        var burst = Math.Max(tokens, RequestsPerMinute / 6);
+        return PartitionedRateLimiter.Create<string, string>(name => RateLimitPartition.GetTokenBucketLimiter(name, _ => new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = burst,
+            TokensPerPeriod = tokens,
+            ReplenishmentPeriod = period,
+            QueueLimit = 0,
+            AutoReplenishment = true,
+        }));
+    }
 
     public static bool TryParse(string? text, out List<(string Name, byte[] Hash)> keys, out string error)
     {
@@ -32,8 +58,16 @@ public sealed class ApiKeyOptions
 
 public sealed class ApiKeyOptionsValidator : IValidateOptions<ApiKeyOptions>
 {
-    public ValidateOptionsResult Validate(string? name, ApiKeyOptions options) =>
-        ApiKeyOptions.TryParse(options.ApiKeys, out _, out var error) ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(error);
+    public ValidateOptionsResult Validate(string? name, ApiKeyOptions options)
+    {
+        if (!ApiKeyOptions.TryParse(options.ApiKeys, out var keys, out var error))
+            return ValidateOptionsResult.Fail(error);
+        if (options.RequestsPerMinute is < 0 or > 1_000_000)
+            return ValidateOptionsResult.Fail("API_KEY_RPM must be between 0 and 1000000");
+        if (options.RequestsPerMinute > 0 && keys.Count == 0)
+            return ValidateOptionsResult.Fail("API_KEY_RPM limits each API key: set API_KEYS too");
+        return ValidateOptionsResult.Success;
+    }
 }
 
 public static class ApiKeyAuthentication
@@ -53,9 +87,11 @@ public static class ApiKeyAuthentication
     /// </summary>
     public static WebApplication UseApiKeys(this WebApplication app)
     {
-        ApiKeyOptions.TryParse(app.Services.GetRequiredService<IOptions<ApiKeyOptions>>().Value.ApiKeys, out var keys, out _);
+        var options = app.Services.GetRequiredService<IOptions<ApiKeyOptions>>().Value;
+        ApiKeyOptions.TryParse(options.ApiKeys, out var keys, out _);
         if (keys.Count == 0)
             return app;
+        var limiter = options.CreateLimiter();
 
         app.Use(async (http, next) =>
         {
@@ -81,6 +117,21 @@ public static class ApiKeyAuthentication
                 return;
             }
             http.Items[ItemKey] = name;
+            if (limiter is not null)
+            {
+                using var lease = limiter.AttemptAcquire(name);
+                if (!lease.IsAcquired)
+                {
+                    var wait = lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter) ? retryAfter : TimeSpan.FromSeconds(1);
+                    http.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+                    var limited = $"API key '{name}' is over its limit of {options.RequestsPerMinute} requests per minute (API_KEY_RPM); retry after the Retry-After header's seconds";
+                    if (path.StartsWith("/v1", StringComparison.OrdinalIgnoreCase))
+                        await OpenAiError.WriteAsync(http, StatusCodes.Status429TooManyRequests, limited, null, "rate_limit_exceeded");
+                    else
+                        await Results.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests", detail: limited).ExecuteAsync(http);
+                    return;
+                }
+            }
             await next(http);
         });
         return app;

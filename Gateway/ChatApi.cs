@@ -35,7 +35,7 @@ public static class ChatApi
         DateTimeOffset? RateLimitedUntil, string? ApiKey);
 
     static async Task<Results<Accepted<ChatAccepted>, ValidationProblem, ProblemHttpResult>> PostChat(
-        HttpRequest http, ChatIntake intake, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
+        HttpRequest http, ChatIntake intake, ITaskStore store, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
     {
         var (body, problem) = await JsonBody.ReadObjectAsync(http, gateway.Value.MaxRequestBytes, http.HttpContext.RequestAborted);
         if (problem is not null)
@@ -43,6 +43,11 @@ public static class ChatApi
         var (request, errors) = ChatRequest.Parse(body);
         if (request is null)
             return TypedResults.ValidationProblem(errors, detail: "invalid field(s): " + string.Join(", ", errors.Keys));
+
+        if (request.SessionId is { } sessionId && !await http.HttpContext.CanUseSessionAsync(store, sessionId, http.HttpContext.RequestAborted))
+            return TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Session of another key",
+                detail: $"session '{sessionId}' was started with another API key; choose another session_id or leave it out",
+                extensions: new Dictionary<string, object?> { ["field"] = "session_id" });
 
         var message = new ChatRequested
         {
@@ -75,10 +80,10 @@ public static class ChatApi
         };
     }
 
-    static async Task<Results<Ok<ChatStatus>, ProblemHttpResult>> GetChat(string task_id, ITaskStore store, CancellationToken cancellationToken)
+    static async Task<Results<Ok<ChatStatus>, ProblemHttpResult>> GetChat(string task_id, HttpContext http, ITaskStore store, CancellationToken cancellationToken)
     {
         var task = Ids.IsValidClientId(task_id) ? await store.GetAsync(task_id, cancellationToken) : null;
-        if (task is null)
+        if (task is null || !http.CanSee(task.ApiKeyName))
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown task",
                 detail: $"no task '{task_id}': it never existed or its result has expired");
 
@@ -91,10 +96,10 @@ public static class ChatApi
     public sealed record ChatCancelled(string TaskId, string Status);
 
     static async Task<Results<Ok<ChatCancelled>, ProblemHttpResult>> CancelChat(
-        string task_id, ITaskStore store, TaskCancellation cancellation, LlmStreamMetrics metrics, ILogger<ChatRequest> logger, CancellationToken cancellationToken)
+        string task_id, HttpContext http, ITaskStore store, TaskCancellation cancellation, LlmStreamMetrics metrics, ILogger<ChatRequest> logger, CancellationToken cancellationToken)
     {
         var task = Ids.IsValidClientId(task_id) ? await store.GetAsync(task_id, cancellationToken) : null;
-        if (task is null)
+        if (task is null || !http.CanSee(task.ApiKeyName))
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown task",
                 detail: $"no task '{task_id}': it never existed or its result has expired");
 

@@ -76,7 +76,7 @@ public static class EmbeddingsApi
             return;
         }
         var task = Ids.IsValidClientId(task_id) ? await store.GetAsync(task_id, cancellationToken) : null;
-        if (task is null)
+        if (task is null || !http.CanSee(task.ApiKeyName))
         {
             await TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown embedding task",
                 detail: $"no embedding task '{task_id}': it never existed or its result has expired").ExecuteAsync(http);

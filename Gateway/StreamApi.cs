@@ -31,7 +31,7 @@ public static class StreamApi
                 extensions: new Dictionary<string, object?> { ["field"] = "last_event_id" });
 
         var last = Ids.IsValidClientId(session_id) ? await store.LastAsync(session_id, cancellationToken) : null;
-        if (last is null)
+        if (last is null || !await request.HttpContext.CanUseSessionAsync(store, session_id, cancellationToken))
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown session",
                 detail: $"no stream for session '{session_id}': it never existed or has expired");
 
