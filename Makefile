@@ -74,11 +74,12 @@ test: test-deps compose-check build-dotnet
 	./build/test-summary.sh TestResults ; summary=$$? ; \
 	[ $$status -eq 0 ] && [ $$summary -eq 0 ]
 
-## bench: throughput of each broker end to end, stream latency and memory per open stream (TestResults/bench-*.md)
+## bench: the issue-10 targets (enqueue latency and CPU, added time to first token, token events/s), throughput per broker, stream latency and memory per open stream (TestResults/bench-*.md)
 bench: test-deps build-dotnet
 	mkdir -p TestResults && rm -f TestResults/bench-*.md
 	$(DOTNET) test tests/LlmStream.Tests -c $(CONFIGURATION) --no-build --filter "TestCategory=Benchmark" \
 		--logger "console;verbosity=normal" -- NUnit.DefaultTimeout=1800000
+	@echo "| measure | target | measured |"; echo "|---|---|---|"; cat TestResults/bench-targets.md
 	@echo "| broker | requests | POST /chat per s | completed chats per s |"; cat TestResults/bench-brokers.md
 	@cat TestResults/bench-streams.md
 

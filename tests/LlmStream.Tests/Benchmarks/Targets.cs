@@ -1,0 +1,202 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Json;
+using System.Text;
+using LlmStream.Tests.EndToEnd;
+using LlmStream.Tests.Infrastructure;
+
+namespace LlmStream.Tests.Benchmarks;
+
+/// <summary>
+/// `make bench`: the figures issue 10 sets targets for, on RabbitMQ with everything local — POST /chat latency at a
+/// fixed arrival rate and the CPU it costs gateway, broker and Redis; time to first token added over calling the
+/// provider directly; token events per second end to end. Measures and writes TestResults/bench-targets.md;
+/// asserts only that the work was done.
+/// </summary>
+[Explicit("a benchmark: run with make bench")]
+[Category("Benchmark")]
+public sealed class Targets
+{
+    static string Row(string what, string target, string measured) => $"| {what} | {target} | {measured} |";
+
+    static async Task Record(params string[] rows)
+    {
+        foreach (var row in rows)
+            TestContext.Progress.WriteLine(row);
+        await File.AppendAllLinesAsync(Path.Combine(RepoPaths.Root, "TestResults", "bench-targets.md"), rows);
+    }
+
+    static double Percentile(IReadOnlyList<double> sorted, double p) => sorted[(int)Math.Min(sorted.Count - 1, Math.Floor(p * sorted.Count))];
+
+    /// <summary>Every process of the test RabbitMQ node (the Erlang VM and its helpers), found by its node name.</summary>
+    static IReadOnlyList<int> RabbitMqPids(RabbitMqServer rabbit) =>
+        [.. Directory.EnumerateDirectories("/proc").Select(d => Path.GetFileName(d)).Where(n => n.All(char.IsAsciiDigit)).Select(int.Parse)
+            .Where(pid =>
+            {
+                try { return File.ReadAllText($"/proc/{pid}/cmdline").Contains($"llmstream-test-{rabbit.AmqpPort}", StringComparison.Ordinal); }
+                catch (IOException) { return false; }
+                catch (UnauthorizedAccessException) { return false; }
+            })];
+
+    static TimeSpan Cpu(IEnumerable<int> pids) => pids.Aggregate(TimeSpan.Zero, (sum, pid) =>
+    {
+        try { return sum + ProcessStats.CpuTime(pid); }
+        catch (IOException) { return sum; }
+    });
+
+    [Test]
+    public async Task Enqueue_latency_at_a_fixed_arrival_rate_and_its_cpu()
+    {
+        const int Rate = 500;
+        const int Seconds = 10;
+        // No worker: what is measured is accepting and enqueuing.
+        await using var cluster = await Cluster.StartAsync("bench-enqueue", workers: 0);
+        using var http = cluster.Client();
+        var body = Encoding.UTF8.GetBytes("""{"message":"bench","priority":0}""");
+        async Task<double> Post()
+        {
+            using var content = new ByteArrayContent(body);
+            content.Headers.ContentType = new("application/json");
+            var sent = Stopwatch.GetTimestamp();
+            using var response = await http.PostAsync("/chat", content);
+            Assert.That((int)response.StatusCode, Is.EqualTo(202));
+            return Stopwatch.GetElapsedTime(sent).TotalMilliseconds;
+        }
+        async Task<List<double>> Run(int rate, int seconds)
+        {
+            // Open loop: request i leaves at i / rate whatever happened to the ones before.
+            var tasks = new List<Task<double>>();
+            var clock = Stopwatch.StartNew();
+            for (var i = 0; i < rate * seconds; i++)
+            {
+                var due = TimeSpan.FromSeconds((double)i / rate);
+                var wait = due - clock.Elapsed;
+                if (wait > TimeSpan.FromMilliseconds(1))
+                    await Task.Delay(wait);
+                tasks.Add(Task.Run(Post));
+            }
+            return [.. (await Task.WhenAll(tasks)).Order()];
+        }
+
+        await Run(Rate / 2, 4); // warm-up: JIT tiers, connection pools, queue declarations
+        var pids = new List<int> { cluster.Gateway!.Pid, cluster.Redis.Pid };
+        var rabbit = RabbitMqPids(cluster.RabbitMq);
+        var gatewayBefore = Cpu([cluster.Gateway.Pid]);
+        var redisBefore = Cpu([cluster.Redis.Pid]);
+        var rabbitBefore = Cpu(rabbit);
+        var latencies = await Run(Rate, Seconds);
+        var gateway = Cpu([cluster.Gateway.Pid]) - gatewayBefore;
+        var redis = Cpu([cluster.Redis.Pid]) - redisBefore;
+        var broker = Cpu(rabbit) - rabbitBefore;
+        var perThousand = (gateway + redis + broker).TotalSeconds * 1000 / latencies.Count;
+
+        await Record(
+            Row($"POST /chat latency at {Rate} requests/s for {Seconds} s (open loop)", "p99 ≤ 10 ms",
+                $"p50 {Percentile(latencies, 0.50):0.0} ms, p99 {Percentile(latencies, 0.99):0.0} ms, max {latencies[^1]:0.0} ms"),
+            Row("CPU per 1,000 enqueued requests (gateway + RabbitMQ + Redis)", "≤ 1 CPU-s",
+                $"{perThousand:0.00} CPU-s (gateway {gateway.TotalSeconds * 1000 / latencies.Count:0.00}, RabbitMQ {broker.TotalSeconds * 1000 / latencies.Count:0.00}, Redis {redis.TotalSeconds * 1000 / latencies.Count:0.00})"));
+    }
+
+    [Test]
+    public async Task Time_to_first_token_added_over_the_provider()
+    {
+        const int Samples = 100;
+        await using var cluster = await Cluster.StartAsync("bench-ttft", settings: new Dictionary<string, string> { ["LLM_RPM"] = "0", ["LLM_TPM"] = "0" });
+        cluster.Provider.Behavior.Reply = _ => "first second third";
+        using var http = cluster.Client();
+        using var direct = new HttpClient();
+        var completions = new Uri(cluster.Provider.BaseUrl.ToString().TrimEnd('/') + "/chat/completions");
+
+        async Task<double> Direct()
+        {
+            var started = Stopwatch.GetTimestamp();
+            using var request = new HttpRequestMessage(HttpMethod.Post, completions)
+            {
+                Content = JsonContent.Create(new { model = "gpt-4o-mini", stream = true, messages = new[] { new { role = "user", content = "hi" } } }),
+            };
+            using var response = await direct.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                if (line.Contains("\"content\":\"", StringComparison.Ordinal))
+                    return Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            }
+            throw new InvalidOperationException("no content chunk");
+        }
+
+        async Task<double> Through()
+        {
+            var started = Stopwatch.GetTimestamp();
+            var (_, sessionId) = await cluster.PostChatAsync(http, new { message = "hi" });
+            using var response = await http.GetAsync($"/stream/{sessionId}", HttpCompletionOption.ResponseHeadersRead);
+            double? first = null;
+            await foreach (var e in SseClient.ReadAsync(await response.Content.ReadAsStreamAsync()))
+            {
+                if (e.Event == "token")
+                    first ??= Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                // Read to the end, so that queues are idle when the next sample starts.
+                if (e.Event is "done" or "error" or "cancelled")
+                    break;
+            }
+            return first ?? throw new InvalidOperationException("no token event");
+        }
+
+        for (var i = 0; i < 20; i++)
+        {
+            await Direct();
+            await Through();
+        }
+        var directTimes = new List<double>();
+        var throughTimes = new List<double>();
+        for (var i = 0; i < Samples; i++)
+        {
+            directTimes.Add(await Direct());
+            throughTimes.Add(await Through());
+        }
+        directTimes.Sort();
+        throughTimes.Sort();
+        await Record(Row("time to first token added by the gateway, idle queues (POST /chat + GET /stream vs the provider's first chunk)", "≤ 5 ms p50",
+            $"p50 +{Percentile(throughTimes, 0.5) - Percentile(directTimes, 0.5):0.0} ms (through {Percentile(throughTimes, 0.5):0.0} ms, direct {Percentile(directTimes, 0.5):0.0} ms), p99 through {Percentile(throughTimes, 0.99):0.0} ms"));
+    }
+
+    [Test]
+    public async Task Token_events_per_second_end_to_end()
+    {
+        const int Chats = 100;
+        const int Tokens = 1000;
+        await using var cluster = await Cluster.StartAsync("bench-tokens", settings: new Dictionary<string, string>
+        {
+            ["CHAT_CONCURRENCY"] = Chats.ToString(CultureInfo.InvariantCulture),
+            ["LLM_RPM"] = "0",
+            ["LLM_TPM"] = "0",
+        });
+        cluster.Provider.Behavior.Reply = _ => string.Join(' ', Enumerable.Range(0, Tokens).Select(i => $"t{i}"));
+        using var http = cluster.Client();
+
+        async Task<(int Events, TimeSpan Elapsed)> Round()
+        {
+            var received = 0;
+            var clock = Stopwatch.StartNew();
+            await Task.WhenAll(Enumerable.Range(0, Chats).Select(async i =>
+            {
+                var (_, sessionId) = await cluster.PostChatAsync(http, new { message = $"tokens {i}" });
+                using var response = await http.GetAsync($"/stream/{sessionId}", HttpCompletionOption.ResponseHeadersRead);
+                await foreach (var e in SseClient.ReadAsync(await response.Content.ReadAsStreamAsync()))
+                {
+                    if (e.Event == "token")
+                        Interlocked.Increment(ref received);
+                    if (e.Event is "done" or "error" or "cancelled")
+                        break;
+                }
+            }));
+            return (received, clock.Elapsed);
+        }
+
+        await Round(); // warm-up
+        var (events, elapsed) = await Round();
+        Assert.That(events, Is.EqualTo(Chats * Tokens), "every token event arrived");
+        await Record(Row($"token events per second end to end ({Chats} streams × {Tokens} tokens, provider without delay, one worker)", "≥ 50,000/s",
+            $"{events / elapsed.TotalSeconds:0} events/s ({events} in {elapsed.TotalSeconds:0.0} s)"));
+    }
+}
