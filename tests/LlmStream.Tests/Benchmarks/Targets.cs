@@ -29,12 +29,12 @@ public sealed class Targets
 
     static double Percentile(IReadOnlyList<double> sorted, double p) => sorted[(int)Math.Min(sorted.Count - 1, Math.Floor(p * sorted.Count))];
 
-    /// <summary>Every process of the test RabbitMQ node (the Erlang VM and its helpers), found by its node name.</summary>
+    /// <summary>Every process of the test RabbitMQ node (the Erlang VM and its helpers), found by the node name in its environment.</summary>
     static IReadOnlyList<int> RabbitMqPids(RabbitMqServer rabbit) =>
         [.. Directory.EnumerateDirectories("/proc").Select(d => Path.GetFileName(d)).Where(n => n.All(char.IsAsciiDigit)).Select(int.Parse)
             .Where(pid =>
             {
-                try { return File.ReadAllText($"/proc/{pid}/cmdline").Contains($"llmstream-test-{rabbit.AmqpPort}", StringComparison.Ordinal); }
+                try { return File.ReadAllText($"/proc/{pid}/environ").Contains($"RABBITMQ_NODENAME=llmstream-test-{rabbit.AmqpPort}@", StringComparison.Ordinal); }
                 catch (IOException) { return false; }
                 catch (UnauthorizedAccessException) { return false; }
             })];
