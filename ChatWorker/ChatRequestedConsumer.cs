@@ -199,8 +199,6 @@ public sealed class ChatRequestedConsumer(
             ToolCalls = calls,
         }, StreamEvents.Done(request.TaskId, attempt.Value, finish, tokenUsage, calls), CancellationToken.None);
 
-        if (finished)
-            metrics.TaskFinished(LlmStreamMetrics.Chat, "completed");
         logger.LogInformation("Task {TaskId} {Outcome} with {Characters} characters", request.TaskId, finished ? "completed" : "was already ended", text.Length);
     }
 
@@ -241,8 +239,7 @@ public sealed class ChatRequestedConsumer(
     {
         try
         {
-            if (await store.FailAsync(request.TaskId, request.SessionId, reason))
-                metrics.TaskFinished(LlmStreamMetrics.Chat, "failed");
+            await store.FailAsync(request.TaskId, request.SessionId, reason);
         }
         catch (RedisException e)
         {
@@ -254,8 +251,7 @@ public sealed class ChatRequestedConsumer(
     {
         logger.LogWarning("Task {TaskId} failed: {Reason}", request.TaskId, reason);
         Activity.Current.Fail(reason);
-        if (await store.FailAsync(request.TaskId, request.SessionId, reason, attempt))
-            metrics.TaskFinished(LlmStreamMetrics.Chat, "failed");
+        await store.FailAsync(request.TaskId, request.SessionId, reason, attempt);
     }
 
     static ChatOptions? Options(ChatRequested request) =>

@@ -14,11 +14,7 @@ public static class ChatWorkerExtensions
     {
         var options = configuration.Settings<WorkerOptions>();
         return consumers.Add<ChatRequested, ChatRequestedConsumer, ChatRequestedConsumerDefinition>(WorkQueues.Chat, options.ChatConcurrency,
-            deadLettered: async (services, message, reason) =>
-            {
-                if (await services.GetRequiredService<ITaskStore>().FailAsync(message.TaskId, message.SessionId, reason))
-                    services.GetRequiredService<LlmStreamMetrics>().TaskFinished(LlmStreamMetrics.Chat, "failed");
-            });
+            deadLettered: (services, message, reason) => services.GetRequiredService<ITaskStore>().FailAsync(message.TaskId, message.SessionId, reason));
     }
 
     /// <summary>A separate worker process needs a broker shared with the gateway.</summary>

@@ -86,13 +86,11 @@ public sealed class EmbedBatchRequestedConsumer(
         {
             logger.LogWarning("Embedding task {TaskId} failed: {Reason}", request.TaskId, e.Message);
             Activity.Current.Fail(e.Message);
-            if (await store.FinishAsync(request.TaskId, EmbeddingState.Failed, e.Message, CancellationToken.None))
-                metrics.TaskFinished(LlmStreamMetrics.Embeddings, "failed");
+            await store.FinishAsync(request.TaskId, EmbeddingState.Failed, e.Message, CancellationToken.None);
             return;
         }
 
-        if (await store.FinishAsync(request.TaskId, EmbeddingState.Completed, null, CancellationToken.None))
-            metrics.TaskFinished(LlmStreamMetrics.Embeddings, "completed");
+        await store.FinishAsync(request.TaskId, EmbeddingState.Completed, null, CancellationToken.None);
         logger.LogInformation("Embedding task {TaskId} completed: {Texts} texts", request.TaskId, request.Texts.Count);
     }
 
@@ -181,8 +179,7 @@ public sealed class EmbedBatchRequestedConsumer(
     {
         try
         {
-            if (await store.FinishAsync(taskId, EmbeddingState.Failed, reason, CancellationToken.None))
-                metrics.TaskFinished(LlmStreamMetrics.Embeddings, "failed");
+            await store.FinishAsync(taskId, EmbeddingState.Failed, reason, CancellationToken.None);
         }
         catch (RedisException e)
         {

@@ -16,11 +16,8 @@ public static class EmbeddingWorkerExtensions
         var options = configuration.Settings<WorkerOptions>();
         return consumers.Add<EmbedBatchRequested, EmbedBatchRequestedConsumer, EmbedBatchRequestedConsumerDefinition>(
             WorkQueues.Embeddings, options.EmbeddingConcurrency,
-            deadLettered: async (services, message, reason) =>
-            {
-                if (await services.GetRequiredService<IEmbeddingStore>().FinishAsync(message.TaskId, EmbeddingState.Failed, reason, CancellationToken.None))
-                    services.GetRequiredService<LlmStreamMetrics>().TaskFinished(LlmStreamMetrics.Embeddings, "failed");
-            });
+            deadLettered: (services, message, reason) =>
+                services.GetRequiredService<IEmbeddingStore>().FinishAsync(message.TaskId, EmbeddingState.Failed, reason, CancellationToken.None));
     }
 
     /// <summary>A separate embedding worker needs a broker shared with the gateway; it says at start what it runs against.</summary>

@@ -96,7 +96,7 @@ public static class ChatApi
     public sealed record ChatCancelled(string TaskId, string Status);
 
     static async Task<Results<Ok<ChatCancelled>, ProblemHttpResult>> CancelChat(
-        string task_id, HttpContext http, ITaskStore store, TaskCancellation cancellation, LlmStreamMetrics metrics, ILogger<ChatRequest> logger, CancellationToken cancellationToken)
+        string task_id, HttpContext http, ITaskStore store, TaskCancellation cancellation, ILogger<ChatRequest> logger, CancellationToken cancellationToken)
     {
         var task = Ids.IsValidClientId(task_id) ? await store.GetAsync(task_id, cancellationToken) : null;
         if (task is null || !http.CanSee(task.ApiKeyName))
@@ -108,8 +108,6 @@ public static class ChatApi
             StreamEvents.Cancelled(task.TaskId), CancellationToken.None);
         if (cancelled)
         {
-            // Counted here, where the task turns cancelled (queued or running); the worker only stops its call.
-            metrics.TaskFinished(LlmStreamMetrics.Chat, "cancelled");
             await cancellation.SignalAsync(task.TaskId);
             logger.LogInformation("Cancelled task {TaskId} ({State})", task.TaskId, task.State.ToWire());
             return TypedResults.Ok(new ChatCancelled(task.TaskId, "cancelled"));

@@ -89,8 +89,7 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Llm
         catch (BrokerUnavailableException e)
         {
             logger.LogError(e, "Broker unavailable; task {TaskId} not queued", task.TaskId);
-            if (await store.FailAsync(task.TaskId, task.SessionId, BrokerDown))
-                metrics.TaskFinished(LlmStreamMetrics.Chat, "failed");
+            await store.FailAsync(task.TaskId, task.SessionId, BrokerDown);
             return IntakeOutcome.BrokerUnavailable;
         }
 

@@ -46,8 +46,7 @@ public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispa
         catch (BrokerUnavailableException e)
         {
             logger.LogError(e, "Broker unavailable; embedding task {TaskId} not queued", request.TaskId);
-            if (await store.FinishAsync(request.TaskId, EmbeddingState.Failed, ChatIntake.BrokerDown, CancellationToken.None))
-                metrics.TaskFinished(LlmStreamMetrics.Embeddings, "failed");
+            await store.FinishAsync(request.TaskId, EmbeddingState.Failed, ChatIntake.BrokerDown, CancellationToken.None);
             return IntakeOutcome.BrokerUnavailable;
         }
 

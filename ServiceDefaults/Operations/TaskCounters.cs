@@ -1,4 +1,5 @@
 using System.Globalization;
+using LlmStream.ServiceDefaults.Telemetry;
 using StackExchange.Redis;
 
 namespace LlmStream.ServiceDefaults.Operations;
@@ -13,8 +14,10 @@ public sealed record RecentCounts(long Completed, long Failed, long Cancelled)
 }
 
 /// <summary>
-/// Counts tasks as they end, cluster-wide. The stores call it once per task, from the call that wrote the terminal
-/// state, so a task is never counted twice; throughput comes from per-second buckets over the last minute.
+/// Counts tasks as they end: cluster-wide for /stats, and in the process's llmstream.tasks.finished metric. The
+/// stores call it once per task, from the call that wrote the terminal state (a worker's completion or failure, a
+/// gateway's cancel or refused send), so a task is never counted twice; throughput comes from per-second buckets
+/// over the last minute.
 /// </summary>
 public interface ITaskCounters
 {
@@ -31,7 +34,7 @@ public static class TaskOutcomeNames
 }
 
 /// <summary>A total per outcome and a bucket per second (kept two minutes) in Redis.</summary>
-public sealed class RedisTaskCounters(IConnectionMultiplexer redis) : ITaskCounters
+public sealed class RedisTaskCounters(IConnectionMultiplexer redis, LlmStreamMetrics metrics) : ITaskCounters
 {
     static string Total(string work, string outcome) => $"llmstream:stats:{work}:{outcome}";
 
@@ -39,6 +42,7 @@ public sealed class RedisTaskCounters(IConnectionMultiplexer redis) : ITaskCount
 
     public void Record(string work, string outcome)
     {
+        metrics.TaskFinished(work, outcome);
         // Fire and forget: counting must not slow down or fail the task it counts.
         var db = redis.GetDatabase();
         var bucket = Bucket(work, outcome, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
@@ -65,7 +69,7 @@ public sealed class RedisTaskCounters(IConnectionMultiplexer redis) : ITaskCount
 }
 
 /// <summary>The single-process default.</summary>
-public sealed class InProcessTaskCounters(TimeProvider clock) : ITaskCounters
+public sealed class InProcessTaskCounters(TimeProvider clock, LlmStreamMetrics metrics) : ITaskCounters
 {
     readonly Lock _lock = new();
     readonly Dictionary<(string Work, string Outcome), long> _totals = [];
@@ -73,6 +77,7 @@ public sealed class InProcessTaskCounters(TimeProvider clock) : ITaskCounters
 
     public void Record(string work, string outcome)
     {
+        metrics.TaskFinished(work, outcome);
         var second = clock.GetUtcNow().ToUnixTimeSeconds();
         lock (_lock)
         {
