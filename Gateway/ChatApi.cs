@@ -67,7 +67,7 @@ public static class ChatApi
                 detail: "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
                 extensions: new Dictionary<string, object?> { ["field"] = "Idempotency-Key" });
 
-        var result = await intake.SubmitAsync(message, idempotencyKey, http.HttpContext.IdempotencyScope());
+        var result = await intake.SubmitAsync(message, idempotencyKey, http.HttpContext.IdempotencyScope(), ChatIntake.Fingerprint(http, body));
         return result.Outcome switch
         {
             IntakeOutcome.Accepted or IntakeOutcome.Repeated => TypedResults.Accepted($"/chat/{result.TaskId}", new ChatAccepted("queued", result.TaskId, result.SessionId,
@@ -75,6 +75,9 @@ public static class ChatApi
             IntakeOutcome.SessionBusy => TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Session busy",
                 detail: $"session '{message.SessionId}' already has a task that has not ended; wait for its done, error or cancelled event, or cancel it",
                 extensions: new Dictionary<string, object?> { ["field"] = "session_id" }),
+            IntakeOutcome.IdempotencyKeyReused => TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "Idempotency-Key reused",
+                detail: $"Idempotency-Key '{idempotencyKey}' was first used with another request (task {result.TaskId}); send that request again, or use a new key",
+                extensions: new Dictionary<string, object?> { ["field"] = "Idempotency-Key" }),
             IntakeOutcome.StoreUnavailable => Unavailable(http.HttpContext.Response, ChatIntake.StoreDown),
             _ => Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown),
         };

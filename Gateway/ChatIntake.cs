@@ -7,7 +7,7 @@ using StackExchange.Redis;
 
 namespace LlmStream.Gateway;
 
-public enum IntakeOutcome { Accepted, Repeated, SessionBusy, StoreUnavailable, BrokerUnavailable }
+public enum IntakeOutcome { Accepted, Repeated, SessionBusy, StoreUnavailable, BrokerUnavailable, IdempotencyKeyReused }
 
 /// <summary>What became of a request; on Repeated the ids are those of the task the Idempotency-Key is bound to.</summary>
 public readonly record struct IntakeResult(IntakeOutcome Outcome, string TaskId, string SessionId);
@@ -24,8 +24,13 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Llm
     /// <summary>Idempotency-Key: 1 to 255 visible ASCII characters.</summary>
     public static bool IsValidIdempotencyKey(string key) => key.Length is > 0 and <= 255 && key.All(c => c is > ' ' and <= '~');
 
-    /// <param name="idempotencyKey">Repeating a request with the same key (within <paramref name="scope"/>) returns the first task instead of starting another.</param>
-    public async Task<IntakeResult> SubmitAsync(ChatRequested request, string? idempotencyKey = null, string scope = "anonymous")
+    /// <summary>A request's fingerprint for Idempotency-Key: its path and exact body.</summary>
+    public static string Fingerprint(HttpRequest http, System.Text.Json.JsonElement body) =>
+        Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(http.Path + "\n" + body.GetRawText())))[..32];
+
+    /// <param name="idempotencyKey">Repeating a request with the same key (within <paramref name="scope"/>) returns the first task instead of
+    /// starting another; the same key with another request (another <paramref name="fingerprint"/>) is refused.</param>
+    public async Task<IntakeResult> SubmitAsync(ChatRequested request, string? idempotencyKey = null, string scope = "anonymous", string fingerprint = "")
     {
         // Every line logged for this intake carries the ids, as the worker's lines for the same task do.
         using var logScope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
@@ -34,8 +39,10 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Llm
         {
             try
             {
-                if (await store.BindIdempotencyKeyAsync(scope, idempotencyKey, request.TaskId, request.SessionId, CancellationToken.None) is { } bound)
+                if (await store.BindIdempotencyKeyAsync(scope, idempotencyKey, new IdempotencyBinding(request.TaskId, request.SessionId, fingerprint), CancellationToken.None) is { } bound)
                 {
+                    if (bound.Fingerprint.Length > 0 && fingerprint.Length > 0 && bound.Fingerprint != fingerprint)
+                        return new IntakeResult(IntakeOutcome.IdempotencyKeyReused, bound.TaskId, bound.SessionId);
                     logger.LogInformation("Idempotency-Key repeated: task {TaskId}", bound.TaskId);
                     return new IntakeResult(IntakeOutcome.Repeated, bound.TaskId, bound.SessionId);
                 }

@@ -76,11 +76,15 @@ public static class OpenAiApi
             await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest, "the Idempotency-Key header must be 1 to 255 visible ASCII characters", "Idempotency-Key");
             return;
         }
-        var result = await intake.SubmitAsync(message, idempotencyKey, http.IdempotencyScope());
+        var result = await intake.SubmitAsync(message, idempotencyKey, http.IdempotencyScope(), ChatIntake.Fingerprint(http.Request, body));
         switch (result.Outcome)
         {
             case IntakeOutcome.Accepted or IntakeOutcome.Repeated:
                 break;
+            case IntakeOutcome.IdempotencyKeyReused:
+                await OpenAiError.WriteAsync(http, StatusCodes.Status422UnprocessableEntity,
+                    $"Idempotency-Key '{idempotencyKey}' was first used with another request; send that request again, or use a new key", "Idempotency-Key");
+                return;
             case IntakeOutcome.StoreUnavailable:
                 http.Response.Headers.RetryAfter = "5";
                 await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable, ChatIntake.StoreDown, null, "server_error");

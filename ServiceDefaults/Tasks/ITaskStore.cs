@@ -37,9 +37,9 @@ public interface ITaskStore
 
     /// <summary>
     /// Binds an Idempotency-Key (within <paramref name="scope"/>, e.g. the API key's name) to a new task, or returns
-    /// the task it is bound to already. Bound for the retention period.
+    /// the task it is bound to already, with the fingerprint of the request that bound it. Bound for the retention period.
     /// </summary>
-    Task<(string TaskId, string SessionId)?> BindIdempotencyKeyAsync(string scope, string key, string taskId, string sessionId, CancellationToken cancellationToken);
+    Task<IdempotencyBinding?> BindIdempotencyKeyAsync(string scope, string key, IdempotencyBinding binding, CancellationToken cancellationToken);
 
     /// <summary>Frees a key whose task could not be created, so that a retry of the request can go through.</summary>
     Task ReleaseIdempotencyKeyAsync(string scope, string key, CancellationToken cancellationToken);
@@ -47,3 +47,6 @@ public interface ITaskStore
     /// <summary>The newest entry of the session's stream; null when the session is unknown or expired.</summary>
     Task<StreamEntry?> LastAsync(string sessionId, CancellationToken cancellationToken);
 }
+
+/// <summary>The task an Idempotency-Key stands for, and a fingerprint of the request that first used it.</summary>
+public sealed record IdempotencyBinding(string TaskId, string SessionId, string Fingerprint);

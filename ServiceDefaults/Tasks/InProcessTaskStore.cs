@@ -125,17 +125,17 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
         }
     }
 
-    readonly Dictionary<string, (string TaskId, string SessionId, DateTimeOffset ExpiresAt)> _idempotency = [];
+    readonly Dictionary<string, (IdempotencyBinding Binding, DateTimeOffset ExpiresAt)> _idempotency = [];
 
-    public Task<(string TaskId, string SessionId)?> BindIdempotencyKeyAsync(string scope, string key, string taskId, string sessionId, CancellationToken cancellationToken)
+    public Task<IdempotencyBinding?> BindIdempotencyKeyAsync(string scope, string key, IdempotencyBinding binding, CancellationToken cancellationToken)
     {
         lock (_lock)
         {
             var k = scope + ":" + key;
             if (_idempotency.TryGetValue(k, out var bound) && bound.ExpiresAt > clock.GetUtcNow())
-                return Task.FromResult<(string, string)?>((bound.TaskId, bound.SessionId));
-            _idempotency[k] = (taskId, sessionId, Expiry());
-            return Task.FromResult<(string, string)?>(null);
+                return Task.FromResult<IdempotencyBinding?>(bound.Binding);
+            _idempotency[k] = (binding, Expiry());
+            return Task.FromResult<IdempotencyBinding?>(null);
         }
     }
 

@@ -188,15 +188,17 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
 
     static RedisKey IdempotencyKey(string scope, string key) => $"llmstream:idempotency:{scope}:{key}";
 
-    public async Task<(string TaskId, string SessionId)?> BindIdempotencyKeyAsync(string scope, string key, string taskId, string sessionId, CancellationToken cancellationToken)
+    public async Task<IdempotencyBinding?> BindIdempotencyKeyAsync(string scope, string key, IdempotencyBinding binding, CancellationToken cancellationToken)
     {
         var redisKey = IdempotencyKey(scope, key);
-        if (await Db.StringSetAsync(redisKey, taskId + " " + sessionId, retention, When.NotExists))
+        if (await Db.StringSetAsync(redisKey, $"{binding.TaskId} {binding.SessionId} {binding.Fingerprint}", retention, When.NotExists))
             return null;
-        var bound = (string?)await Db.StringGetAsync(redisKey);
-        if (bound?.Split(' ') is [var boundTask, var boundSession])
-            return (boundTask, boundSession);
-        return null; // expired between the two calls: treat as new
+        return (string?)await Db.StringGetAsync(redisKey) switch
+        {
+            { } bound when bound.Split(' ') is [var task, var session, var fingerprint] => new IdempotencyBinding(task, session, fingerprint),
+            { } bound when bound.Split(' ') is [var task, var session] => new IdempotencyBinding(task, session, ""), // bound before fingerprints
+            _ => null, // expired between the two calls: treat as new
+        };
     }
 
     public Task ReleaseIdempotencyKeyAsync(string scope, string key, CancellationToken cancellationToken) =>

@@ -9,6 +9,37 @@ namespace LlmStream.Tests.Gateway;
 public sealed class Idempotency_keys
 {
     [Test]
+    public async Task The_same_key_with_another_request_is_refused_and_starts_nothing()
+    {
+        using var factory = new GatewayFactory(new Dictionary<string, string> { ["SIMULATED_TOKENS_PER_SECOND"] = "0" });
+        using var http = factory.CreateClient();
+        async Task<HttpResponseMessage> Post(string path, object body)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
+            request.Headers.Add("Idempotency-Key", "payment-42");
+            return await http.SendAsync(request);
+        }
+
+        var first = await Post("/chat", new { message = "charge 10" });
+        Assert.That(first.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
+        var firstTask = (await first.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("task_id").GetString();
+
+        var changed = await Post("/chat", new { message = "charge 1000" });
+        Assert.That(changed.StatusCode, Is.EqualTo(HttpStatusCode.UnprocessableEntity));
+        var problem = await changed.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.That(problem.GetProperty("field").GetString(), Is.EqualTo("Idempotency-Key"));
+        Assert.That(problem.GetProperty("detail").GetString(), Does.Contain(firstTask));
+
+        var v1 = await Post("/v1/chat/completions", new { messages = new[] { new { role = "user", content = "charge 10" } } });
+        Assert.That(v1.StatusCode, Is.EqualTo(HttpStatusCode.UnprocessableEntity), "another endpoint is another request");
+        Assert.That((await v1.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("param").GetString(), Is.EqualTo("Idempotency-Key"));
+
+        var again = await Post("/chat", new { message = "charge 10" });
+        Assert.That(again.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), "the same request again is still answered with its task");
+        Assert.That((await again.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("task_id").GetString(), Is.EqualTo(firstTask));
+    }
+
+    [Test]
     public async Task Repeating_a_request_with_the_same_key_returns_the_same_task_and_stream()
     {
         using var factory = new GatewayFactory(new Dictionary<string, string> { ["SIMULATED_TOKENS_PER_SECOND"] = "0" });
