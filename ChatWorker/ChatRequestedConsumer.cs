@@ -203,36 +203,20 @@ public sealed class ChatRequestedConsumer(
     }
 
     /// <summary>Waits (without polling) until the cluster-wide limits let this call through; the wait shows in the task's status.</summary>
-    async Task WaitForRateLimit(ChatRequested request, int tokens, CancellationToken cancellationToken)
+    Task WaitForRateLimit(ChatRequested request, int tokens, CancellationToken cancellationToken)
     {
-        var waited = false;
-        try
+        var logged = false;
+        return rateLimiter.AcquireWaitingAsync(request.Model, tokens, async until =>
         {
-            while (true)
+            if (until is { } end && !logged)
             {
-                var decision = await rateLimiter.AcquireAsync(request.Model, tokens, cancellationToken);
-                if (decision.Wait > TimeSpan.Zero)
-                {
-                    var until = DateTimeOffset.UtcNow + decision.Wait;
-                    await store.SetRateLimitedUntilAsync(request.TaskId, until, cancellationToken);
-                    await rateLimiter.SetWaitingAsync(request.TaskId, until, cancellationToken);
-                    if (!waited)
-                        logger.LogInformation("Task {TaskId} waits {Wait} for the rate limit of {Model}", request.TaskId, decision.Wait, request.Model);
-                    waited = true;
-                    await Task.Delay(decision.Wait, cancellationToken);
-                }
-                if (decision.Reserved)
-                    return;
+                logger.LogInformation("Task {TaskId} waits until {Until} for the rate limit of {Model}", request.TaskId, end, request.Model);
+                logged = true;
             }
-        }
-        finally
-        {
-            if (waited)
-            {
-                await store.SetRateLimitedUntilAsync(request.TaskId, null, CancellationToken.None);
-                await rateLimiter.SetWaitingAsync(request.TaskId, null, CancellationToken.None);
-            }
-        }
+            var token = until is null ? CancellationToken.None : cancellationToken;
+            await store.SetRateLimitedUntilAsync(request.TaskId, until, token);
+            await rateLimiter.SetWaitingAsync(request.TaskId, until, token);
+        }, cancellationToken);
     }
 
     async Task TryFail(ChatRequested request, string reason)

@@ -109,7 +109,7 @@ public sealed class EmbedBatchRequestedConsumer(
         activity?.SetTag("llmstream.texts", count);
         for (var attempt = 1; ; attempt++)
         {
-            await WaitForRateLimit(request.Model, reserved, cancellationToken);
+            await rateLimiter.AcquireWaitingAsync(request.Model, reserved, report: null, cancellationToken);
             var callStarted = Stopwatch.GetTimestamp();
             try
             {
@@ -161,18 +161,6 @@ public sealed class EmbedBatchRequestedConsumer(
             vector.CopyTo(values.AsSpan(row * dimensions));
         }
         return new EmbeddingChunk(first, count, dimensions, values, tokens);
-    }
-
-    async Task WaitForRateLimit(string model, int tokens, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            var decision = await rateLimiter.AcquireAsync(model, tokens, cancellationToken);
-            if (decision.Wait > TimeSpan.Zero)
-                await Task.Delay(decision.Wait, cancellationToken);
-            if (decision.Reserved)
-                return;
-        }
     }
 
     async Task TryFail(string taskId, string reason)
