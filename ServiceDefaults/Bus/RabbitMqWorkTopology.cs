@@ -10,16 +10,47 @@ namespace LlmStream.ServiceDefaults.Bus;
 /// x-max-priority, a fanout exchange of the same name, bound to it), so that a gateway that starts
 /// before any worker never sends a message into an exchange with no queue behind it.
 /// </summary>
-public sealed class RabbitMqWorkTopology(IOptions<BrokerOptions> options, ILogger<RabbitMqWorkTopology> logger)
+public sealed class RabbitMqWorkTopology(IOptions<BrokerOptions> options, ILogger<RabbitMqWorkTopology> logger) : IAsyncDisposable
 {
     readonly SemaphoreSlim _gate = new(1, 1);
     readonly HashSet<string> _declared = [];
 
-    /// <summary>Messages ready and consumers attached, per queue (a passive declare: exact, and it creates nothing).</summary>
+    readonly SemaphoreSlim _statsGate = new(1, 1);
+    IConnection? _stats;
+
+    /// <summary>
+    /// Messages ready and consumers attached, per queue (a passive declare: exact, and it creates nothing). One
+    /// connection is kept for these reads (GET /stats and the /metrics gauges every few seconds), not one per read.
+    /// </summary>
     public async Task<IReadOnlyList<(string Queue, long Ready, long Consumers)>> DepthsAsync(IEnumerable<string> queues, CancellationToken cancellationToken)
     {
-        var factory = new ConnectionFactory { Uri = new Uri(options.Value.RabbitMqUrl!), ClientProvidedName = "llmstream-stats" };
-        await using var connection = await factory.CreateConnectionAsync(cancellationToken);
+        await _statsGate.WaitAsync(cancellationToken);
+        try
+        {
+            if (_stats is not { IsOpen: true })
+            {
+                if (_stats is not null)
+                    await _stats.DisposeAsync();
+                _stats = null;
+                var factory = new ConnectionFactory { Uri = new Uri(options.Value.RabbitMqUrl!), ClientProvidedName = "llmstream-stats" };
+                _stats = await factory.CreateConnectionAsync(cancellationToken);
+            }
+            return await DepthsAsync(_stats, queues, cancellationToken);
+        }
+        finally
+        {
+            _statsGate.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stats is not null)
+            await _stats.DisposeAsync();
+    }
+
+    static async Task<IReadOnlyList<(string Queue, long Ready, long Consumers)>> DepthsAsync(IConnection connection, IEnumerable<string> queues, CancellationToken cancellationToken)
+    {
         var depths = new List<(string, long, long)>();
         foreach (var queue in queues)
         {
