@@ -4,6 +4,7 @@ using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Tasks;
 using LlmStream.ServiceDefaults.Telemetry;
 using MassTransit;
 using Microsoft.Extensions.AI;
@@ -26,6 +27,7 @@ public sealed class EmbedBatchRequestedConsumer(
     IOptions<EmbeddingOptions> embeddingOptions,
     IOptions<WorkerOptions> workerOptions,
     LlmStreamMetrics metrics,
+    TaskCancellation cancellation,
     ILogger<EmbedBatchRequestedConsumer> logger) : IConsumer<EmbedBatchRequested>
 {
     static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(60);
@@ -63,12 +65,15 @@ public sealed class EmbedBatchRequestedConsumer(
             return;
         }
         var missing = Enumerable.Range(0, start.Plan.Count).Where(i => !start.DoneChunks.Contains(i)).ToList();
+        // DELETE /embeddings/{id} ends the task in the store, then signals: the chunks in flight stop at once.
+        using var cancelled = cancellation.Register(request.TaskId);
+        using var running = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, cancelled.Token);
         logger.LogInformation("Embedding task {TaskId}: {Texts} texts in {Chunks} chunks ({Done} already done), attempt {Attempt}",
             request.TaskId, request.Texts.Count, start.Plan.Count, start.DoneChunks.Count, start.Attempt);
 
         try
         {
-            await Parallel.ForEachAsync(missing, new ParallelOptions { MaxDegreeOfParallelism = options.ChunkParallelism, CancellationToken = cancellationToken },
+            await Parallel.ForEachAsync(missing, new ParallelOptions { MaxDegreeOfParallelism = options.ChunkParallelism, CancellationToken = running.Token },
                 async (index, ct) =>
                 {
                     var (first, count) = EmbeddingPlan.Range(start.Plan, index, request.Texts.Count);
@@ -76,6 +81,11 @@ public sealed class EmbedBatchRequestedConsumer(
                     if (!await store.SaveChunkAsync(request.TaskId, index, chunk, CancellationToken.None))
                         throw new BatchEndedException();
                 });
+        }
+        catch (OperationCanceledException) when (cancelled.Token.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            logger.LogInformation("Embedding task {TaskId} was cancelled; its provider requests stopped", request.TaskId);
+            return;
         }
         catch (BatchEndedException)
         {

@@ -4,6 +4,7 @@ using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
+using LlmStream.ServiceDefaults.Tasks;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 
@@ -19,9 +20,12 @@ public static class EmbeddingsApi
             .Accepts<EmbeddingRequest>("application/json")
             .WithSummary("Queue a batch of texts to embed")
             .WithDescription("Answers 202 with the task id once the broker has the batch. Workers cut it into provider-sized chunks and run them in parallel under the cluster's rate limit.");
+        embeddings.MapDelete("/{task_id}", CancelEmbeddings)
+            .WithSummary("Cancel an embedding batch")
+            .WithDescription("A queued batch never starts; a running one stops its provider requests and stores no more chunks. 409 when it has already ended.");
         embeddings.MapGet("/{task_id}", GetEmbeddings)
             .WithSummary("Status, progress and (once completed) the vectors of an embedding batch")
-            .WithDescription("status is queued, running, completed or failed; progress counts chunks. When completed, data holds one {index, embedding} per text in input order (?encoding_format=base64 for little-endian float32 in base64).");
+            .WithDescription("status is queued, running, completed, failed or cancelled; progress counts chunks. When completed, data holds one {index, embedding} per text in input order (?encoding_format=base64 for little-endian float32 in base64).");
         return app;
     }
 
@@ -65,6 +69,30 @@ public static class EmbeddingsApi
     }
 
     public static string StatusUrl(string taskId) => $"/embeddings/{taskId}";
+
+    public sealed record EmbeddingsCancelled(string TaskId, string Status);
+
+    static async Task<Results<Ok<EmbeddingsCancelled>, ProblemHttpResult>> CancelEmbeddings(
+        string task_id, HttpContext http, IEmbeddingStore store, TaskCancellation cancellation, ILogger<EmbeddingRequest> logger, CancellationToken cancellationToken)
+    {
+        var task = Ids.IsValidClientId(task_id) ? await store.GetAsync(task_id, cancellationToken) : null;
+        if (task is null || !http.CanSee(task.ApiKeyName))
+            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown embedding task",
+                detail: $"no embedding task '{task_id}': it never existed or its result has expired");
+
+        // Ending the task first fences the worker off (its next chunk is refused), then the signal stops its provider requests.
+        if (await store.FinishAsync(task.TaskId, EmbeddingState.Cancelled, null, CancellationToken.None))
+        {
+            await cancellation.SignalAsync(task.TaskId);
+            logger.LogInformation("Cancelled embedding task {TaskId} ({State})", task.TaskId, task.State.ToWire());
+            return TypedResults.Ok(new EmbeddingsCancelled(task.TaskId, "cancelled"));
+        }
+        var now = await store.GetAsync(task_id, CancellationToken.None);
+        return now?.State == EmbeddingState.Cancelled
+            ? TypedResults.Ok(new EmbeddingsCancelled(task.TaskId, "cancelled"))
+            : TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Embedding task already ended",
+                detail: $"embedding task '{task_id}' has already {now?.State.ToWire() ?? "ended"}; there is nothing to cancel");
+    }
 
     static async Task GetEmbeddings(string task_id, HttpContext http, IEmbeddingStore store, CancellationToken cancellationToken)
     {

@@ -68,13 +68,14 @@ public static class OpenAiEmbeddingsApi
         http.Response.Headers["X-LlmStream-Task-Id"] = message.TaskId;
 
         EmbeddingTask? task;
-        while ((task = await store.GetAsync(message.TaskId, http.RequestAborted)) is { State: not (EmbeddingState.Completed or EmbeddingState.Failed) })
+        while ((task = await store.GetAsync(message.TaskId, http.RequestAborted)) is { State: not (EmbeddingState.Completed or EmbeddingState.Failed or EmbeddingState.Cancelled) })
             await watch.WaitAsync(TimeSpan.FromSeconds(15), http.RequestAborted); // the timeout only guards against a lost wake-up
 
         if (task is not { State: EmbeddingState.Completed })
         {
             await OpenAiError.WriteAsync(http, StatusCodes.Status502BadGateway,
-                task?.Error ?? "the embedding task expired before it finished", null, "server_error");
+                task?.Error ?? (task?.State == EmbeddingState.Cancelled ? "the embedding task was cancelled (DELETE /embeddings/{task_id})" : "the embedding task expired before it finished"),
+                null, "server_error");
             return;
         }
 

@@ -1,6 +1,6 @@
 namespace LlmStream.ServiceDefaults.Embeddings;
 
-public enum EmbeddingState { Queued, Running, Completed, Failed }
+public enum EmbeddingState { Queued, Running, Completed, Failed, Cancelled }
 
 public static class EmbeddingStates
 {
@@ -9,6 +9,7 @@ public static class EmbeddingStates
         EmbeddingState.Queued => "queued",
         EmbeddingState.Running => "running",
         EmbeddingState.Completed => "completed",
+        EmbeddingState.Cancelled => "cancelled",
         _ => "failed",
     };
 
@@ -18,10 +19,11 @@ public static class EmbeddingStates
         "running" => EmbeddingState.Running,
         "completed" => EmbeddingState.Completed,
         "failed" => EmbeddingState.Failed,
+        "cancelled" => EmbeddingState.Cancelled,
         _ => throw new FormatException($"unknown embedding task state '{value}'"),
     };
 
-    public static bool IsTerminal(this EmbeddingState state) => state is EmbeddingState.Completed or EmbeddingState.Failed;
+    public static bool IsTerminal(this EmbeddingState state) => state is EmbeddingState.Completed or EmbeddingState.Failed or EmbeddingState.Cancelled;
 }
 
 /// <summary>An embedding batch: its state, its progress in chunks, and (once completed) what its vectors are.</summary>

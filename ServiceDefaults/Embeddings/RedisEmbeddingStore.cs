@@ -82,7 +82,7 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
     const string StartScript = """
         local state = redis.call('HGET', KEYS[1], 'state')
         if not state then return -1 end
-        if state == 'completed' or state == 'failed' then return 0 end
+        if state == 'completed' or state == 'failed' or state == 'cancelled' then return 0 end
         local plan = redis.call('HGET', KEYS[1], 'plan')
         if not plan then
           plan = ARGV[1]
@@ -142,7 +142,7 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
     const string FinishScript = """
         local task = redis.call('HMGET', KEYS[1], 'state', 'chunks_done', 'chunks_total')
         if not task[1] then return -1 end
-        if task[1] == 'completed' or task[1] == 'failed' then return 0 end
+        if task[1] == 'completed' or task[1] == 'failed' or task[1] == 'cancelled' then return 0 end
         if ARGV[2] == 'completed' and (task[1] ~= 'running' or task[2] ~= task[3]) then return -2 end
         redis.call('HSET', KEYS[1], 'state', ARGV[2], 'finished_at', ARGV[3])
         if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end

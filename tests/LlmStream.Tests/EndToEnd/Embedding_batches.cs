@@ -88,6 +88,41 @@ public sealed class Embedding_batches(string broker)
     }
 
     [Test]
+    public async Task Cancelling_a_running_batch_stops_its_provider_requests_and_keeps_it_cancelled()
+    {
+        _cluster.Provider.Behavior.EmbeddingDelay = TimeSpan.FromMilliseconds(400);
+        var taskId = await PostAsync(Texts($"cancel-{broker}", 24)); // 8 chunks, 2 at a time: about 1.6 s of work
+
+        JsonElement status;
+        do
+        {
+            await Task.Delay(50);
+            status = await _http.GetFromJsonAsync<JsonElement>($"/embeddings/{taskId}");
+        } while (status.GetProperty("progress").GetProperty("chunks_done").GetInt32() < 1);
+        var cancel = await _http.DeleteAsync($"/embeddings/{taskId}");
+        Assert.That(cancel.StatusCode, Is.EqualTo(HttpStatusCode.OK), await cancel.Content.ReadAsStringAsync());
+        var requestsAtCancel = _cluster.Provider.Behavior.EmbeddingRequests;
+
+        // Well past the time the whole batch would have taken.
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        var after = await _http.GetFromJsonAsync<JsonElement>($"/embeddings/{taskId}");
+        Assert.That(after.GetProperty("status").GetString(), Is.EqualTo("cancelled"));
+        Assert.That(after.GetProperty("progress").GetProperty("chunks_done").GetInt32(), Is.LessThan(8));
+        Assert.That(_cluster.Provider.Behavior.EmbeddingRequests, Is.LessThanOrEqualTo(requestsAtCancel + 2),
+            "at most the chunks that were starting as the cancel landed (EMBEDDING_CHUNK_PARALLELISM=2)");
+        Assert.That(_cluster.Provider.Behavior.EmbeddingRequests, Is.LessThan(8), "the batch did not run to its end");
+        Assert.That((await _http.DeleteAsync($"/embeddings/{taskId}")).StatusCode, Is.EqualTo(HttpStatusCode.OK), "cancelling again changes nothing");
+        Assert.That(_cluster.Logs(), Does.Contain($"Embedding task {taskId} was cancelled").Or.Contain($"Embedding task {taskId} ended elsewhere"));
+
+        _cluster.Provider.Behavior.EmbeddingDelay = TimeSpan.Zero;
+        var done = await PostAsync(Texts($"done-{broker}", 2));
+        Assert.That((await WaitAsync(done, TimeSpan.FromSeconds(60))).GetProperty("status").GetString(), Is.EqualTo("completed"));
+        var conflict = await _http.DeleteAsync($"/embeddings/{done}");
+        Assert.That(conflict.StatusCode, Is.EqualTo(HttpStatusCode.Conflict));
+        Assert.That((await _http.DeleteAsync("/embeddings/0123456789abcdef0123456789abcdef")).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+    }
+
+    [Test]
     public async Task A_killed_workers_batch_completes_on_another_without_redoing_stored_chunks()
     {
         _cluster.Provider.Behavior.EmbeddingDelay = TimeSpan.FromMilliseconds(400);
