@@ -122,7 +122,7 @@ public sealed class Restarting_rabbitmq_under_load
             $"RabbitMQ restart: {all.Count} POSTs at 10/s; stop took {(stopped - stopping).TotalSeconds:0.0} s, start {(started - starting).TotalSeconds:0.0} s; " +
             $"{accepted.Count} accepted (all completed, one terminal event each), {refused.Count} refused with 503 + Retry-After " +
             $"between {firstRefusal.TotalSeconds:0.0} s and {lastRefusal.TotalSeconds:0.0} s (stop began at {stopping.TotalSeconds:0.0} s, node back at {started.TotalSeconds:0.0} s); " +
-            $"first 202 after the restart {(accepted.Where(p => p.At > lastRefusal).Select(p => p.At).DefaultIfEmpty().Min() - started).TotalSeconds:0.0} s after the node was up; " +
+            $"accepted again from {accepted.Where(p => p.At > lastRefusal).Select(p => p.At.TotalSeconds).DefaultIfEmpty(double.NaN).Min():0.0} s; " +
             $"{cluster.Provider.Behavior.ChatRequests} provider calls for {accepted.Count} tasks; {clock.Elapsed.TotalSeconds:0} s");
     }
 }
