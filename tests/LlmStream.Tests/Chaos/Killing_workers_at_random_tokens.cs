@@ -29,7 +29,7 @@ public sealed class Killing_workers_at_random_tokens(string broker)
             ["REDIS_CLAIM_IDLE_SECONDS"] = "2",
             ["MAX_DELIVERIES"] = "10",
             ["HEARTBEAT_SECONDS"] = "1",
-            ["LLM_RPM"] = "0", // a killed call never settles its reservation: keep the limiter out of this scenario
+            ["LLM_RPM"] = "0", // no rate limit: this scenario is about crashes alone
             ["LLM_TPM"] = "0",
         });
         _http = _cluster.Client();

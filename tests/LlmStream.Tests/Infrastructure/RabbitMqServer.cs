@@ -107,7 +107,6 @@ public sealed class RabbitMqServer : IAsyncDisposable
                 Process.GetProcessById(pid).Kill();
         }
         await _process.StopAsync(TimeSpan.FromSeconds(20));
-        File.Delete(Path.Combine(_directory, "rabbitmq.pid")); // never kill a later process that reuses the number
     }
 
     /// <summary>Starts the node stopped by <see cref="StopAsync"/> again, with the same name, ports and data.</summary>
@@ -118,10 +117,40 @@ public sealed class RabbitMqServer : IAsyncDisposable
         await WaitUntilUpAsync();
     }
 
-    async Task<int?> BeamPidAsync()
+    /// <summary>
+    /// The Erlang VM started under this server's process: found among its descendants, never taken from the pid file alone
+    /// (process ids wrap quickly on a busy machine, and a stale number may name another test's process).
+    /// </summary>
+    Task<int?> BeamPidAsync() => Task.FromResult(BeamUnder(_process.Pid));
+
+    static int? BeamUnder(int root)
     {
-        var pidFile = Path.Combine(_directory, "rabbitmq.pid");
-        return File.Exists(pidFile) && int.TryParse((await File.ReadAllTextAsync(pidFile)).Trim(), out var beam) ? beam : null;
+        var parents = new Dictionary<int, int>();
+        var names = new Dictionary<int, string>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), out var pid))
+                continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(directory, "stat"));
+                var close = stat.LastIndexOf(')');
+                names[pid] = stat[(stat.IndexOf('(') + 1)..close];
+                parents[pid] = int.Parse(stat[(close + 2)..].Split(' ')[1], CultureInfo.InvariantCulture);
+            }
+            catch (IOException) { } // gone meanwhile
+        }
+        foreach (var (pid, name) in names)
+        {
+            if (!name.StartsWith("beam", StringComparison.Ordinal))
+                continue;
+            for (var ancestor = pid; parents.TryGetValue(ancestor, out var parent) && ancestor > 1; ancestor = parent)
+            {
+                if (parent == root)
+                    return pid;
+            }
+        }
+        return null;
     }
 
     static bool IsRunning(int pid)
@@ -176,8 +205,7 @@ public sealed class RabbitMqServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        var pidFile = Path.Combine(_directory, "rabbitmq.pid");
-        if (File.Exists(pidFile) && int.TryParse((await File.ReadAllTextAsync(pidFile)).Trim(), out var beam))
+        if (!_process.HasExited && await BeamPidAsync() is { } beam)
         {
             try { Process.GetProcessById(beam).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
         }
