@@ -38,22 +38,25 @@ public sealed class Cluster : IAsyncDisposable
     readonly List<(ServiceProcess Process, Uri Url)> _gateways = [];
 
     public ServiceProcess? Gateway => _gateways.Count > 0 ? _gateways[0].Process : null;
+    public IReadOnlyList<ServiceProcess> Gateways => _gateways.Select(g => g.Process).ToList();
     public IReadOnlyList<ServiceProcess> Workers => _workers;
     public Uri GatewayUrl => _gateways[0].Url;
 
     /// <param name="settings">Settings for every process of the cluster.</param>
+    /// <param name="rabbitMq">A RabbitMQ node of the caller's (which it stops and restarts); by default the shared one.</param>
+    /// <param name="redisAppendOnly">Redis with its append-only file, for scenarios that restart it.</param>
     public static async Task<Cluster> StartAsync(string name, int workers = 1, bool gateway = true,
-        IReadOnlyDictionary<string, string>? gatewaySettings = null, string broker = "rabbitmq", IReadOnlyDictionary<string, string>? settings = null)
+        IReadOnlyDictionary<string, string>? gatewaySettings = null, string broker = "rabbitmq", IReadOnlyDictionary<string, string>? settings = null,
+        RabbitMqServer? rabbitMq = null, bool redisAppendOnly = false)
     {
-        RabbitMqServer? rabbitMq = null;
         var vhost = $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
         var url = "";
         if (broker == "rabbitmq")
         {
-            rabbitMq = await SharedServices.RabbitMqAsync();
+            rabbitMq ??= await SharedServices.RabbitMqAsync();
             url = await rabbitMq.CreateVirtualHostAsync(vhost);
         }
-        var redis = await RedisServer.StartAsync();
+        var redis = await RedisServer.StartAsync(redisAppendOnly);
         var provider = await FakeOpenAiServer.StartAsync();
         var cluster = new Cluster(broker, rabbitMq, vhost, url, redis, provider, settings ?? new Dictionary<string, string>());
         if (broker == "inmemory")

@@ -13,9 +13,10 @@ namespace LlmStream.Tests.Infrastructure;
 /// </summary>
 public sealed class RabbitMqServer : IAsyncDisposable
 {
-    readonly ServiceProcess _process;
+    ServiceProcess _process;
     readonly string _directory;
     readonly HttpClient _management;
+    Dictionary<string, string> _environment = [];
 
     RabbitMqServer(ServiceProcess process, string directory, int amqpPort, int managementPort)
     {
@@ -46,7 +47,7 @@ public sealed class RabbitMqServer : IAsyncDisposable
             await chown.WaitForExitAsync();
 
         var node = $"llmstream-test-{amqp}@localhost";
-        var process = ServiceProcess.Start($"rabbitmq:{amqp}", "rabbitmq-server", [], new Dictionary<string, string>
+        var environment = new Dictionary<string, string>
         {
             ["RABBITMQ_NODENAME"] = node,
             ["RABBITMQ_DIST_PORT"] = distribution.ToString(CultureInfo.InvariantCulture),
@@ -55,24 +56,113 @@ public sealed class RabbitMqServer : IAsyncDisposable
             ["RABBITMQ_ENABLED_PLUGINS_FILE"] = Path.Combine(directory, "enabled_plugins"),
             ["RABBITMQ_CONFIG_FILE"] = Path.Combine(directory, "rabbitmq.conf"),
             ["RABBITMQ_PID_FILE"] = Path.Combine(directory, "rabbitmq.pid"),
-        });
-        var server = new RabbitMqServer(process, directory, amqp, management);
+        };
+        var process = ServiceProcess.Start($"rabbitmq:{amqp}", "rabbitmq-server", [], environment);
+        var server = new RabbitMqServer(process, directory, amqp, management) { _environment = environment };
+        try
+        {
+            await server.WaitUntilUpAsync();
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+        return server;
+    }
+
+    async Task WaitUntilUpAsync()
+    {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
         while (true)
         {
             try
             {
-                using var response = await server._management.GetAsync("overview");
+                using var response = await _management.GetAsync("overview");
                 if (response.IsSuccessStatusCode)
-                    return server;
+                    return;
             }
             catch (HttpRequestException) { }
-            if (process.HasExited || DateTime.UtcNow > deadline)
-            {
-                await server.DisposeAsync();
-                throw new InvalidOperationException($"RabbitMQ did not start:\n{process.Output}");
-            }
+            if (_process.HasExited || DateTime.UtcNow > deadline)
+                throw new InvalidOperationException($"RabbitMQ did not start:\n{_process.Output}");
             await Task.Delay(250);
+        }
+    }
+
+    /// <summary>
+    /// Stops the node (SIGTERM to the Erlang VM: a clean shutdown, durable queues and persistent messages stay on disk)
+    /// and waits until it is gone. Its folders, node name and ports are kept for <see cref="StartAgainAsync"/>.
+    /// </summary>
+    public async Task StopAsync()
+    {
+        var beam = await BeamPidAsync();
+        if (beam is { } pid)
+        {
+            using (var term = Process.Start("kill", ["-TERM", pid.ToString(CultureInfo.InvariantCulture)]))
+                await term.WaitForExitAsync();
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (IsRunning(pid) && DateTime.UtcNow < deadline)
+                await Task.Delay(100);
+            if (IsRunning(pid))
+                Process.GetProcessById(pid).Kill();
+        }
+        await _process.StopAsync(TimeSpan.FromSeconds(20));
+    }
+
+    /// <summary>Starts the node stopped by <see cref="StopAsync"/> again, with the same name, ports and data.</summary>
+    public async Task StartAgainAsync()
+    {
+        await _process.DisposeAsync();
+        _process = ServiceProcess.Start($"rabbitmq:{AmqpPort}", "rabbitmq-server", [], _environment);
+        await WaitUntilUpAsync();
+    }
+
+    /// <summary>
+    /// The Erlang VM started under this server's process: found among its descendants, never taken from the pid file alone
+    /// (process ids wrap quickly on a busy machine, and a stale number may name another test's process).
+    /// </summary>
+    Task<int?> BeamPidAsync() => Task.FromResult(BeamUnder(_process.Pid));
+
+    static int? BeamUnder(int root)
+    {
+        var parents = new Dictionary<int, int>();
+        var names = new Dictionary<int, string>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), out var pid))
+                continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(directory, "stat"));
+                var close = stat.LastIndexOf(')');
+                names[pid] = stat[(stat.IndexOf('(') + 1)..close];
+                parents[pid] = int.Parse(stat[(close + 2)..].Split(' ')[1], CultureInfo.InvariantCulture);
+            }
+            catch (IOException) { } // gone meanwhile
+        }
+        foreach (var (pid, name) in names)
+        {
+            if (!name.StartsWith("beam", StringComparison.Ordinal))
+                continue;
+            for (var ancestor = pid; parents.TryGetValue(ancestor, out var parent) && ancestor > 1; ancestor = parent)
+            {
+                if (parent == root)
+                    return pid;
+            }
+        }
+        return null;
+    }
+
+    static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
         }
     }
 
@@ -115,8 +205,7 @@ public sealed class RabbitMqServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        var pidFile = Path.Combine(_directory, "rabbitmq.pid");
-        if (File.Exists(pidFile) && int.TryParse((await File.ReadAllTextAsync(pidFile)).Trim(), out var beam))
+        if (!_process.HasExited && await BeamPidAsync() is { } beam)
         {
             try { Process.GetProcessById(beam).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
         }
