@@ -2,7 +2,6 @@ using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
-using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace LlmStream.ChatWorker;

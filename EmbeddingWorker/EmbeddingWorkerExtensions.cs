@@ -3,7 +3,6 @@ using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.Settings;
-using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace LlmStream.EmbeddingWorker;

@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Tasks;
 
@@ -80,7 +81,7 @@ public sealed class InProcessEmbeddingStore(StreamSignals signals, TimeProvider 
             entry.Task = entry.Task with { State = state, Error = error, FinishedAt = clock.GetUtcNow() };
             entry.ExpiresAt = clock.GetUtcNow() + retention;
         }
-        counters?.Record("embeddings", state.ToWire());
+        counters?.Record(WorkQueues.Embeddings.Work, state.ToWire());
         signals.Notify(EmbeddingWake.Key(taskId));
         return Task.FromResult(true);
     }

@@ -1,5 +1,6 @@
-using LlmStream.ServiceDefaults.Operations;
 using System.Globalization;
+using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Tasks;
 using StackExchange.Redis;
 
@@ -158,7 +159,7 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
         if (result == -2)
             throw new InvalidOperationException($"embedding task {taskId} cannot complete before all its chunks are stored");
         if (result == 1)
-            counters?.Record("embeddings", state.ToWire());
+            counters?.Record(WorkQueues.Embeddings.Work, state.ToWire());
         return result == 1;
     }
 

@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -81,7 +82,7 @@ public sealed partial class ClusterGauges : BackgroundService
     {
         if (_last is not { } last)
             yield break;
-        foreach (var work in new[] { "chat", "embeddings" })
+        foreach (var work in WorkQueues.Kinds.Select(k => k.Work))
         {
             var loads = last.Workers.SelectMany(w => w.Work).Where(l => l.Work == work).ToList();
             yield return new Measurement<long>(slots ? loads.Sum(l => l.Concurrency) : loads.Count, new KeyValuePair<string, object?>("work", work));

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Settings;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -66,17 +67,18 @@ public sealed class WorkersHealthCheck(IWorkerRegistry registry, TimeProvider cl
 
         int Slots(string work) => alive.SelectMany(w => w.Work).Where(l => l.Work == work).Sum(l => l.Concurrency);
         int Processes(string work) => alive.Count(w => w.Work.Any(l => l.Work == work));
+        var (chat, embeddings) = (WorkQueues.Chat.Work, WorkQueues.Embeddings.Work);
         var data = new Dictionary<string, object>
         {
-            ["chat_workers"] = Processes("chat"),
-            ["chat_slots"] = Slots("chat"),
-            ["embedding_workers"] = Processes("embeddings"),
-            ["embedding_slots"] = Slots("embeddings"),
+            ["chat_workers"] = Processes(chat),
+            ["chat_slots"] = Slots(chat),
+            ["embedding_workers"] = Processes(embeddings),
+            ["embedding_slots"] = Slots(embeddings),
         };
-        var summary = $"{Processes("chat")} chat and {Processes("embeddings")} embedding worker processes alive";
-        if (Processes("chat") == 0)
+        var summary = $"{Processes(chat)} chat and {Processes(embeddings)} embedding worker processes alive";
+        if (Processes(chat) == 0)
             return HealthCheckResult.Unhealthy($"no chat worker has sent a heartbeat lately: {summary}", data: data);
-        if (Processes("embeddings") == 0)
+        if (Processes(embeddings) == 0)
             return HealthCheckResult.Degraded($"no embedding worker has sent a heartbeat lately: {summary}", data: data);
         return HealthCheckResult.Healthy(summary, data);
     }

@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Operations;
 
 namespace LlmStream.ServiceDefaults.Tasks;
@@ -85,7 +86,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
             }, Expiry());
             Append(outcome.SessionId, StreamEventTypes.ForOutcome(outcome.State), terminalEventData);
         }
-        counters?.Record("chat", outcome.State.ToWire());
+        counters?.Record(WorkQueues.Chat.Work, outcome.State.ToWire());
         signals.Notify(outcome.SessionId);
         return Task.FromResult(true);
     }

@@ -1,6 +1,7 @@
-using LlmStream.ServiceDefaults.Operations;
 using System.Globalization;
 using System.Text.Json;
+using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Operations;
 using StackExchange.Redis;
 
 namespace LlmStream.ServiceDefaults.Tasks;
@@ -131,7 +132,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
 
         var result = (long)await Db.ScriptEvaluateAsync(FinishScript, [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId)], [.. args]);
         if (result == 1)
-            counters?.Record("chat", outcome.State.ToWire());
+            counters?.Record(WorkQueues.Chat.Work, outcome.State.ToWire());
         return result == 1;
     }
 

@@ -83,9 +83,8 @@ public sealed class Targets
         // (tier-1 recompilation of the hot path), which a long-running gateway no longer pays.
         for (var round = 0; round < 3; round++)
             await Run(Rate, Seconds);
-        var pids = new List<int> { cluster.Gateway!.Pid, cluster.Redis.Pid };
         var rabbit = RabbitMqPids(cluster.RabbitMq);
-        var gatewayBefore = Cpu([cluster.Gateway.Pid]);
+        var gatewayBefore = Cpu([cluster.Gateway!.Pid]);
         var redisBefore = Cpu([cluster.Redis.Pid]);
         var rabbitBefore = Cpu(rabbit);
         var latencies = await Run(Rate, Seconds);
