@@ -26,6 +26,7 @@ public sealed class ChatRequestedConsumer(
     IRateLimiter rateLimiter,
     PromptTokens promptTokens,
     TaskCancellation cancellation,
+    TokenBatcher tokenBatcher,
     IOptions<ModelOptions> modelOptions,
     IOptions<WorkerOptions> workerOptions,
     IOptions<RateLimitOptions> rateLimitOptions,
@@ -106,7 +107,7 @@ public sealed class ChatRequestedConsumer(
         try
         {
             var client = models.For(request.Model);
-            var tokens = new TokenAppender(store, request.TaskId, request.SessionId, attempt.Value);
+            var tokens = tokenBatcher.Start(request.TaskId, request.SessionId, attempt.Value);
             await foreach (var update in client.GetStreamingResponseAsync(messages, Options(request), limit.Token))
             {
                 var token = update.Text;

@@ -40,7 +40,8 @@ public sealed class SessionStreamResult(
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                var entries = await store.ReadAsync(sessionId, lastId, BatchSize, cancellationToken);
+                // Tokens pushed with the wake when they follow on from what this client has; the store otherwise.
+                var entries = watch.TakePushed(lastId) ?? await store.ReadAsync(sessionId, lastId, BatchSize, cancellationToken);
                 if (entries.Count > 0)
                 {
                     foreach (var entry in entries)
@@ -49,7 +50,10 @@ public sealed class SessionStreamResult(
                     lastId = entries[^1].Id;
                     lastWasTerminal = entries[^1].IsTerminal;
                     if (entries.Count == BatchSize)
+                    {
+                        watch.ReadStoreNext(); // a full page: there may be more in the store
                         continue;
+                    }
                 }
 
                 if (lastWasTerminal)
@@ -61,6 +65,7 @@ public sealed class SessionStreamResult(
                     await writer.FlushAsync(cancellationToken);
                     if (await store.LastAsync(sessionId, cancellationToken) is null)
                         return; // the session expired while we waited
+                    watch.ReadStoreNext(); // a wake lost with a dropped subscription shows up here at the latest
                 }
             }
         }

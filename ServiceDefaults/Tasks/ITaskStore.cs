@@ -21,8 +21,12 @@ public interface ITaskStore
     /// </summary>
     Task<int?> StartAttemptAsync(string taskId, string sessionId, CancellationToken cancellationToken);
 
-    /// <summary>Appends token events while <paramref name="attempt"/> is still the task's running attempt; false otherwise.</summary>
-    Task<bool> AppendTokensAsync(string taskId, string sessionId, int attempt, IReadOnlyList<string> eventData, CancellationToken cancellationToken);
+    /// <summary>
+    /// Appends the token events of several running attempts in one call (a worker sends all its streams' new tokens
+    /// together). Each append is made only while its attempt is still the task's running one; the result says, per
+    /// append and in order, whether it was.
+    /// </summary>
+    Task<bool[]> AppendTokensAsync(IReadOnlyList<TokenAppend> appends, CancellationToken cancellationToken);
 
     /// <summary>Moves the task to its terminal state and appends the terminal event, once. False when it had ended already.</summary>
     Task<bool> FinishAsync(TaskOutcome outcome, string terminalEventData, CancellationToken cancellationToken);
@@ -46,6 +50,17 @@ public interface ITaskStore
 
     /// <summary>The newest entry of the session's stream; null when the session is unknown or expired.</summary>
     Task<StreamEntry?> LastAsync(string sessionId, CancellationToken cancellationToken);
+}
+
+/// <summary>New token events of one running attempt, oldest first.</summary>
+public sealed record TokenAppend(string TaskId, string SessionId, int Attempt, IReadOnlyList<string> EventData);
+
+public static class TaskStoreAppends
+{
+    /// <summary>Appends one attempt's token events; false when the attempt is no longer current.</summary>
+    public static async Task<bool> AppendTokensAsync(this ITaskStore store, string taskId, string sessionId, int attempt,
+        IReadOnlyList<string> eventData, CancellationToken cancellationToken) =>
+        (await store.AppendTokensAsync([new TokenAppend(taskId, sessionId, attempt, eventData)], cancellationToken))[0];
 }
 
 /// <summary>The task an Idempotency-Key stands for, and a fingerprint of the request that first used it.</summary>

@@ -53,17 +53,27 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
         return Task.FromResult<int?>(attempt);
     }
 
-    public Task<bool> AppendTokensAsync(string taskId, string sessionId, int attempt, IReadOnlyList<string> eventData, CancellationToken cancellationToken)
+    public Task<bool[]> AppendTokensAsync(IReadOnlyList<TokenAppend> appends, CancellationToken cancellationToken)
     {
+        var stored = new bool[appends.Count];
         lock (_lock)
         {
-            if (!_tasks.TryGetValue(taskId, out var entry) || entry.Task.State != TaskState.Started || entry.Task.Attempt != attempt)
-                return Task.FromResult(false);
-            foreach (var data in eventData)
-                Append(sessionId, StreamEventTypes.Token, data);
+            for (var i = 0; i < appends.Count; i++)
+            {
+                var append = appends[i];
+                if (!_tasks.TryGetValue(append.TaskId, out var entry) || entry.Task.State != TaskState.Started || entry.Task.Attempt != append.Attempt)
+                    continue;
+                foreach (var data in append.EventData)
+                    Append(append.SessionId, StreamEventTypes.Token, data);
+                stored[i] = true;
+            }
         }
-        signals.Notify(sessionId);
-        return Task.FromResult(true);
+        for (var i = 0; i < appends.Count; i++)
+        {
+            if (stored[i])
+                signals.Notify(appends[i].SessionId);
+        }
+        return Task.FromResult(stored);
     }
 
     public Task<bool> FinishAsync(TaskOutcome outcome, string terminalEventData, CancellationToken cancellationToken)

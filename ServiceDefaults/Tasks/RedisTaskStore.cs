@@ -44,14 +44,33 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         return attempt
         """;
 
+    // KEYS: the task and stream key of each append, in pairs. ARGV: per append its attempt, session id, number of
+    // events, then the events. One wake message carries every stored event with the id before them (see WakeMessage),
+    // so gateways write them to their clients without reading them back.
     const string AppendScript = """
-        local task = redis.call('HMGET', KEYS[1], 'state', 'attempt')
-        if task[1] ~= 'started' or task[2] ~= ARGV[1] then return 0 end
-        for i = 3, #ARGV do
-          redis.call('XADD', KEYS[2], '*', 't', 'token', 'd', ARGV[i])
+        local stored = {}
+        local wake = {}
+        local a = 1
+        for k = 1, #KEYS, 2 do
+          local count = tonumber(ARGV[a + 2])
+          local task = redis.call('HMGET', KEYS[k], 'state', 'attempt')
+          if task[1] == 'started' and task[2] == ARGV[a] then
+            local last = redis.call('XREVRANGE', KEYS[k + 1], '+', '-', 'COUNT', 1)[1]
+            wake[#wake + 1] = ARGV[a + 1]
+            wake[#wake + 1] = last and last[1] or '0'
+            wake[#wake + 1] = count
+            for i = a + 3, a + 2 + count do
+              wake[#wake + 1] = redis.call('XADD', KEYS[k + 1], '*', 't', 'token', 'd', ARGV[i])
+              wake[#wake + 1] = ARGV[i]
+            end
+            stored[#stored + 1] = 1
+          else
+            stored[#stored + 1] = 0
+          end
+          a = a + 3 + count
         end
-        redis.call('PUBLISH', 'llmstream:wake', ARGV[2])
-        return 1
+        if #wake > 0 then redis.call('PUBLISH', 'llmstream:wake', '#\n' .. table.concat(wake, '\n')) end
+        return stored
         """;
 
     const string FinishScript = """
@@ -105,14 +124,26 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         return result > 0 ? (int)result : null;
     }
 
-    public async Task<bool> AppendTokensAsync(string taskId, string sessionId, int attempt, IReadOnlyList<string> eventData, CancellationToken cancellationToken)
+    public async Task<bool[]> AppendTokensAsync(IReadOnlyList<TokenAppend> appends, CancellationToken cancellationToken)
     {
-        var args = new RedisValue[eventData.Count + 2];
-        args[0] = attempt;
-        args[1] = sessionId;
-        for (var i = 0; i < eventData.Count; i++)
-            args[i + 2] = eventData[i];
-        return (long)await Db.ScriptEvaluateAsync(AppendScript, [TaskKey(taskId), StreamKey(sessionId)], args) == 1;
+        var keys = new RedisKey[appends.Count * 2];
+        var args = new List<RedisValue>(appends.Count * 4);
+        for (var i = 0; i < appends.Count; i++)
+        {
+            var append = appends[i];
+            keys[2 * i] = TaskKey(append.TaskId);
+            keys[2 * i + 1] = StreamKey(append.SessionId);
+            args.Add(append.Attempt);
+            args.Add(append.SessionId);
+            args.Add(append.EventData.Count);
+            foreach (var data in append.EventData)
+                args.Add(data);
+        }
+        var results = (RedisResult[])(await Db.ScriptEvaluateAsync(AppendScript, keys, [.. args]))!;
+        var stored = new bool[appends.Count];
+        for (var i = 0; i < stored.Length; i++)
+            stored[i] = (long)results[i] == 1;
+        return stored;
     }
 
     public async Task<bool> FinishAsync(TaskOutcome outcome, string terminalEventData, CancellationToken cancellationToken)

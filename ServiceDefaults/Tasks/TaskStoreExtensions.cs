@@ -16,6 +16,7 @@ public static class TaskStoreExtensions
     {
         var broker = builder.Configuration.Settings<BrokerOptions>();
         builder.Services.AddSingleton<StreamSignals>();
+        builder.Services.AddSingleton<TokenBatcher>();
         builder.Services.AddSingleton(TimeProvider.System);
 
         if (broker.UsesRedisStore && RedisUrl.TryParse(broker.RedisUrl!, out var redisOptions, out _))

@@ -42,6 +42,7 @@ public sealed class Chat_consumer
         services.AddSingleton<IRateLimiter, InProcessRateLimiter>();
         services.AddSingleton<PromptTokens>();
         services.AddSingleton(new TaskCancellation());
+        services.AddSingleton<TokenBatcher>();
         services.AddMetrics().AddSingleton<LlmStreamMetrics>();
         services.AddOptions<WorkerOptions>().Configure(o => o.RetryBaseMilliseconds = 50);
         services.AddMassTransitTestHarness(bus => bus.AddConsumer<ChatRequestedConsumer, ChatRequestedConsumerDefinition>());

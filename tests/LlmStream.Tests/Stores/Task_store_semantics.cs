@@ -138,6 +138,129 @@ public sealed class Task_store_semantics(string kind)
     }
 
     [Test]
+    public async Task One_call_appends_the_tokens_of_several_attempts_and_refuses_a_stale_one_alone()
+    {
+        var (a, b, c) = (NewTask(Guid.NewGuid().ToString("N")), NewTask(Guid.NewGuid().ToString("N")), NewTask(Guid.NewGuid().ToString("N")));
+        foreach (var task in new[] { a, b, c })
+        {
+            await _store.CreateAsync(task, "{}", default);
+            await _store.StartAttemptAsync(task.TaskId, task.SessionId, default);
+        }
+        await _store.StartAttemptAsync(b.TaskId, b.SessionId, default); // b is at attempt 2: attempt 1 is stale
+
+        var stored = await _store.AppendTokensAsync(
+        [
+            new TokenAppend(a.TaskId, a.SessionId, 1, [StreamEvents.Token(a.TaskId, 1, "a1"), StreamEvents.Token(a.TaskId, 1, "a2")]),
+            new TokenAppend(b.TaskId, b.SessionId, 1, [StreamEvents.Token(b.TaskId, 1, "b1")]),
+            new TokenAppend(c.TaskId, c.SessionId, 1, [StreamEvents.Token(c.TaskId, 1, "c1")]),
+        ], default);
+
+        Assert.That(stored, Is.EqualTo(new[] { true, false, true }));
+        async Task<string[]> Tokens(TaskRecord task) => [.. (await _store.ReadAsync(task.SessionId, "0", 100, default))
+            .Where(e => e.Type == "token").Select(e => JsonDocument.Parse(e.Data).RootElement.GetProperty("text").GetString()!)];
+        Assert.That(await Tokens(a), Is.EqualTo(new[] { "a1", "a2" }));
+        Assert.That(await Tokens(b), Is.Empty);
+        Assert.That(await Tokens(c), Is.EqualTo(new[] { "c1" }));
+    }
+
+    [Test]
+    public async Task A_reader_up_to_date_gets_the_appended_tokens_with_the_wake_exactly_as_stored()
+    {
+        await using var subscription = kind == "redis" ? await RedisWakeSubscriberHost.StartAsync(_connection!, _signals) : null;
+        var (a, b) = (NewTask(Guid.NewGuid().ToString("N")), NewTask(Guid.NewGuid().ToString("N")));
+        using var watch = _signals.Watch(a.SessionId);
+        foreach (var task in new[] { a, b })
+        {
+            await _store.CreateAsync(task, "{}", default);
+            await _store.StartAttemptAsync(task.TaskId, task.SessionId, default);
+        }
+        var lastId = (await _store.LastAsync(a.SessionId, default))!.Id;
+        Assert.That(watch.TakePushed(lastId), Is.Null, "the first look reads the store");
+
+        // "\n\ndata:" in a token stays inside its one line of JSON, so it cannot break the wake message either.
+        var text = new[] { "one", " two\n\ndata: x", " three" };
+        await _store.AppendTokensAsync(
+        [
+            new TokenAppend(a.TaskId, a.SessionId, 1, [.. text.Select(t => StreamEvents.Token(a.TaskId, 1, t))]),
+            new TokenAppend(b.TaskId, b.SessionId, 1, [StreamEvents.Token(b.TaskId, 1, "other session")]),
+        ], default);
+        var stored = await _store.ReadAsync(a.SessionId, lastId, 100, default);
+        if (kind != "redis")
+        {
+            // In one process the readers share the store's memory: the wake carries no data and they read it.
+            Assert.That(await watch.WaitAsync(TimeSpan.FromSeconds(10), default), Is.True);
+            Assert.That(watch.TakePushed(lastId), Is.Null);
+            return;
+        }
+        IReadOnlyList<LlmStream.ServiceDefaults.Tasks.StreamEntry>? pushed = [];
+        for (var i = 0; i < 100 && pushed is { Count: 0 }; i++)
+        {
+            Assert.That(await watch.WaitAsync(TimeSpan.FromSeconds(10), default), Is.True);
+            pushed = watch.TakePushed(lastId);
+        }
+
+        Assert.That(pushed, Is.EqualTo(stored), "same ids, types and data as the stream holds");
+        Assert.That(stored, Has.Count.EqualTo(3));
+
+        // A reader that has not written the entries before these must read the store instead.
+        await _store.AppendTokensAsync(a.TaskId, a.SessionId, 1, [StreamEvents.Token(a.TaskId, 1, " four")], default);
+        Assert.That(await watch.WaitAsync(TimeSpan.FromSeconds(10), default), Is.True);
+        Assert.That(watch.TakePushed(lastId), Is.Null);
+    }
+
+    [Test]
+    public async Task The_token_batcher_sends_many_streams_tokens_in_few_calls_in_each_streams_order()
+    {
+        const int streams = 20, tokens = 50;
+        var (messages, pushedTokens) = (0, 0);
+        var channel = RedisChannel.Literal(RedisTaskStore.WakeChannel);
+        if (kind == "redis")
+        {
+            await _connection!.GetSubscriber().SubscribeAsync(channel, (_, message) =>
+            {
+                var text = (string)message!;
+                if (!text.StartsWith('#'))
+                    return;
+                Interlocked.Increment(ref messages);
+                Interlocked.Add(ref pushedTokens, text.Split("\"text\":").Length - 1);
+            });
+        }
+        var tasks = Enumerable.Range(0, streams).Select(_ => NewTask(Guid.NewGuid().ToString("N"))).ToList();
+        foreach (var task in tasks)
+        {
+            await _store.CreateAsync(task, "{}", default);
+            await _store.StartAttemptAsync(task.TaskId, task.SessionId, default);
+        }
+        var batcher = new TokenBatcher(_store);
+        var appenders = tasks.Select(t => batcher.Start(t.TaskId, t.SessionId, 1)).ToList();
+
+        for (var i = 0; i < tokens; i++)
+        {
+            foreach (var appender in appenders)
+                Assert.That(appender.Add(StreamEvents.Token(appender.TaskId, 1, $"{i} ")), Is.True);
+        }
+        foreach (var appender in appenders)
+            Assert.That(await appender.FlushAsync(), Is.True);
+
+        var expected = string.Concat(Enumerable.Range(0, tokens).Select(i => $"{i} "));
+        foreach (var task in tasks)
+        {
+            var text = string.Concat((await _store.ReadAsync(task.SessionId, "0", 1000, default))
+                .Where(e => e.Type == "token").Select(e => JsonDocument.Parse(e.Data).RootElement.GetProperty("text").GetString()));
+            Assert.That(text, Is.EqualTo(expected));
+        }
+        if (kind == "redis")
+        {
+            for (var i = 0; i < 100 && Volatile.Read(ref pushedTokens) < streams * tokens; i++)
+                await Task.Delay(100);
+            await _connection!.GetSubscriber().UnsubscribeAllAsync();
+            Assert.That(pushedTokens, Is.EqualTo(streams * tokens), "every token went out with a wake");
+            Assert.That(messages, Is.LessThan(streams * tokens / 4), "tokens of many streams share a call and a wake message");
+            TestContext.Progress.WriteLine($"{streams * tokens} tokens in {messages} store calls");
+        }
+    }
+
+    [Test]
     public async Task Appends_wake_the_readers_of_that_session_only()
     {
         var session = Guid.NewGuid().ToString("N");
