@@ -38,12 +38,14 @@ public sealed class ModelClients : IDisposable
         });
         // The generation time limit is enforced per task; the network timeout only has to be longer.
         var networkTimeout = _options.LlmTimeout + TimeSpan.FromSeconds(30);
+        // The SDK's own request logging would go to an EventSource nobody reads: our logs, metrics and traces cover each call.
+        ClientLoggingOptions LoggingOff() => new() { EnableLogging = false };
         _client = _options.Provider switch
         {
             ProviderKind.AzureOpenAi => new AzureOpenAIClient(
                 new Uri(_options.AzureEndpoint!),
                 new ApiKeyCredential(_options.AzureApiKey!),
-                new AzureOpenAIClientOptions { RetryPolicy = retryOff, NetworkTimeout = networkTimeout, Transport = transport }),
+                new AzureOpenAIClientOptions { RetryPolicy = retryOff, NetworkTimeout = networkTimeout, Transport = transport, ClientLoggingOptions = LoggingOff() }),
             ProviderKind.OpenAi => new OpenAIClient(
                 // OpenAI-compatible servers often need no key; the SDK still wants one.
                 new ApiKeyCredential(string.IsNullOrWhiteSpace(_options.OpenAiApiKey) ? "unused" : _options.OpenAiApiKey),
@@ -53,6 +55,7 @@ public sealed class ModelClients : IDisposable
                     RetryPolicy = retryOff,
                     NetworkTimeout = networkTimeout,
                     Transport = transport,
+                    ClientLoggingOptions = LoggingOff(),
                 }),
             _ => null,
         };

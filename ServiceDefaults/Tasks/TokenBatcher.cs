@@ -11,7 +11,9 @@ namespace LlmStream.ServiceDefaults.Tasks;
 public sealed class TokenBatcher(ITaskStore store)
 {
     readonly Lock _lock = new();
-    Dictionary<TokenAppender, List<string>> _pending = [];
+    // Appenders with tokens waiting; two lists and each appender's two token lists are reused, call after call.
+    List<TokenAppender> _waiting = [];
+    List<TokenAppender> _spare = [];
     TaskCompletionSource _nextCall = new(TaskCreationOptions.RunContinuationsAsynchronously);
     bool _pumping;
 
@@ -23,9 +25,12 @@ public sealed class TokenBatcher(ITaskStore store)
     {
         lock (_lock)
         {
-            if (!_pending.TryGetValue(appender, out var tokens))
-                _pending[appender] = tokens = [];
-            tokens.Add(eventData);
+            appender.Waiting.Add(eventData);
+            if (!appender.IsWaiting)
+            {
+                appender.IsWaiting = true;
+                _waiting.Add(appender);
+            }
             if (!_pumping)
             {
                 _pumping = true;
@@ -39,37 +44,48 @@ public sealed class TokenBatcher(ITaskStore store)
     {
         while (true)
         {
-            Dictionary<TokenAppender, List<string>> batch;
+            List<TokenAppender> batch;
             TaskCompletionSource call;
             lock (_lock)
             {
-                if (_pending.Count == 0)
+                if (_waiting.Count == 0)
                 {
                     _pumping = false;
                     return;
                 }
-                batch = _pending;
+                batch = _waiting;
+                _waiting = _spare;
                 call = _nextCall;
-                _pending = [];
                 _nextCall = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                foreach (var appender in batch)
+                {
+                    (appender.Waiting, appender.Sending) = (appender.Sending, appender.Waiting);
+                    appender.IsWaiting = false;
+                }
             }
-            var appenders = batch.Keys.ToArray();
             try
             {
-                var stored = await store.AppendTokensAsync(
-                    [.. appenders.Select(a => new TokenAppend(a.TaskId, a.SessionId, a.Attempt, batch[a]))], CancellationToken.None);
-                for (var i = 0; i < appenders.Length; i++)
+                var appends = new TokenAppend[batch.Count];
+                for (var i = 0; i < appends.Length; i++)
+                    appends[i] = new TokenAppend(batch[i].TaskId, batch[i].SessionId, batch[i].Attempt, batch[i].Sending);
+                var stored = await store.AppendTokensAsync(appends, CancellationToken.None);
+                for (var i = 0; i < appends.Length; i++)
                 {
                     if (!stored[i])
-                        appenders[i].Stale = true;
+                        batch[i].Stale = true;
                 }
             }
             catch (Exception e)
             {
                 var failure = ExceptionDispatchInfo.Capture(e);
-                foreach (var appender in appenders)
+                foreach (var appender in batch)
                     appender.Failure = failure;
             }
+            foreach (var appender in batch)
+                appender.Sending.Clear(); // only this pump touches Sending
+            batch.Clear();
+            lock (_lock)
+                _spare = batch;
             call.SetResult();
         }
     }
@@ -92,6 +108,11 @@ public sealed class TokenAppender
     public string TaskId { get; }
     public string SessionId { get; }
     public int Attempt { get; }
+
+    // Tokens waiting for the next call, and those in the call in flight (the batcher swaps the two).
+    internal List<string> Waiting = [];
+    internal List<string> Sending = [];
+    internal bool IsWaiting;
 
     /// <summary>Set once the store refused a call's tokens: the attempt was cancelled or superseded.</summary>
     internal volatile bool Stale;
