@@ -28,8 +28,10 @@ public sealed class RedisWaitingLedger(IConnectionMultiplexer redis) : IWaitingL
 
     static RedisKey Key(string queue) => "llmstream:waiting:" + queue;
 
+    // Not awaited by the request: the ledger only feeds the oldest-waiting figure. Sent on the connection before the
+    // message goes to the broker, it reaches Redis before the worker's removal, which needs the delivered message.
     public Task AddAsync(string queue, Guid messageId, DateTimeOffset sentAt) =>
-        redis.GetDatabase().SortedSetAddAsync(Key(queue), messageId.ToString("N"), sentAt.ToUnixTimeMilliseconds());
+        redis.GetDatabase().SortedSetAddAsync(Key(queue), messageId.ToString("N"), sentAt.ToUnixTimeMilliseconds(), CommandFlags.FireAndForget);
 
     public Task RemoveAsync(string queue, Guid messageId) =>
         redis.GetDatabase().SortedSetRemoveAsync(Key(queue), messageId.ToString("N"), CommandFlags.FireAndForget);
