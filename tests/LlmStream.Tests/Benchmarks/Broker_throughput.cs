@@ -25,6 +25,9 @@ public sealed class Broker_throughput(string broker)
         await using var cluster = await Cluster.StartAsync($"bench-{broker}", broker: broker, settings: new Dictionary<string, string>
         {
             ["CHAT_CONCURRENCY"] = "64",
+            // The provider's rate limit (500 requests/min by default) would be all this measured.
+            ["LLM_RPM"] = "0",
+            ["LLM_TPM"] = "0",
         });
         cluster.Provider.Behavior.Reply = _ => "ok";
         using var http = cluster.Client();
