@@ -37,7 +37,7 @@ public static class ServiceDefaultsExtensions
             .Enrich.WithProperty("Service", builder.Environment.ApplicationName)
             // TraceId and SpanId come from Activity.Current (Serilog 4): a log line leads to its trace and back.
             .WriteTo.Console(
-                outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj} {Properties:j} trace={TraceId} span={SpanId}{NewLine}{Exception}",
+                outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj} {Properties:j} trace={TraceId} span={SpanId}{NewLine}{Exception}",
                 formatProvider: System.Globalization.CultureInfo.InvariantCulture));
 
         builder.AddTelemetry();

@@ -23,6 +23,8 @@ public sealed class TokenBatcher(ITaskStore store)
     /// <summary>Queues a token; the task completes once the call that carries it has ended (stored, refused or failed).</summary>
     internal Task Add(TokenAppender appender, string eventData)
     {
+        Task call;
+        bool startPump;
         lock (_lock)
         {
             appender.Waiting.Add(eventData);
@@ -31,13 +33,14 @@ public sealed class TokenBatcher(ITaskStore store)
                 appender.IsWaiting = true;
                 _waiting.Add(appender);
             }
-            if (!_pumping)
-            {
-                _pumping = true;
-                _ = Task.Run(Pump);
-            }
-            return _nextCall.Task;
+            startPump = !_pumping;
+            _pumping = true;
+            call = _nextCall.Task;
         }
+        // On an idle worker the token leaves from this thread at once: no hop to the thread pool before the store call.
+        if (startPump)
+            _ = Pump();
+        return call;
     }
 
     async Task Pump()
