@@ -88,15 +88,23 @@ public sealed class Targets
         var gatewayBefore = Cpu([cluster.Gateway!.Pid]);
         var redisBefore = Cpu([cluster.Redis.Pid]);
         var rabbitBefore = Cpu(rabbit);
+        var serverBefore = await ServerDurations(http);
+        var pauseBefore = await MetricSum(http, "dotnet_gc_pause_time_seconds_total");
         var latencies = await Run(Rate, Seconds);
+        var serverAfter = await ServerDurations(http);
+        var gcPause = await MetricSum(http, "dotnet_gc_pause_time_seconds_total") - pauseBefore;
         var gateway = Cpu([cluster.Gateway.Pid]) - gatewayBefore;
         var redis = Cpu([cluster.Redis.Pid]) - redisBefore;
         var broker = Cpu(rabbit) - rabbitBefore;
         var perThousand = (gateway + redis + broker).TotalSeconds * 1000 / latencies.Count;
 
+        // The gateway's own view (ASP.NET Core's request duration histogram): a p99 far below the client's points at
+        // time spent outside the request handling (the load generator, the kernel, the network stack).
+        var (serverP50, serverP99) = HistogramPercentiles(serverBefore, serverAfter);
         await Record(
             Row($"POST /chat latency at {Rate} requests/s for {Seconds} s (open loop)", "p99 ≤ 10 ms",
-                $"p50 {Percentile(latencies, 0.50):0.0} ms, p99 {Percentile(latencies, 0.99):0.0} ms, max {latencies[^1]:0.0} ms"),
+                $"p50 {Percentile(latencies, 0.50):0.0} ms, p99 {Percentile(latencies, 0.99):0.0} ms, max {latencies[^1]:0.0} ms; " +
+                $"inside the gateway: p50 ≤ {serverP50 * 1000:0.#} ms, p99 ≤ {serverP99 * 1000:0.#} ms; gateway GC pauses {gcPause * 1000:0} ms in all"),
             Row("CPU per 1,000 enqueued requests (gateway + RabbitMQ + Redis)", "≤ 1 CPU-s",
                 $"{perThousand:0.00} CPU-s (gateway {gateway.TotalSeconds * 1000 / latencies.Count:0.00}, RabbitMQ {broker.TotalSeconds * 1000 / latencies.Count:0.00}, Redis {redis.TotalSeconds * 1000 / latencies.Count:0.00})"));
     }
@@ -233,4 +241,38 @@ public sealed class Targets
         ["Redis"] = ProcessStats.CpuTime(cluster.Redis.Pid),
         ["provider and clients"] = ProcessStats.CpuTime(Environment.ProcessId),
     };
+
+    /// <summary>Cumulative bucket counts of the gateway's POST /chat request duration, by upper bound in seconds.</summary>
+    static async Task<SortedDictionary<double, long>> ServerDurations(HttpClient http)
+    {
+        var text = await http.GetStringAsync("/metrics");
+        var buckets = new SortedDictionary<double, long>();
+        foreach (var line in text.Split('\n'))
+        {
+            if (!line.StartsWith("http_server_request_duration_seconds_bucket{", StringComparison.Ordinal)
+                || !line.Contains("http_request_method=\"POST\"", StringComparison.Ordinal)
+                || !line.Contains("http_route=\"/chat/\"", StringComparison.Ordinal) && !line.Contains("http_route=\"/chat\"", StringComparison.Ordinal))
+                continue;
+            var le = line[(line.IndexOf("le=\"", StringComparison.Ordinal) + 4)..];
+            le = le[..le.IndexOf('"')];
+            var bound = le == "+Inf" ? double.PositiveInfinity : double.Parse(le, CultureInfo.InvariantCulture);
+            var count = long.Parse(line[(line.LastIndexOf('}') + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+            buckets[bound] = buckets.GetValueOrDefault(bound) + count;
+        }
+        return buckets;
+    }
+
+    /// <summary>The bucket bounds holding the 50th and 99th percentile of what was counted between two scrapes.</summary>
+    static (double P50, double P99) HistogramPercentiles(SortedDictionary<double, long> before, SortedDictionary<double, long> after)
+    {
+        var counts = after.Select(b => (Bound: b.Key, Count: b.Value - before.GetValueOrDefault(b.Key))).ToList();
+        var total = counts.Count == 0 ? 0 : counts[^1].Count;
+        double Bound(double p) => total == 0 ? double.NaN : counts.First(c => c.Count >= p * total).Bound;
+        return (Bound(0.5), Bound(0.99));
+    }
+
+    static async Task<double> MetricSum(HttpClient http, string name) =>
+        (await http.GetStringAsync("/metrics")).Split('\n')
+            .Where(l => l.StartsWith(name, StringComparison.Ordinal) && (l.Length == name.Length || l[name.Length] is ' ' or '{'))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(l.Contains('}') ? '}' : ' ') + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture));
 }
