@@ -190,8 +190,8 @@ up() {
     local r=$dir/rabbitmq
     mkdir -p "$r/mnesia" "$r/log"
     printf '[rabbitmq_management].\n' >"$r/enabled_plugins"
-    printf 'listeners.tcp.default = 127.0.0.1:%s\nmanagement.tcp.port = %s\nmanagement.tcp.ip = 127.0.0.1\n' \
-      "$RABBITMQ_PORT" "$RABBITMQ_UI_PORT" >"$r/rabbitmq.conf"
+    { printf 'listeners.tcp.default = 127.0.0.1:%s\nmanagement.tcp.port = %s\nmanagement.tcp.ip = 127.0.0.1\n' \
+        "$RABBITMQ_PORT" "$RABBITMQ_UI_PORT"; cat "$root/deploy/rabbitmq/llmstream.conf"; } >"$r/rabbitmq.conf"
     rm -f "$r/rabbitmq.pid"
     # rabbitmq-server drops to the rabbitmq user, which must own (and reach) every folder it is given.
     $as_root chown -R rabbitmq:rabbitmq "$r"

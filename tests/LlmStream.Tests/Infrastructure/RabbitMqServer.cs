@@ -41,7 +41,8 @@ public sealed class RabbitMqServer : IAsyncDisposable
         Directory.CreateDirectory(Path.Combine(directory, "log"));
         await File.WriteAllTextAsync(Path.Combine(directory, "enabled_plugins"), "[rabbitmq_management].\n");
         await File.WriteAllTextAsync(Path.Combine(directory, "rabbitmq.conf"),
-            $"listeners.tcp.default = 127.0.0.1:{amqp}\nmanagement.tcp.port = {management}\nmanagement.tcp.ip = 127.0.0.1\ncollect_statistics_interval = 1000\n");
+            $"listeners.tcp.default = 127.0.0.1:{amqp}\nmanagement.tcp.port = {management}\nmanagement.tcp.ip = 127.0.0.1\ncollect_statistics_interval = 1000\n" +
+            await File.ReadAllTextAsync(Path.Combine(RepoPaths.Root, "deploy", "rabbitmq", "llmstream.conf")));
         // rabbitmq-server drops to the rabbitmq user, which must own every folder it is pointed at.
         using (var chown = Process.Start("chown", ["-R", "rabbitmq:rabbitmq", directory]))
             await chown.WaitForExitAsync();
