@@ -113,7 +113,7 @@ public static class OpenAiApi
         var last = "0";
         while (true)
         {
-            var entries = watch.TakePushed(last) ?? await store.ReadAsync(sessionId, last, 256, cancellationToken);
+            var entries = await watch.ReadAfterAsync(store, last, 256, cancellationToken);
             foreach (var entry in entries)
             {
                 yield return entry;
@@ -121,10 +121,8 @@ public static class OpenAiApi
                 if (entry.IsTerminal)
                     yield break;
             }
-            if (entries.Count == 256)
-                watch.ReadStoreNext(); // a full page: there may be more in the store
-            else if (entries.Count == 0 && !await watch.WaitAsync(TimeSpan.FromSeconds(15), cancellationToken))
-                watch.ReadStoreNext(); // the timeout only guards against a lost wake-up
+            if (entries.Count == 0)
+                await watch.WaitAsync(TimeSpan.FromSeconds(15), cancellationToken);
         }
     }
 }

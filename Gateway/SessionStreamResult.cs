@@ -41,7 +41,7 @@ public sealed class SessionStreamResult(
             while (!cancellationToken.IsCancellationRequested)
             {
                 // Tokens pushed with the wake when they follow on from what this client has; the store otherwise.
-                var entries = watch.TakePushed(lastId) ?? await store.ReadAsync(sessionId, lastId, BatchSize, cancellationToken);
+                var entries = await watch.ReadAfterAsync(store, lastId, BatchSize, cancellationToken);
                 if (entries.Count > 0)
                 {
                     foreach (var entry in entries)
@@ -50,10 +50,7 @@ public sealed class SessionStreamResult(
                     lastId = entries[^1].Id;
                     lastWasTerminal = entries[^1].IsTerminal;
                     if (entries.Count == BatchSize)
-                    {
-                        watch.ReadStoreNext(); // a full page: there may be more in the store
                         continue;
-                    }
                 }
 
                 if (lastWasTerminal)
@@ -65,7 +62,6 @@ public sealed class SessionStreamResult(
                     await writer.FlushAsync(cancellationToken);
                     if (await store.LastAsync(sessionId, cancellationToken) is null)
                         return; // the session expired while we waited
-                    watch.ReadStoreNext(); // a wake lost with a dropped subscription shows up here at the latest
                 }
             }
         }

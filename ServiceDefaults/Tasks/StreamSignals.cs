@@ -143,8 +143,8 @@ public sealed class StreamWatch : IDisposable
         Wake();
     }
 
-    /// <summary>Makes the next <see cref="TakePushed"/> answer null: the reader reads the store (after a keep-alive, or a full page).</summary>
-    public void ReadStoreNext()
+    /// <summary>Makes the next <see cref="TakePushed"/> answer null: the reader reads the store.</summary>
+    void ReadStoreNext()
     {
         lock (_lock)
         {
@@ -186,6 +186,20 @@ public sealed class StreamWatch : IDisposable
         }
     }
 
+    /// <summary>
+    /// The entries after <paramref name="lastId"/>: those pushed with wakes when they follow on from it, else a page of
+    /// up to <paramref name="pageSize"/> from the store. After a full page the next look reads the store again.
+    /// </summary>
+    public async Task<IReadOnlyList<StreamEntry>> ReadAfterAsync(ITaskStore store, string lastId, int pageSize, CancellationToken cancellationToken)
+    {
+        if (TakePushed(lastId) is { } pushed)
+            return pushed;
+        var page = await store.ReadAsync(SessionId, lastId, pageSize, cancellationToken);
+        if (page.Count == pageSize)
+            ReadStoreNext(); // there may be more in the store
+        return page;
+    }
+
     void Wake()
     {
         if (_signal.CurrentCount == 0)
@@ -195,8 +209,17 @@ public sealed class StreamWatch : IDisposable
         }
     }
 
-    /// <summary>True when the stream may have grown; false when <paramref name="timeout"/> passed first.</summary>
-    public Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken) => _signal.WaitAsync(timeout, cancellationToken);
+    /// <summary>
+    /// True when the stream may have grown; false when <paramref name="timeout"/> passed first, and then the next look
+    /// reads the store: a wake lost with a dropped subscription shows up there at the latest.
+    /// </summary>
+    public async Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (await _signal.WaitAsync(timeout, cancellationToken))
+            return true;
+        ReadStoreNext();
+        return false;
+    }
 
     public void Dispose()
     {

@@ -38,12 +38,7 @@ public sealed class Stream_fanout
         {
             var latencies = new ConcurrentBag<double>();
             var broken = 0;
-            var gateway = cluster.Gateway!.Pid;
-            var cpuBefore = ProcessStats.CpuTime(gateway);
-            var worker = cluster.Workers[0].Pid;
-            var workerBefore = ProcessStats.CpuTime(worker);
-            var redisBefore = ProcessStats.CpuTime(cluster.Redis.Pid);
-            var selfBefore = ProcessStats.CpuTime(Environment.ProcessId);
+            var cpuBefore = cluster.CpuTimes();
             var clock = Stopwatch.StartNew();
             var readers = Enumerable.Range(0, streams).Select(async i =>
             {
@@ -70,13 +65,10 @@ public sealed class Stream_fanout
             }).ToList();
             await Task.WhenAll(readers);
             var elapsed = clock.Elapsed;
-            var cpu = ProcessStats.CpuTime(gateway) - cpuBefore;
-            var workerCpu = ProcessStats.CpuTime(worker) - workerBefore;
-            var redisCpu = ProcessStats.CpuTime(cluster.Redis.Pid) - redisBefore;
-            var selfCpu = ProcessStats.CpuTime(Environment.ProcessId) - selfBefore;
+            var cpu = cluster.CpuSince(cpuBefore);
 
-            TestContext.Progress.WriteLine($"round {round}: {elapsed.TotalSeconds:0.0} s, CPU s gateway {cpu.TotalSeconds:0.0}, worker {workerCpu.TotalSeconds:0.0}, " +
-                                           $"worker RSS {ProcessStats.ResidentBytes(worker) / 1048576} MB, gateway RSS {ProcessStats.ResidentBytes(gateway) / 1048576} MB");
+            TestContext.Progress.WriteLine($"round {round}: {elapsed.TotalSeconds:0.0} s, CPU s gateway {cpu["gateway"].TotalSeconds:0.0}, worker {cpu["worker"].TotalSeconds:0.0}, " +
+                                           $"worker RSS {ProcessStats.ResidentBytes(cluster.Workers[0].Pid) / 1048576} MB, gateway RSS {ProcessStats.ResidentBytes(cluster.Gateway!.Pid) / 1048576} MB");
             if (round == 0)
                 continue;
 
@@ -85,9 +77,8 @@ public sealed class Stream_fanout
             var events = streams * tokensPerAnswer;
             var line = $"| {streams} streams × {tokensPerSecond} tokens/s × {tokensPerAnswer} tokens | {events / elapsed.TotalSeconds:0} events/s | " +
                        $"p50 {Percentile(0.50):0.0} ms | p99 {Percentile(0.99):0.0} ms | max {sorted[^1]:0} ms | lost or repeated: {broken} | " +
-                       $"CPU µs per event: gateway {cpu.TotalMicroseconds / events:0.0}, worker {workerCpu.TotalMicroseconds / events:0.0}, " +
-                       $"Redis {redisCpu.TotalMicroseconds / events:0.0}, provider + clients {selfCpu.TotalMicroseconds / events:0.0} | " +
-                       $"CPU use {(cpu + workerCpu + redisCpu + selfCpu).TotalSeconds / elapsed.TotalSeconds:0.00} of 2 cores over {elapsed.TotalSeconds:0.0} s |";
+                       "CPU µs per event: " + string.Join(", ", cpu.Select(p => $"{p.Key} {p.Value.TotalMicroseconds / events:0.0}")) + " | " +
+                       $"CPU use {cpu.Values.Sum(c => c.TotalSeconds) / elapsed.TotalSeconds:0.00} of 2 cores over {elapsed.TotalSeconds:0.0} s |";
             TestContext.Progress.WriteLine(line);
             await File.AppendAllTextAsync(Path.Combine(RepoPaths.Root, "TestResults", "bench-streams.md"), line + "\n");
             Assert.That(broken, Is.Zero, "no lost or repeated event");

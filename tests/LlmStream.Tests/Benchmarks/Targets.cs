@@ -88,11 +88,11 @@ public sealed class Targets
         var gatewayBefore = Cpu([cluster.Gateway!.Pid]);
         var redisBefore = Cpu([cluster.Redis.Pid]);
         var rabbitBefore = Cpu(rabbit);
-        var serverBefore = await ServerDurations(http);
-        var pauseBefore = await MetricSum(http, "dotnet_gc_pause_time_seconds_total");
+        var metricsBefore = await http.GetStringAsync("/metrics");
         var latencies = await Run(Rate, Seconds);
-        var serverAfter = await ServerDurations(http);
-        var gcPause = await MetricSum(http, "dotnet_gc_pause_time_seconds_total") - pauseBefore;
+        var metricsAfter = await http.GetStringAsync("/metrics");
+        const string GcPause = "dotnet_gc_pause_time_seconds_total";
+        var gcPause = MetricSum(metricsAfter, GcPause) - MetricSum(metricsBefore, GcPause);
         var gateway = Cpu([cluster.Gateway.Pid]) - gatewayBefore;
         var redis = Cpu([cluster.Redis.Pid]) - redisBefore;
         var broker = Cpu(rabbit) - rabbitBefore;
@@ -100,7 +100,7 @@ public sealed class Targets
 
         // The gateway's own view (ASP.NET Core's request duration histogram): a p99 far below the client's points at
         // time spent outside the request handling (the load generator, the kernel, the network stack).
-        var (serverP50, serverP99) = HistogramPercentiles(serverBefore, serverAfter);
+        var (serverP50, serverP99) = HistogramPercentiles(ServerDurations(metricsBefore), ServerDurations(metricsAfter));
         await Record(
             Row($"POST /chat latency at {Rate} requests/s for {Seconds} s (open loop)", "p99 ≤ 10 ms",
                 $"p50 {Percentile(latencies, 0.50):0.0} ms, p99 {Percentile(latencies, 0.99):0.0} ms, max {latencies[^1]:0.0} ms; " +
@@ -222,9 +222,9 @@ public sealed class Targets
         Dictionary<string, TimeSpan> cpu = [];
         for (var round = 0; round < 4; round++)
         {
-            var before = Cpu(cluster);
+            var before = cluster.CpuTimes();
             (events, elapsed) = await Round();
-            cpu = Cpu(cluster).ToDictionary(p => p.Key, p => p.Value - before[p.Key]);
+            cpu = cluster.CpuSince(before);
             TestContext.Progress.WriteLine($"round {round}: {events / elapsed.TotalSeconds:0} events/s, CPU s " +
                 string.Join(", ", cpu.Select(p => $"{p.Key} {p.Value.TotalSeconds:0.00}")));
         }
@@ -234,20 +234,11 @@ public sealed class Targets
             string.Join(", ", cpu.Select(p => $"{p.Key} {p.Value.TotalMicroseconds / events:0.0}")) + ")"));
     }
 
-    static Dictionary<string, TimeSpan> Cpu(Cluster cluster) => new()
-    {
-        ["gateway"] = ProcessStats.CpuTime(cluster.Gateway!.Pid),
-        ["worker"] = ProcessStats.CpuTime(cluster.Workers[0].Pid),
-        ["Redis"] = ProcessStats.CpuTime(cluster.Redis.Pid),
-        ["provider and clients"] = ProcessStats.CpuTime(Environment.ProcessId),
-    };
-
     /// <summary>Cumulative bucket counts of the gateway's POST /chat request duration, by upper bound in seconds.</summary>
-    static async Task<SortedDictionary<double, long>> ServerDurations(HttpClient http)
+    static SortedDictionary<double, long> ServerDurations(string metrics)
     {
-        var text = await http.GetStringAsync("/metrics");
         var buckets = new SortedDictionary<double, long>();
-        foreach (var line in text.Split('\n'))
+        foreach (var line in metrics.Split('\n'))
         {
             if (!line.StartsWith("http_server_request_duration_seconds_bucket{", StringComparison.Ordinal)
                 || !line.Contains("http_request_method=\"POST\"", StringComparison.Ordinal)
@@ -256,8 +247,7 @@ public sealed class Targets
             var le = line[(line.IndexOf("le=\"", StringComparison.Ordinal) + 4)..];
             le = le[..le.IndexOf('"')];
             var bound = le == "+Inf" ? double.PositiveInfinity : double.Parse(le, CultureInfo.InvariantCulture);
-            var count = long.Parse(line[(line.LastIndexOf('}') + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
-            buckets[bound] = buckets.GetValueOrDefault(bound) + count;
+            buckets[bound] = buckets.GetValueOrDefault(bound) + (long)SampleValue(line);
         }
         return buckets;
     }
@@ -271,8 +261,13 @@ public sealed class Targets
         return (Bound(0.5), Bound(0.99));
     }
 
-    static async Task<double> MetricSum(HttpClient http, string name) =>
-        (await http.GetStringAsync("/metrics")).Split('\n')
+    /// <summary>The sum of a metric's samples over all its label sets, in Prometheus text.</summary>
+    static double MetricSum(string metrics, string name) =>
+        metrics.Split('\n')
             .Where(l => l.StartsWith(name, StringComparison.Ordinal) && (l.Length == name.Length || l[name.Length] is ' ' or '{'))
-            .Sum(l => double.Parse(l[(l.LastIndexOf(l.Contains('}') ? '}' : ' ') + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture));
+            .Sum(SampleValue);
+
+    /// <summary>The value of one Prometheus sample line: what follows the name and labels (a timestamp may follow it).</summary>
+    static double SampleValue(string line) =>
+        double.Parse(line[(line.Contains('}') ? line.LastIndexOf('}') + 1 : line.IndexOf(' '))..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
 }

@@ -167,6 +167,19 @@ public sealed class Cluster : IAsyncDisposable
         }
     }
 
+    /// <summary>CPU time so far of the gateway, the first chat worker, Redis and this process (the fake provider and the clients), for benchmarks.</summary>
+    public Dictionary<string, TimeSpan> CpuTimes() => new()
+    {
+        ["gateway"] = ProcessStats.CpuTime(Gateway!.Pid),
+        ["worker"] = ProcessStats.CpuTime(Workers[0].Pid),
+        ["Redis"] = ProcessStats.CpuTime(Redis.Pid),
+        ["provider + clients"] = ProcessStats.CpuTime(Environment.ProcessId),
+    };
+
+    /// <summary>What each process of <see cref="CpuTimes"/> used since <paramref name="before"/>.</summary>
+    public Dictionary<string, TimeSpan> CpuSince(Dictionary<string, TimeSpan> before) =>
+        CpuTimes().ToDictionary(p => p.Key, p => p.Value - before[p.Key]);
+
     public async Task<(string TaskId, string SessionId)> PostChatAsync(HttpClient http, object body)
     {
         var response = await http.PostAsJsonAsync("/chat", body);

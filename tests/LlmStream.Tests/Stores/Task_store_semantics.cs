@@ -52,6 +52,15 @@ public sealed class Task_store_semantics(string kind)
         CreatedAt = DateTimeOffset.UtcNow,
     };
 
+    /// <summary>A task of its own new session, at its first attempt.</summary>
+    async Task<TaskRecord> StartedTask()
+    {
+        var task = NewTask(Guid.NewGuid().ToString("N"));
+        await _store.CreateAsync(task, "{}", default);
+        await _store.StartAttemptAsync(task.TaskId, task.SessionId, default);
+        return task;
+    }
+
     [Test]
     public async Task A_task_streams_queued_started_tokens_and_one_terminal_event()
     {
@@ -140,12 +149,7 @@ public sealed class Task_store_semantics(string kind)
     [Test]
     public async Task One_call_appends_the_tokens_of_several_attempts_and_refuses_a_stale_one_alone()
     {
-        var (a, b, c) = (NewTask(Guid.NewGuid().ToString("N")), NewTask(Guid.NewGuid().ToString("N")), NewTask(Guid.NewGuid().ToString("N")));
-        foreach (var task in new[] { a, b, c })
-        {
-            await _store.CreateAsync(task, "{}", default);
-            await _store.StartAttemptAsync(task.TaskId, task.SessionId, default);
-        }
+        var (a, b, c) = (await StartedTask(), await StartedTask(), await StartedTask());
         await _store.StartAttemptAsync(b.TaskId, b.SessionId, default); // b is at attempt 2: attempt 1 is stale
 
         var stored = await _store.AppendTokensAsync(
@@ -167,13 +171,8 @@ public sealed class Task_store_semantics(string kind)
     public async Task A_reader_up_to_date_gets_the_appended_tokens_with_the_wake_exactly_as_stored()
     {
         await using var subscription = kind == "redis" ? await RedisWakeSubscriberHost.StartAsync(_connection!, _signals) : null;
-        var (a, b) = (NewTask(Guid.NewGuid().ToString("N")), NewTask(Guid.NewGuid().ToString("N")));
+        var (a, b) = (await StartedTask(), await StartedTask());
         using var watch = _signals.Watch(a.SessionId);
-        foreach (var task in new[] { a, b })
-        {
-            await _store.CreateAsync(task, "{}", default);
-            await _store.StartAttemptAsync(task.TaskId, task.SessionId, default);
-        }
         var lastId = (await _store.LastAsync(a.SessionId, default))!.Id;
         Assert.That(watch.TakePushed(lastId), Is.Null, "the first look reads the store");
 
@@ -225,12 +224,9 @@ public sealed class Task_store_semantics(string kind)
                 Interlocked.Add(ref pushedTokens, text.Split("\"text\":").Length - 1);
             });
         }
-        var tasks = Enumerable.Range(0, streams).Select(_ => NewTask(Guid.NewGuid().ToString("N"))).ToList();
-        foreach (var task in tasks)
-        {
-            await _store.CreateAsync(task, "{}", default);
-            await _store.StartAttemptAsync(task.TaskId, task.SessionId, default);
-        }
+        var tasks = new List<TaskRecord>();
+        for (var i = 0; i < streams; i++)
+            tasks.Add(await StartedTask());
         var batcher = new TokenBatcher(_store);
         var appenders = tasks.Select(t => batcher.Start(t.TaskId, t.SessionId, 1)).ToList();
 
