@@ -57,21 +57,48 @@ public sealed class ChatRequestedConsumer(
         var request = context.Message;
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
 
-        if (await store.GetAsync(request.TaskId, context.CancellationToken) is not { } task || task.State.IsTerminal())
-        {
-            logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
-            return;
-        }
-
         // Registered before the rate-limit wait, so DELETE also frees a task that waits for the limit.
         using var cancelled = cancellation.Register(request.TaskId);
         var messages = Messages(request);
         var reserved = promptTokens.Count(request.Model, messages.Select(m => m.Text)) + rateLimitOptions.Value.ExpectedCompletionTokens;
         using (var waitToken = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled.Token))
         {
+            // The task lookup and the reservation leave together (one Redis round trip on an idle worker, where this
+            // is time to first token); a reservation made for a task that had already ended is given back.
+            var lookup = store.GetAsync(request.TaskId, context.CancellationToken);
+            var reservation = WaitForRateLimit(request, reserved, waitToken.Token);
+            async Task GiveBack()
+            {
+                await waitToken.CancelAsync();
+                try
+                {
+                    await reservation;
+                    await rateLimiter.ReleaseAsync(request.Model, reserved, CancellationToken.None);
+                }
+                catch (OperationCanceledException)
+                {
+                    // A cancelled wait gave its reservation back itself.
+                }
+            }
+            TaskRecord? task;
             try
             {
-                await WaitForRateLimit(request, reserved, waitToken.Token);
+                task = await lookup;
+            }
+            catch
+            {
+                await GiveBack();
+                throw;
+            }
+            if (task is null || task.State.IsTerminal())
+            {
+                await GiveBack();
+                logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
+                return;
+            }
+            try
+            {
+                await reservation;
             }
             catch (OperationCanceledException) when (cancelled.Token.IsCancellationRequested)
             {
@@ -83,7 +110,7 @@ public sealed class ChatRequestedConsumer(
         var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, context.CancellationToken);
         if (attempt is null)
         {
-            await rateLimiter.SettleAsync(request.Model, reserved, 0, CancellationToken.None); // nothing was sent
+            await rateLimiter.ReleaseAsync(request.Model, reserved, CancellationToken.None); // nothing was sent
             logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
             return;
         }

@@ -38,13 +38,19 @@ public sealed class InProcessRateLimiter(IOptions<RateLimitOptions> options, Tim
         }
     }
 
-    public Task SettleAsync(string model, int reservedTokens, int usedTokens, CancellationToken cancellationToken)
+    public Task SettleAsync(string model, int reservedTokens, int usedTokens, CancellationToken cancellationToken) =>
+        GiveBack(RateBucket.For(model, options.Value).Where(b => b.Kind == "tokens"), _ => reservedTokens - usedTokens);
+
+    public Task ReleaseAsync(string model, int reservedTokens, CancellationToken cancellationToken) =>
+        GiveBack(RateBucket.For(model, options.Value), bucket => bucket.Cost(reservedTokens));
+
+    Task GiveBack(IEnumerable<RateBucket> buckets, Func<RateBucket, double> amount)
     {
         lock (_lock)
         {
             var now = Now;
-            foreach (var bucket in RateBucket.For(model, options.Value).Where(b => b.Kind == "tokens"))
-                _buckets[Key(bucket)] = (Math.Min(bucket.Capacity, Refill(bucket, now) - (usedTokens - reservedTokens)), now);
+            foreach (var bucket in buckets)
+                _buckets[Key(bucket)] = (Math.Min(bucket.Capacity, Refill(bucket, now) + amount(bucket)), now);
         }
         return Task.CompletedTask;
     }

@@ -55,6 +55,12 @@ public interface IRateLimiter
     /// <summary>Corrects the token buckets once the provider reported the real usage.</summary>
     Task SettleAsync(string model, int reservedTokens, int usedTokens, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Gives back a reservation that no call used (the task had ended, or its wait was cancelled): its request and
+    /// its tokens return to every bucket they were taken from, so later callers wait no longer for it.
+    /// </summary>
+    Task ReleaseAsync(string model, int reservedTokens, CancellationToken cancellationToken);
+
     /// <summary>The provider said 429: nobody in the cluster calls this model before <paramref name="duration"/> has passed.</summary>
     Task PauseAsync(string model, TimeSpan duration, CancellationToken cancellationToken);
 

@@ -42,15 +42,16 @@ public sealed class RedisRateLimiter(IConnectionMultiplexer redis, IOptions<Rate
         return {1, math.ceil(wait)}
         """;
 
-    // KEYS: token buckets. ARGV: delta (used − reserved), then capacity and rate per bucket.
-    const string SettleScript = Clock + """
-        local delta = tonumber(ARGV[1])
+    // Settling and releasing both give an amount back to some buckets (negative: take more), capped at capacity.
+    // KEYS: the buckets. ARGV: per bucket capacity, rate per ms, amount.
+    const string GiveBackScript = Clock + """
         for i = 1, #KEYS do
-          local capacity, rate = tonumber(ARGV[i * 2]), tonumber(ARGV[i * 2 + 1])
+          local a = (i - 1) * 3 + 1
+          local capacity, rate, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
           local bucket = redis.call('HMGET', KEYS[i], 'level', 'at')
           local level = tonumber(bucket[1]) or capacity
           local at = tonumber(bucket[2]) or now
-          level = math.min(capacity, level + math.max(0, now - at) * rate - delta)
+          level = math.min(capacity, level + math.max(0, now - at) * rate + amount)
           redis.call('HSET', KEYS[i], 'level', tostring(level), 'at', now)
           redis.call('PEXPIRE', KEYS[i], 3600000)
         end
@@ -85,15 +86,25 @@ public sealed class RedisRateLimiter(IConnectionMultiplexer redis, IOptions<Rate
         return new RateLimitDecision((long)result[0] == 1, TimeSpan.FromMilliseconds((long)result[1]));
     }
 
-    public async Task SettleAsync(string model, int reservedTokens, int usedTokens, CancellationToken cancellationToken)
+    public Task SettleAsync(string model, int reservedTokens, int usedTokens, CancellationToken cancellationToken) =>
+        GiveBackAsync(RateBucket.For(model, options.Value).Where(b => b.Kind == "tokens"), _ => reservedTokens - usedTokens);
+
+    public Task ReleaseAsync(string model, int reservedTokens, CancellationToken cancellationToken) =>
+        GiveBackAsync(RateBucket.For(model, options.Value), bucket => bucket.Cost(reservedTokens));
+
+    async Task GiveBackAsync(IEnumerable<RateBucket> buckets, Func<RateBucket, double> amount)
     {
-        var buckets = RateBucket.For(model, options.Value).Where(b => b.Kind == "tokens").ToList();
-        if (buckets.Count == 0 || reservedTokens == usedTokens)
-            return;
-        var args = new List<RedisValue> { usedTokens - reservedTokens };
+        var keys = new List<RedisKey>();
+        var args = new List<RedisValue>();
         foreach (var bucket in buckets)
-            args.AddRange([Number(bucket.Capacity), Number(bucket.PerMillisecond)]);
-        await Db.ScriptEvaluateAsync(SettleScript, [.. buckets.Select(BucketKey)], [.. args]);
+        {
+            if (amount(bucket) == 0)
+                continue;
+            keys.Add(BucketKey(bucket));
+            args.AddRange([Number(bucket.Capacity), Number(bucket.PerMillisecond), Number(amount(bucket))]);
+        }
+        if (keys.Count > 0)
+            await Db.ScriptEvaluateAsync(GiveBackScript, [.. keys], [.. args]);
     }
 
     public async Task PauseAsync(string model, TimeSpan duration, CancellationToken cancellationToken)

@@ -11,6 +11,7 @@ using MassTransit;
 using MassTransit.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace LlmStream.Tests.Consumers;
 
@@ -157,5 +158,27 @@ public sealed class Chat_consumer
         Assert.That(_harness.Consumed.Select<ChatRequested>(x => x.Context.Message.TaskId == request.TaskId).Count(), Is.EqualTo(2));
         Assert.That(_provider.Behavior.ChatRequests, Is.EqualTo(calls), "no second generation");
         Assert.That((await Stream(request)).Count(e => e.Type == "started"), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task A_message_for_a_finished_task_takes_nothing_from_the_rate_limit()
+    {
+        // One request per ten seconds, a burst of one: the first generation takes the only request, and the
+        // redelivered message's reservation would make the next caller wait ten seconds unless it is given back.
+        _services.GetRequiredService<IOptions<RateLimitOptions>>().Value.RequestsPerMinute = 6;
+        var limiter = _services.GetRequiredService<IRateLimiter>();
+        var request = await Submit("once");
+        await Ended(request);
+        var before = (await limiter.LevelsAsync(default)).Single(l => l.Kind == "requests").Available;
+
+        await _harness.Bus.Publish(request);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (_harness.Consumed.Select<ChatRequested>(x => x.Context.Message.TaskId == request.TaskId).Count() < 2 && DateTime.UtcNow < deadline)
+            await Task.Delay(20);
+        await _harness.InactivityTask;
+
+        var after = (await limiter.LevelsAsync(default)).Single(l => l.Kind == "requests").Available;
+        Assert.That(after, Is.GreaterThanOrEqualTo(before), "the request reserved for the finished task was given back");
+        Assert.That(_harness.Consumed.Select<ChatRequested>(x => x.Context.Message.TaskId == request.TaskId).Count(), Is.EqualTo(2));
     }
 }

@@ -1,0 +1,104 @@
+using LlmStream.ServiceDefaults.RateLimiting;
+using LlmStream.Tests.Infrastructure;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace LlmStream.Tests.Stores;
+
+/// <summary>The same bucket rules for the cluster-wide limiter in Redis and the single-process one.</summary>
+[TestFixture("redis")]
+[TestFixture("in-process")]
+public sealed class Rate_limiter_semantics(string kind)
+{
+    const string Model = "gpt-4o-mini";
+
+    RedisServer? _redis;
+    ConnectionMultiplexer? _connection;
+    IRateLimiter _limiter = null!;
+
+    [OneTimeSetUp]
+    public async Task StartRedis()
+    {
+        if (kind == "redis")
+        {
+            _redis = await RedisServer.StartAsync();
+            _connection = await _redis.ConnectAsync();
+        }
+    }
+
+    [SetUp]
+    public async Task CreateLimiter()
+    {
+        // 6 requests and 600 tokens per minute with a burst of 10 s: the buckets hold 1 request and 100 tokens and
+        // refill slowly (a token per 100 ms), so what a test took is still missing when it looks.
+        var options = Options.Create(new RateLimitOptions { RequestsPerMinute = 6, TokensPerMinute = 600, BurstSeconds = 10 });
+        if (_connection is not null)
+            await _connection.GetServer(_connection.GetEndPoints()[0]).FlushDatabaseAsync();
+        _limiter = kind == "redis"
+            ? new RedisRateLimiter(_connection!, options, TimeProvider.System)
+            : new InProcessRateLimiter(options, TimeProvider.System);
+    }
+
+    [OneTimeTearDown]
+    public async Task StopRedis()
+    {
+        _connection?.Dispose();
+        if (_redis is not null)
+            await _redis.DisposeAsync();
+    }
+
+    async Task<(double Requests, double Tokens)> Levels()
+    {
+        var levels = await _limiter.LevelsAsync(default);
+        return (levels.Single(l => l.Kind == "requests").Available, levels.Single(l => l.Kind == "tokens").Available);
+    }
+
+    [Test]
+    public async Task A_released_reservation_gives_back_its_request_and_its_tokens()
+    {
+        var decision = await _limiter.AcquireAsync(Model, 40, default);
+        Assert.That(decision.Reserved, Is.True);
+        var taken = await Levels();
+        Assert.That(taken.Requests, Is.LessThan(0.5), "the request was taken");
+        Assert.That(taken.Tokens, Is.LessThan(65), "the tokens were taken");
+
+        await _limiter.ReleaseAsync(Model, 40, default);
+
+        var given = await Levels();
+        Assert.That(given.Requests, Is.EqualTo(1).Within(0.01), "the request is back");
+        Assert.That(given.Tokens, Is.EqualTo(100).Within(0.01), "the tokens are back, and no more than the bucket holds");
+    }
+
+    [Test]
+    public async Task A_wait_cancelled_after_its_reservation_gives_the_reservation_back()
+    {
+        await _limiter.AcquireAsync(Model, 10, default); // the one request of the burst
+        using var cancel = new CancellationTokenSource();
+        var waits = new List<DateTimeOffset?>();
+        var waiting = _limiter.AcquireWaitingAsync(Model, 10, until =>
+        {
+            waits.Add(until);
+            if (until is not null)
+                cancel.Cancel(); // the task was cancelled while it waited its turn
+            return Task.CompletedTask;
+        }, cancel.Token);
+
+        Assert.That(async () => await waiting, Throws.InstanceOf<OperationCanceledException>());
+        Assert.That(waits, Has.Count.EqualTo(2), "the wait was reported, then its end");
+        Assert.That(waits[^1], Is.Null);
+        var levels = await Levels();
+        Assert.That(levels.Requests, Is.GreaterThan(-0.5), "the second request is no longer owed: the next caller does not wait for it");
+        Assert.That(levels.Tokens, Is.GreaterThan(85), "only the first reservation's tokens are gone");
+    }
+
+    [Test]
+    public async Task Settling_gives_back_the_tokens_a_call_did_not_use_and_keeps_its_request()
+    {
+        await _limiter.AcquireAsync(Model, 50, default);
+        await _limiter.SettleAsync(Model, 50, 20, default);
+
+        var levels = await Levels();
+        Assert.That(levels.Tokens, Is.InRange(80, 85), "100 - 50 reserved + 30 unused");
+        Assert.That(levels.Requests, Is.LessThan(0.5), "the call was made: its request stays taken");
+    }
+}
