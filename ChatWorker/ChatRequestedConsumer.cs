@@ -267,12 +267,19 @@ public sealed class ChatRequestedConsumer(
     }
 
     static ChatOptions? Options(ChatRequested request) =>
-        request is { Temperature: null, TopP: null, MaxTokens: null, Stop: null, Tools: null }
+        request is { Temperature: null, TopP: null, MaxTokens: null, Stop: null, Tools: null, FrequencyPenalty: null, PresencePenalty: null,
+            Seed: null, ParallelToolCalls: null, ResponseFormat: null }
             ? null
             : new ChatOptions
             {
                 Temperature = request.Temperature,
                 TopP = request.TopP,
+                FrequencyPenalty = request.FrequencyPenalty,
+                PresencePenalty = request.PresencePenalty,
+                Seed = request.Seed,
+                AllowMultipleToolCalls = request.ParallelToolCalls,
+                ResponseFormat = request.ResponseFormat is null || IsJsonSchema(request.ResponseFormat) ? null : ChatResponseFormat.Json,
+                RawRepresentationFactory = request.ResponseFormat is { } format && IsJsonSchema(format) ? _ => JsonSchemaOptions(format) : null,
                 MaxOutputTokens = request.MaxTokens,
                 StopSequences = request.Stop is null ? null : [.. request.Stop],
                 // Declarations only: the caller runs its functions, as with OpenAI itself.
@@ -287,6 +294,30 @@ public sealed class ChatRequestedConsumer(
                     var name => ChatToolMode.RequireSpecific(name),
                 },
             };
+
+    static bool IsJsonSchema(string responseFormat)
+    {
+        using var document = JsonDocument.Parse(responseFormat);
+        return document.RootElement.GetProperty("type").GetString() == "json_schema";
+    }
+
+    /// <summary>
+    /// OpenAI's structured output, built with the OpenAI SDK itself: Microsoft.Extensions.AI's own format has no place
+    /// for the strict flag, and strict is what makes the provider hold to the schema.
+    /// </summary>
+    static OpenAI.Chat.ChatCompletionOptions JsonSchemaOptions(string responseFormat)
+    {
+        using var document = JsonDocument.Parse(responseFormat);
+        var schema = document.RootElement.GetProperty("json_schema");
+        return new OpenAI.Chat.ChatCompletionOptions
+        {
+            ResponseFormat = OpenAI.Chat.ChatResponseFormat.CreateJsonSchemaFormat(
+                schema.GetProperty("name").GetString()!,
+                BinaryData.FromString(schema.TryGetProperty("schema", out var body) && body.ValueKind == JsonValueKind.Object ? body.GetRawText() : "{}"),
+                schema.TryGetProperty("description", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null,
+                schema.TryGetProperty("strict", out var strict) && strict.ValueKind is JsonValueKind.True or JsonValueKind.False ? strict.GetBoolean() : null),
+        };
+    }
 
     static ChatMessage Message(ChatTurn turn)
     {

@@ -33,6 +33,17 @@ public sealed record ChatRequested
 
     /// <summary>auto, none, required, or the name of the one function to call.</summary>
     public string? ToolChoice { get; init; }
+
+    /// <summary>OpenAI's sampling parameters beyond temperature and top_p, passed to the provider as given.</summary>
+    public float? FrequencyPenalty { get; init; }
+    public float? PresencePenalty { get; init; }
+    public long? Seed { get; init; }
+
+    /// <summary>Whether the model may call several tools in one turn (OpenAI's parallel_tool_calls).</summary>
+    public bool? ParallelToolCalls { get; init; }
+
+    /// <summary>OpenAI's response_format object as the client sent it (text, json_object or json_schema), checked by the gateway.</summary>
+    public string? ResponseFormat { get; init; }
 }
 
 /// <summary>One message of a conversation: role (system, user, assistant, tool) and its text.</summary>

@@ -69,6 +69,11 @@ public static class OpenAiApi
             Stop = request.Stop,
             Tools = request.Tools,
             ToolChoice = request.ToolChoice,
+            FrequencyPenalty = request.FrequencyPenalty,
+            PresencePenalty = request.PresencePenalty,
+            Seed = request.Seed,
+            ParallelToolCalls = request.ParallelToolCalls,
+            ResponseFormat = request.ResponseFormat,
         };
         var idempotencyKey = http.Request.Headers["Idempotency-Key"].FirstOrDefault();
         if (idempotencyKey is not null && !ChatIntake.IsValidIdempotencyKey(idempotencyKey))

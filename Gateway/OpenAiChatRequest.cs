@@ -8,11 +8,30 @@ namespace LlmStream.Gateway;
 public sealed record OpenAiChatRequest(
     string Model, IReadOnlyList<ChatTurn> Conversation, bool Stream, bool IncludeUsage, int Priority,
     float? Temperature, float? TopP, int? MaxTokens, IReadOnlyList<string>? Stop, string? User,
-    IReadOnlyList<ToolDefinition>? Tools, string? ToolChoice)
+    IReadOnlyList<ToolDefinition>? Tools, string? ToolChoice,
+    float? FrequencyPenalty = null, float? PresencePenalty = null, long? Seed = null, bool? ParallelToolCalls = null, string? ResponseFormat = null)
 {
     public readonly record struct Error(string Message, string? Param);
 
     static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
+
+    /// <summary>The parameters this gateway honours (or checks, like n); any other is refused, as OpenAI refuses one it does not know.</summary>
+    static readonly HashSet<string> Known =
+    [
+        "model", "messages", "stream", "stream_options", "priority", "temperature", "top_p", "max_tokens", "max_completion_tokens",
+        "stop", "user", "tools", "tool_choice", "n", "functions", "frequency_penalty", "presence_penalty", "seed",
+        "parallel_tool_calls", "response_format",
+    ];
+
+    /// <summary>Parameters accepted only with a value that asks for nothing this gateway would have to drop.</summary>
+    static bool AsksForNothing(string name, JsonElement value) => value.ValueKind == JsonValueKind.Null || name switch
+    {
+        "logprobs" or "store" => value.ValueKind == JsonValueKind.False,
+        "logit_bias" or "metadata" => value.ValueKind == JsonValueKind.Object && !value.EnumerateObject().Any(),
+        "modalities" => value.ValueKind == JsonValueKind.Array && value.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text"),
+        "service_tier" => value.ValueKind == JsonValueKind.String && value.GetString() is "auto" or "default",
+        _ => false,
+    };
 
     public static (OpenAiChatRequest? Request, Error? Error) Parse(JsonElement body, string? priorityHeader, string defaultModel)
     {
@@ -37,6 +56,16 @@ public sealed record OpenAiChatRequest(
 
     static OpenAiChatRequest Read(JsonElement body, string? priorityHeader, string defaultModel)
     {
+        if (body.ValueKind != JsonValueKind.Object)
+            throw new InvalidRequest("the body must be a JSON object", null);
+        foreach (var property in body.EnumerateObject())
+        {
+            if (!Known.Contains(property.Name) && !AsksForNothing(property.Name, property.Value))
+                throw new InvalidRequest(property.Name is "logprobs" or "top_logprobs" or "logit_bias" or "store" or "metadata" or "modalities"
+                        or "service_tier" or "function_call" or "audio" or "prediction" or "reasoning_effort" or "web_search_options"
+                    ? $"'{property.Name}' is not supported by this gateway"
+                    : $"unrecognized request argument '{property.Name}'", property.Name);
+        }
         if (body.TryGetProperty("functions", out var functions) && functions.ValueKind == JsonValueKind.Array && functions.GetArrayLength() > 0)
             throw new InvalidRequest("'functions' is deprecated by OpenAI and not supported: use 'tools'", "functions");
         if (body.TryGetProperty("n", out var n) && n.ValueKind != JsonValueKind.Null && (!n.TryGetInt32(out var count) || count != 1))
@@ -102,9 +131,54 @@ public sealed record OpenAiChatRequest(
             _ => throw new InvalidRequest("'stop' must be a string or up to 4 strings", "stop"),
         } : (IReadOnlyList<string>?)null;
 
+        var parallelToolCalls = body.TryGetProperty("parallel_tool_calls", out var parallel) ? parallel.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            JsonValueKind.Null => (bool?)null,
+            _ => throw new InvalidRequest("'parallel_tool_calls' must be a boolean", "parallel_tool_calls"),
+        } : null;
+        long? seed = body.TryGetProperty("seed", out var sd) && sd.ValueKind != JsonValueKind.Null
+            ? sd.ValueKind == JsonValueKind.Number && sd.TryGetInt64(out var seedValue) ? seedValue
+                : throw new InvalidRequest("'seed' must be an integer", "seed")
+            : null;
+
         return new OpenAiChatRequest(model, conversation, stream, includeUsage, priority,
             OptionalFloat(body, "temperature", 0, 2), OptionalFloat(body, "top_p", 0, 1), maxTokens, stop, OptionalString(body, "user"),
-            tools, toolChoice);
+            tools, toolChoice,
+            OptionalFloat(body, "frequency_penalty", -2, 2), OptionalFloat(body, "presence_penalty", -2, 2), seed, parallelToolCalls,
+            ReadResponseFormat(body));
+    }
+
+    /// <summary>text, json_object, or json_schema with a name and an object schema; passed on as the client wrote it.</summary>
+    static string? ReadResponseFormat(JsonElement body)
+    {
+        if (!body.TryGetProperty("response_format", out var format) || format.ValueKind == JsonValueKind.Null)
+            return null;
+        const string Shape = "'response_format' must be {type: \"text\"}, {type: \"json_object\"} or {type: \"json_schema\", json_schema: {name, schema, strict}}";
+        if (format.ValueKind != JsonValueKind.Object)
+            throw new InvalidRequest(Shape, "response_format");
+        switch (OptionalString(format, "type", "response_format.type"))
+        {
+            case "text":
+                return null;
+            case "json_object":
+                return format.GetRawText();
+            case "json_schema":
+                if (!format.TryGetProperty("json_schema", out var schema) || schema.ValueKind != JsonValueKind.Object)
+                    throw new InvalidRequest("response_format.json_schema must be an object {name, schema, strict}", "response_format.json_schema");
+                var name = OptionalString(schema, "name", "response_format.json_schema.name");
+                if (string.IsNullOrEmpty(name) || name.Length > 64 || !name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '_' or '-'))
+                    throw new InvalidRequest("response_format.json_schema.name must be 1 to 64 letters, digits, '_' or '-'", "response_format.json_schema.name");
+                OptionalString(schema, "description", "response_format.json_schema.description");
+                if (schema.TryGetProperty("schema", out var s) && s.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
+                    throw new InvalidRequest("response_format.json_schema.schema must be a JSON schema object", "response_format.json_schema.schema");
+                if (schema.TryGetProperty("strict", out var strict) && strict.ValueKind is not (JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null))
+                    throw new InvalidRequest("response_format.json_schema.strict must be a boolean", "response_format.json_schema.strict");
+                return format.GetRawText();
+            default:
+                throw new InvalidRequest(Shape, "response_format.type");
+        }
     }
 
     static List<ToolDefinition>? ReadTools(JsonElement body)

@@ -108,7 +108,19 @@ public sealed class Chat_across_processes
         _cluster.Provider.Behavior.Reply = message => "Via the queue: " + message;
         var chat = new OpenAI.OpenAIClient(new System.ClientModel.ApiKeyCredential("unused"),
             new OpenAI.OpenAIClientOptions { Endpoint = new Uri(_cluster.GatewayUrl, "/v1") }).GetChatClient("gpt-4o-mini");
-        var options = new OpenAI.Chat.ChatCompletionOptions { Temperature = 0.5f, MaxOutputTokenCount = 50 };
+        var options = new OpenAI.Chat.ChatCompletionOptions
+        {
+            Temperature = 0.5f,
+            MaxOutputTokenCount = 50,
+            FrequencyPenalty = 0.25f,
+            PresencePenalty = -0.75f,
+            ResponseFormat = OpenAI.Chat.ChatResponseFormat.CreateJsonSchemaFormat("answer",
+                BinaryData.FromString("""{"type":"object","properties":{"text":{"type":"string"}},"required":["text"],"additionalProperties":false}"""),
+                "what the model must answer", jsonSchemaIsStrict: true),
+        };
+#pragma warning disable OPENAI001 // Seed is marked experimental in the SDK
+        options.Seed = 42;
+#pragma warning restore OPENAI001
         var text = new System.Text.StringBuilder();
         OpenAI.Chat.ChatTokenUsage? usage = null;
         await foreach (var update in chat.CompleteChatStreamingAsync(
@@ -126,6 +138,30 @@ public sealed class Chat_across_processes
         Assert.That(sent.Messages.Select(m => (m.Role, m.Content)), Is.EqualTo(new[] { ("system", "You are terse."), ("user", "first"), ("assistant", "ok"), ("user", "second") }));
         using var body = JsonDocument.Parse(sent.Body);
         Assert.That(body.RootElement.GetProperty("temperature").GetDouble(), Is.EqualTo(0.5).Within(1e-6));
+        Assert.That(body.RootElement.GetProperty("frequency_penalty").GetDouble(), Is.EqualTo(0.25).Within(1e-6));
+        Assert.That(body.RootElement.GetProperty("presence_penalty").GetDouble(), Is.EqualTo(-0.75).Within(1e-6));
+        Assert.That(body.RootElement.GetProperty("seed").GetInt64(), Is.EqualTo(42));
+        var format = body.RootElement.GetProperty("response_format");
+        Assert.That(format.GetProperty("type").GetString(), Is.EqualTo("json_schema"), sent.Body);
+        var schema = format.GetProperty("json_schema");
+        Assert.That(schema.GetProperty("name").GetString(), Is.EqualTo("answer"));
+        Assert.That(schema.GetProperty("strict").GetBoolean(), Is.True, sent.Body);
+        Assert.That(schema.GetProperty("schema").GetProperty("required")[0].GetString(), Is.EqualTo("text"), sent.Body);
+    }
+
+    [Test]
+    public async Task Json_mode_reaches_the_provider()
+    {
+        _cluster.Provider.Behavior.Reply = _ => "{}";
+        var response = await _http.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "gpt-4o-mini",
+            messages = new[] { new { role = "user", content = "answer in JSON" } },
+            response_format = new { type = "json_object" },
+        });
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
+        using var body = JsonDocument.Parse(_cluster.Provider.Behavior.Requests.Last().Body);
+        Assert.That(body.RootElement.GetProperty("response_format").GetProperty("type").GetString(), Is.EqualTo("json_object"));
     }
 
     [Test]
@@ -135,7 +171,7 @@ public sealed class Chat_across_processes
         _cluster.Provider.Behavior.Reply = message => "It is sunny: " + message;
         var chat = new OpenAI.OpenAIClient(new System.ClientModel.ApiKeyCredential("unused"),
             new OpenAI.OpenAIClientOptions { Endpoint = new Uri(_cluster.GatewayUrl, "/v1") }).GetChatClient("gpt-4o-mini");
-        var options = new OpenAI.Chat.ChatCompletionOptions();
+        var options = new OpenAI.Chat.ChatCompletionOptions { AllowParallelToolCalls = false };
         options.Tools.Add(OpenAI.Chat.ChatTool.CreateFunctionTool("get_weather", "The weather of a city",
             BinaryData.FromString("""{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}""")));
         var question = new OpenAI.Chat.UserChatMessage("what is the weather in Paris?");
@@ -146,6 +182,8 @@ public sealed class Chat_across_processes
         Assert.That(call.FunctionName, Is.EqualTo("get_weather"));
         Assert.That(JsonDocument.Parse(call.FunctionArguments.ToString()).RootElement.GetProperty("city").GetString(), Is.EqualTo("Paris"));
         Assert.That(_cluster.Provider.Behavior.Requests.Last().HasTools, Is.True, "the tool was offered to the provider");
+        using (var offered = JsonDocument.Parse(_cluster.Provider.Behavior.Requests.Last().Body))
+            Assert.That(offered.RootElement.GetProperty("parallel_tool_calls").GetBoolean(), Is.False, "one tool call per turn, as asked");
 
         string? name = null, id = null;
         var arguments = new System.Text.StringBuilder();

@@ -100,6 +100,14 @@ public sealed class OpenAI_compatible_api
     [TestCase("""{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"not json"}}]}]}""", "messages[0].tool_calls[0].function.arguments")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"n":2}""", "n")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"temperature":5}""", "temperature")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"frequency_penalty":3}""", "frequency_penalty")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"seed":"x"}""", "seed")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"parallel_tool_calls":"yes"}""", "parallel_tool_calls")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}""", "response_format.type")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"bad name","schema":{}}}}""", "response_format.json_schema.name")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"logprobs":true}""", "logprobs")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"reasoning_effort":"high"}""", "reasoning_effort")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"temprature":0.5}""", "temprature")]
     public async Task Bad_requests_get_openais_error_object_naming_the_parameter(string body, string param)
     {
         using var content = new StringContent(body, Encoding.UTF8, "application/json");
@@ -109,6 +117,21 @@ public sealed class OpenAI_compatible_api
         Assert.That(error.GetProperty("param").GetString(), Is.EqualTo(param));
         Assert.That(error.GetProperty("type").GetString(), Is.EqualTo("invalid_request_error"));
         Assert.That(error.GetProperty("message").GetString(), Is.Not.Empty);
+    }
+
+    [Test]
+    public async Task Parameters_that_ask_for_nothing_to_be_dropped_are_accepted()
+    {
+        // What some clients send by default: no log probabilities, nothing stored, no biases, the default tier.
+        using var content = new StringContent("""
+            {"messages":[{"role":"user","content":"defaults"}],"logprobs":false,"top_logprobs":null,"store":false,
+             "logit_bias":{},"metadata":null,"service_tier":"auto","modalities":["text"],"response_format":{"type":"text"},
+             "seed":7,"frequency_penalty":0.5,"presence_penalty":-0.5,"parallel_tool_calls":true}
+            """, Encoding.UTF8, "application/json");
+        var response = await _http.PostAsync("/v1/chat/completions", content);
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
+        var completion = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.That(completion.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString(), Is.EqualTo(Expected("defaults")));
     }
 
     [Test]
