@@ -12,11 +12,11 @@ public sealed class ApiKeyOptions
     [ConfigurationKeyName("API_KEYS")]
     public string? ApiKeys { get; set; }
 
-    /// <summary>Requests per minute each key may make to this gateway (0: no limit), with bursts of up to ten seconds' worth.</summary>
+    /// <summary>Requests per minute each key may make (0: no limit), with bursts of up to ten seconds' worth; shared by all gateways through Redis.</summary>
     [ConfigurationKeyName("API_KEY_RPM"), System.ComponentModel.DataAnnotations.Range(0, 1_000_000, ErrorMessage = "API_KEY_RPM must be between {1} and {2}")]
     public int RequestsPerMinute { get; set; }
 
-    /// <summary>One token bucket per key name; null when there is no limit.</summary>
+    /// <summary>One token bucket per key name, in this process; null when there is no limit.</summary>
     public PartitionedRateLimiter<string>? CreateLimiter()
     {
         if (RequestsPerMinute == 0)
@@ -91,7 +91,7 @@ public static class ApiKeyAuthentication
         ApiKeyOptions.TryParse(options.ApiKeys, out var keys, out _);
         if (keys.Count == 0)
             return app;
-        var limiter = options.CreateLimiter();
+        var budget = options.RequestsPerMinute > 0 ? app.Services.GetRequiredService<IApiKeyBudget>() : null;
 
         app.Use(async (http, next) =>
         {
@@ -117,12 +117,10 @@ public static class ApiKeyAuthentication
                 return;
             }
             http.Items[ItemKey] = name;
-            if (limiter is not null)
+            if (budget is not null)
             {
-                using var lease = limiter.AttemptAcquire(name);
-                if (!lease.IsAcquired)
+                if (await budget.TryTakeAsync(name) is { } wait)
                 {
-                    var wait = lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter) ? retryAfter : TimeSpan.FromSeconds(1);
                     http.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
                     var limited = $"API key '{name}' is over its limit of {options.RequestsPerMinute} requests per minute (API_KEY_RPM); retry after the Retry-After header's seconds";
                     if (path.StartsWith("/v1", StringComparison.OrdinalIgnoreCase))

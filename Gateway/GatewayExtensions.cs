@@ -43,6 +43,11 @@ public static class GatewayExtensions
         builder.Services.AddSingleton<EmbeddingIntake>();
         builder.Services.AddOptions<ApiKeyOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>();
+        // API_KEY_RPM holds across gateways when they share Redis.
+        if (broker.UsesRedisStore)
+            builder.Services.AddSingleton<IApiKeyBudget, RedisApiKeyBudget>();
+        else
+            builder.Services.AddSingleton<IApiKeyBudget, InProcessApiKeyBudget>();
         // Problems the framework writes itself (routing's 415, 405...) still say in words what to do.
         builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = context =>
             context.ProblemDetails.Detail ??= context.ProblemDetails.Status switch
