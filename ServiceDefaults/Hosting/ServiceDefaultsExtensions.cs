@@ -36,8 +36,9 @@ public static class ServiceDefaultsExtensions
             .Enrich.FromLogContext()
             .Enrich.WithProperty("Service", builder.Environment.ApplicationName)
             // TraceId and SpanId come from Activity.Current (Serilog 4): a log line leads to its trace and back.
+            .Enrich.With<TraceSuffix>()
             .WriteTo.Console(
-                outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj} {Properties:j} trace={TraceId} span={SpanId}{NewLine}{Exception}",
+                outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj} {Properties:j}{TraceSuffix:l}{NewLine}{Exception}",
                 formatProvider: System.Globalization.CultureInfo.InvariantCulture));
 
         builder.AddTelemetry();
@@ -114,5 +115,15 @@ public static class ServiceDefaultsExtensions
         {
             Log.CloseAndFlush();
         }
+    }
+}
+
+/// <summary>" trace=… span=…" on a line written inside a span; nothing on one written outside any.</summary>
+sealed class TraceSuffix : Serilog.Core.ILogEventEnricher
+{
+    public void Enrich(LogEvent logEvent, Serilog.Core.ILogEventPropertyFactory propertyFactory)
+    {
+        if (logEvent.TraceId is { } trace)
+            logEvent.AddPropertyIfAbsent(new LogEventProperty(nameof(TraceSuffix), new ScalarValue($" trace={trace} span={logEvent.SpanId}")));
     }
 }

@@ -87,6 +87,9 @@ public sealed class Tracing_across_processes(string broker)
         var gatewayLines = _cluster.Gateway!.Output.Split('\n').Where(l => l.Contains($"trace={traceId}", StringComparison.Ordinal)).ToList();
         Assert.That(gatewayLines, Is.Not.Empty, _cluster.Gateway.Output);
         Assert.That(gatewayLines, Has.All.Contain(taskId), "the gateway's intake lines name the task");
+
+        var startup = worker.Output.Split('\n').First(l => l.Contains("Chat worker on", StringComparison.Ordinal));
+        Assert.That(startup, Does.Not.Contain("trace=").And.Not.Contain("span="), "a line written outside any span names none");
     }
 
     [Test]
