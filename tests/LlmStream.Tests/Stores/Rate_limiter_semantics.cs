@@ -1,30 +1,16 @@
 using LlmStream.ServiceDefaults.RateLimiting;
-using LlmStream.Tests.Infrastructure;
 using Microsoft.Extensions.Options;
-using StackExchange.Redis;
 
 namespace LlmStream.Tests.Stores;
 
 /// <summary>The same bucket rules for the cluster-wide limiter in Redis and the single-process one.</summary>
 [TestFixture("redis")]
 [TestFixture("in-process")]
-public sealed class Rate_limiter_semantics(string kind)
+public sealed class Rate_limiter_semantics(string kind) : RedisOrInProcess(kind)
 {
     const string Model = "gpt-4o-mini";
 
-    RedisServer? _redis;
-    ConnectionMultiplexer? _connection;
     IRateLimiter _limiter = null!;
-
-    [OneTimeSetUp]
-    public async Task StartRedis()
-    {
-        if (kind == "redis")
-        {
-            _redis = await RedisServer.StartAsync();
-            _connection = await _redis.ConnectAsync();
-        }
-    }
 
     [SetUp]
     public async Task CreateLimiter()
@@ -32,19 +18,11 @@ public sealed class Rate_limiter_semantics(string kind)
         // 6 requests and 600 tokens per minute with a burst of 10 s: the buckets hold 1 request and 100 tokens and
         // refill slowly (a token per 100 ms), so what a test took is still missing when it looks.
         var options = Options.Create(new RateLimitOptions { RequestsPerMinute = 6, TokensPerMinute = 600, BurstSeconds = 10 });
-        if (_connection is not null)
-            await _connection.GetServer(_connection.GetEndPoints()[0]).FlushDatabaseAsync();
-        _limiter = kind == "redis"
-            ? new RedisRateLimiter(_connection!, options, TimeProvider.System)
+        if (Connection is not null)
+            await Connection.GetServer(Connection.GetEndPoints()[0]).FlushDatabaseAsync();
+        _limiter = Kind == "redis"
+            ? new RedisRateLimiter(Connection!, options, TimeProvider.System)
             : new InProcessRateLimiter(options, TimeProvider.System);
-    }
-
-    [OneTimeTearDown]
-    public async Task StopRedis()
-    {
-        _connection?.Dispose();
-        if (_redis is not null)
-            await _redis.DisposeAsync();
     }
 
     async Task<(double Requests, double Tokens)> Levels()

@@ -8,38 +8,18 @@ namespace LlmStream.Tests.Stores;
 /// <summary>The same rules for the Redis store and the single-process store.</summary>
 [TestFixture("redis")]
 [TestFixture("in-process")]
-public sealed class Task_store_semantics(string kind)
+public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
 {
-    RedisServer? _redis;
-    ConnectionMultiplexer? _connection;
     StreamSignals _signals = null!;
     ITaskStore _store = null!;
-
-    [OneTimeSetUp]
-    public async Task StartRedis()
-    {
-        if (kind == "redis")
-        {
-            _redis = await RedisServer.StartAsync();
-            _connection = await _redis.ConnectAsync();
-        }
-    }
 
     [SetUp]
     public void CreateStore()
     {
         _signals = new StreamSignals();
-        _store = kind == "redis"
-            ? new RedisTaskStore(_connection!, TimeSpan.FromHours(1))
+        _store = Kind == "redis"
+            ? new RedisTaskStore(Connection!, TimeSpan.FromHours(1))
             : new InProcessTaskStore(_signals, TimeProvider.System, TimeSpan.FromHours(1));
-    }
-
-    [OneTimeTearDown]
-    public async Task StopRedis()
-    {
-        _connection?.Dispose();
-        if (_redis is not null)
-            await _redis.DisposeAsync();
     }
 
     static TaskRecord NewTask(string session) => new()
@@ -170,7 +150,7 @@ public sealed class Task_store_semantics(string kind)
     [Test]
     public async Task A_reader_up_to_date_gets_the_appended_tokens_with_the_wake_exactly_as_stored()
     {
-        await using var subscription = kind == "redis" ? await RedisWakeSubscriberHost.StartAsync(_connection!, _signals) : null;
+        await using var subscription = Kind == "redis" ? await RedisWakeSubscriberHost.StartAsync(Connection!, _signals) : null;
         var (a, b) = (await StartedTask(), await StartedTask());
         using var watch = _signals.Watch(a.SessionId);
         var lastId = (await _store.LastAsync(a.SessionId, default))!.Id;
@@ -184,7 +164,7 @@ public sealed class Task_store_semantics(string kind)
             new TokenAppend(b.TaskId, b.SessionId, 1, [StreamEvents.Token(b.TaskId, 1, "other session")]),
         ], default);
         var stored = await _store.ReadAsync(a.SessionId, lastId, 100, default);
-        if (kind != "redis")
+        if (Kind != "redis")
         {
             // In one process the readers share the store's memory: the wake carries no data and they read it.
             Assert.That(await watch.WaitAsync(TimeSpan.FromSeconds(10), default), Is.True);
@@ -213,9 +193,9 @@ public sealed class Task_store_semantics(string kind)
         const int streams = 20, tokens = 50;
         var (messages, pushedTokens) = (0, 0);
         var channel = RedisChannel.Literal(RedisTaskStore.WakeChannel);
-        if (kind == "redis")
+        if (Kind == "redis")
         {
-            await _connection!.GetSubscriber().SubscribeAsync(channel, (_, message) =>
+            await Connection!.GetSubscriber().SubscribeAsync(channel, (_, message) =>
             {
                 var text = (string)message!;
                 if (!text.StartsWith('#'))
@@ -245,11 +225,11 @@ public sealed class Task_store_semantics(string kind)
                 .Where(e => e.Type == "token").Select(e => JsonDocument.Parse(e.Data).RootElement.GetProperty("text").GetString()));
             Assert.That(text, Is.EqualTo(expected));
         }
-        if (kind == "redis")
+        if (Kind == "redis")
         {
             for (var i = 0; i < 100 && Volatile.Read(ref pushedTokens) < streams * tokens; i++)
                 await Task.Delay(100);
-            await _connection!.GetSubscriber().UnsubscribeAllAsync();
+            await Connection!.GetSubscriber().UnsubscribeAllAsync();
             Assert.That(pushedTokens, Is.EqualTo(streams * tokens), "every token went out with a wake");
             Assert.That(messages, Is.LessThan(streams * tokens / 4), "tokens of many streams share a call and a wake message");
             TestContext.Progress.WriteLine($"{streams * tokens} tokens in {messages} store calls");
@@ -264,7 +244,7 @@ public sealed class Task_store_semantics(string kind)
         using var watch = _signals.Watch(session);
         using var otherWatch = _signals.Watch(other);
         // With Redis, wake-ups travel over the one pub/sub subscription a gateway holds.
-        var subscription = kind == "redis" ? await RedisWakeSubscriberHost.StartAsync(_connection!, _signals) : null;
+        var subscription = Kind == "redis" ? await RedisWakeSubscriberHost.StartAsync(Connection!, _signals) : null;
         try
         {
             var task = NewTask(session);
