@@ -60,7 +60,7 @@ public sealed class RedisApiKeyBudget(IConnectionMultiplexer redis, IOptions<Api
             var wait = (long)await redis.GetDatabase().ScriptEvaluateAsync(TakeScript, [(RedisKey)("llmstream:apikey-budget:" + keyName)], [_capacity, _perMillisecond]);
             return wait == 0 ? null : TimeSpan.FromMilliseconds(wait);
         }
-        catch (RedisException e)
+        catch (Exception e) when (e is RedisException or TimeoutException)
         {
             logger.LogWarning("API key budget not checked, Redis did not answer: {Reason}", e.Message);
             return null;
