@@ -268,7 +268,7 @@ public sealed class ChatRequestedConsumer(
 
     static ChatOptions? Options(ChatRequested request) =>
         request is { Temperature: null, TopP: null, MaxTokens: null, Stop: null, Tools: null, FrequencyPenalty: null, PresencePenalty: null,
-            Seed: null, ParallelToolCalls: null, ResponseFormat: null }
+            Seed: null, ParallelToolCalls: null, ResponseFormat: null, ReasoningEffort: null, Store: null, Metadata: null }
             ? null
             : new ChatOptions
             {
@@ -279,7 +279,7 @@ public sealed class ChatRequestedConsumer(
                 Seed = request.Seed,
                 AllowMultipleToolCalls = request.ParallelToolCalls,
                 ResponseFormat = request.ResponseFormat is null || IsJsonSchema(request.ResponseFormat) ? null : ChatResponseFormat.Json,
-                RawRepresentationFactory = request.ResponseFormat is { } format && IsJsonSchema(format) ? _ => JsonSchemaOptions(format) : null,
+                RawRepresentationFactory = NeedsOpenAiOptions(request) ? _ => OpenAiOptions(request) : null,
                 MaxOutputTokens = request.MaxTokens,
                 StopSequences = request.Stop is null ? null : [.. request.Stop],
                 // Declarations only: the caller runs its functions, as with OpenAI itself.
@@ -301,22 +301,34 @@ public sealed class ChatRequestedConsumer(
         return document.RootElement.GetProperty("type").GetString() == "json_schema";
     }
 
+    static bool NeedsOpenAiOptions(ChatRequested request) =>
+        request.ResponseFormat is { } format && IsJsonSchema(format) || request.ReasoningEffort is not null || request.Store is not null || request.Metadata is not null;
+
     /// <summary>
-    /// OpenAI's structured output, built with the OpenAI SDK itself: Microsoft.Extensions.AI's own format has no place
-    /// for the strict flag, and strict is what makes the provider hold to the schema.
+    /// What Microsoft.Extensions.AI's options have no place for, set on the OpenAI SDK's own options, which it starts
+    /// from: a json_schema's strict flag (what makes the provider hold to the schema), reasoning_effort, store and metadata.
     /// </summary>
-    static OpenAI.Chat.ChatCompletionOptions JsonSchemaOptions(string responseFormat)
+    static OpenAI.Chat.ChatCompletionOptions OpenAiOptions(ChatRequested request)
     {
-        using var document = JsonDocument.Parse(responseFormat);
-        var schema = document.RootElement.GetProperty("json_schema");
-        return new OpenAI.Chat.ChatCompletionOptions
+        var options = new OpenAI.Chat.ChatCompletionOptions();
+        if (request.ResponseFormat is { } format && IsJsonSchema(format))
         {
-            ResponseFormat = OpenAI.Chat.ChatResponseFormat.CreateJsonSchemaFormat(
+            using var document = JsonDocument.Parse(format);
+            var schema = document.RootElement.GetProperty("json_schema");
+            options.ResponseFormat = OpenAI.Chat.ChatResponseFormat.CreateJsonSchemaFormat(
                 schema.GetProperty("name").GetString()!,
                 BinaryData.FromString(schema.TryGetProperty("schema", out var body) && body.ValueKind == JsonValueKind.Object ? body.GetRawText() : "{}"),
                 schema.TryGetProperty("description", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null,
-                schema.TryGetProperty("strict", out var strict) && strict.ValueKind is JsonValueKind.True or JsonValueKind.False ? strict.GetBoolean() : null),
-        };
+                schema.TryGetProperty("strict", out var strict) && strict.ValueKind is JsonValueKind.True or JsonValueKind.False ? strict.GetBoolean() : null);
+        }
+#pragma warning disable OPENAI001 // the SDK marks reasoning effort as experimental
+        if (request.ReasoningEffort is { } effort)
+            options.ReasoningEffortLevel = new OpenAI.Chat.ChatReasoningEffortLevel(effort);
+#pragma warning restore OPENAI001
+        options.StoredOutputEnabled = request.Store;
+        foreach (var (key, value) in request.Metadata ?? new Dictionary<string, string>())
+            options.Metadata[key] = value;
+        return options;
     }
 
     static ChatMessage Message(ChatTurn turn)

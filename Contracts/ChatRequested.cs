@@ -44,6 +44,13 @@ public sealed record ChatRequested
 
     /// <summary>OpenAI's response_format object as the client sent it (text, json_object or json_schema), checked by the gateway.</summary>
     public string? ResponseFormat { get; init; }
+
+    /// <summary>OpenAI's reasoning_effort for reasoning models (minimal, low, medium, high...), passed on as given.</summary>
+    public string? ReasoningEffort { get; init; }
+
+    /// <summary>OpenAI's store and metadata: whether the provider keeps the completion, and the tags it files it under.</summary>
+    public bool? Store { get; init; }
+    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
 }
 
 /// <summary>One message of a conversation: role (system, user, assistant, tool) and its text.</summary>

@@ -74,6 +74,9 @@ public static class OpenAiApi
             Seed = request.Seed,
             ParallelToolCalls = request.ParallelToolCalls,
             ResponseFormat = request.ResponseFormat,
+            ReasoningEffort = request.ReasoningEffort,
+            Store = request.Store,
+            Metadata = request.Metadata,
         };
         var idempotencyKey = http.Request.Headers["Idempotency-Key"].FirstOrDefault();
         if (idempotencyKey is not null && !ChatIntake.IsValidIdempotencyKey(idempotencyKey))

@@ -9,7 +9,8 @@ public sealed record OpenAiChatRequest(
     string Model, IReadOnlyList<ChatTurn> Conversation, bool Stream, bool IncludeUsage, int Priority,
     float? Temperature, float? TopP, int? MaxTokens, IReadOnlyList<string>? Stop, string? User,
     IReadOnlyList<ToolDefinition>? Tools, string? ToolChoice,
-    float? FrequencyPenalty = null, float? PresencePenalty = null, long? Seed = null, bool? ParallelToolCalls = null, string? ResponseFormat = null)
+    float? FrequencyPenalty = null, float? PresencePenalty = null, long? Seed = null, bool? ParallelToolCalls = null, string? ResponseFormat = null,
+    string? ReasoningEffort = null, bool? Store = null, IReadOnlyDictionary<string, string>? Metadata = null)
 {
     public readonly record struct Error(string Message, string? Param);
 
@@ -20,14 +21,14 @@ public sealed record OpenAiChatRequest(
     [
         "model", "messages", "stream", "stream_options", "priority", "temperature", "top_p", "max_tokens", "max_completion_tokens",
         "stop", "user", "tools", "tool_choice", "n", "functions", "frequency_penalty", "presence_penalty", "seed",
-        "parallel_tool_calls", "response_format",
+        "parallel_tool_calls", "response_format", "reasoning_effort", "store", "metadata",
     ];
 
     /// <summary>Parameters accepted only with a value that asks for nothing this gateway would have to drop.</summary>
     static bool AsksForNothing(string name, JsonElement value) => value.ValueKind == JsonValueKind.Null || name switch
     {
-        "logprobs" or "store" => value.ValueKind == JsonValueKind.False,
-        "logit_bias" or "metadata" => value.ValueKind == JsonValueKind.Object && !value.EnumerateObject().Any(),
+        "logprobs" => value.ValueKind == JsonValueKind.False,
+        "logit_bias" => value.ValueKind == JsonValueKind.Object && !value.EnumerateObject().Any(),
         "modalities" => value.ValueKind == JsonValueKind.Array && value.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text"),
         "service_tier" => value.ValueKind == JsonValueKind.String && value.GetString() is "auto" or "default",
         _ => false,
@@ -61,8 +62,8 @@ public sealed record OpenAiChatRequest(
         foreach (var property in body.EnumerateObject())
         {
             if (!Known.Contains(property.Name) && !AsksForNothing(property.Name, property.Value))
-                throw new InvalidRequest(property.Name is "logprobs" or "top_logprobs" or "logit_bias" or "store" or "metadata" or "modalities"
-                        or "service_tier" or "function_call" or "audio" or "prediction" or "reasoning_effort" or "web_search_options"
+                throw new InvalidRequest(property.Name is "logprobs" or "top_logprobs" or "logit_bias" or "modalities"
+                        or "service_tier" or "function_call" or "audio" or "prediction" or "web_search_options" or "verbosity"
                     ? $"'{property.Name}' is not supported by this gateway"
                     : $"unrecognized request argument '{property.Name}'", property.Name);
         }
@@ -131,13 +132,7 @@ public sealed record OpenAiChatRequest(
             _ => throw new InvalidRequest("'stop' must be a string or up to 4 strings", "stop"),
         } : (IReadOnlyList<string>?)null;
 
-        var parallelToolCalls = body.TryGetProperty("parallel_tool_calls", out var parallel) ? parallel.ValueKind switch
-        {
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            JsonValueKind.Null => (bool?)null,
-            _ => throw new InvalidRequest("'parallel_tool_calls' must be a boolean", "parallel_tool_calls"),
-        } : null;
+        var parallelToolCalls = OptionalBool(body, "parallel_tool_calls");
         long? seed = body.TryGetProperty("seed", out var sd) && sd.ValueKind != JsonValueKind.Null
             ? sd.ValueKind == JsonValueKind.Number && sd.TryGetInt64(out var seedValue) ? seedValue
                 : throw new InvalidRequest("'seed' must be an integer", "seed")
@@ -147,8 +142,40 @@ public sealed record OpenAiChatRequest(
             OptionalFloat(body, "temperature", 0, 2), OptionalFloat(body, "top_p", 0, 1), maxTokens, stop, OptionalString(body, "user"),
             tools, toolChoice,
             OptionalFloat(body, "frequency_penalty", -2, 2), OptionalFloat(body, "presence_penalty", -2, 2), seed, parallelToolCalls,
-            ReadResponseFormat(body));
+            ReadResponseFormat(body), ReadReasoningEffort(body), OptionalBool(body, "store"), ReadMetadata(body));
     }
+
+    /// <summary>A level name such as low or high, passed on: providers add levels, and the provider answers for an unknown one.</summary>
+    static string? ReadReasoningEffort(JsonElement body)
+    {
+        var effort = OptionalString(body, "reasoning_effort");
+        if (effort is not null && (effort.Length is 0 or > 20 || !effort.All(char.IsAsciiLetterLower)))
+            throw new InvalidRequest("'reasoning_effort' must be a level such as minimal, low, medium or high", "reasoning_effort");
+        return effort;
+    }
+
+    /// <summary>OpenAI's limits: up to 16 pairs, keys up to 64 characters, values up to 512, all strings.</summary>
+    static Dictionary<string, string>? ReadMetadata(JsonElement body)
+    {
+        if (!body.TryGetProperty("metadata", out var metadata) || metadata.ValueKind == JsonValueKind.Null)
+            return null;
+        const string Shape = "'metadata' must be an object of up to 16 string values, keys up to 64 characters and values up to 512";
+        if (metadata.ValueKind != JsonValueKind.Object)
+            throw new InvalidRequest(Shape, "metadata");
+        var pairs = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in metadata.EnumerateObject())
+        {
+            if (pairs.Count == 16 || pair.Name.Length > 64 || pair.Value.ValueKind != JsonValueKind.String || pair.Value.GetString()!.Length > 512)
+                throw new InvalidRequest(Shape, "metadata");
+            pairs[pair.Name] = pair.Value.GetString()!;
+        }
+        return pairs.Count == 0 ? null : pairs;
+    }
+
+    static bool? OptionalBool(JsonElement body, string name) =>
+        !body.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
+        : v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean()
+        : throw new InvalidRequest($"'{name}' must be a boolean", name);
 
     /// <summary>text, json_object, or json_schema with a name and an object schema; passed on as the client wrote it.</summary>
     static string? ReadResponseFormat(JsonElement body)

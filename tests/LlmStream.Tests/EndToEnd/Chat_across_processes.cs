@@ -150,7 +150,7 @@ public sealed class Chat_across_processes
     }
 
     [Test]
-    public async Task Json_mode_reaches_the_provider()
+    public async Task Json_mode_reasoning_effort_store_and_metadata_reach_the_provider()
     {
         _cluster.Provider.Behavior.Reply = _ => "{}";
         var response = await _http.PostAsJsonAsync("/v1/chat/completions", new
@@ -158,10 +158,17 @@ public sealed class Chat_across_processes
             model = "gpt-4o-mini",
             messages = new[] { new { role = "user", content = "answer in JSON" } },
             response_format = new { type = "json_object" },
+            reasoning_effort = "high",
+            store = true,
+            metadata = new Dictionary<string, string> { ["team"] = "search" },
         });
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
-        using var body = JsonDocument.Parse(_cluster.Provider.Behavior.Requests.Last().Body);
-        Assert.That(body.RootElement.GetProperty("response_format").GetProperty("type").GetString(), Is.EqualTo("json_object"));
+        var sent = _cluster.Provider.Behavior.Requests.Last().Body;
+        using var body = JsonDocument.Parse(sent);
+        Assert.That(body.RootElement.GetProperty("response_format").GetProperty("type").GetString(), Is.EqualTo("json_object"), sent);
+        Assert.That(body.RootElement.GetProperty("reasoning_effort").GetString(), Is.EqualTo("high"), sent);
+        Assert.That(body.RootElement.GetProperty("store").GetBoolean(), Is.True, sent);
+        Assert.That(body.RootElement.GetProperty("metadata").GetProperty("team").GetString(), Is.EqualTo("search"), sent);
     }
 
     [Test]

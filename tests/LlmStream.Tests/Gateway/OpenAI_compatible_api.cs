@@ -106,7 +106,10 @@ public sealed class OpenAI_compatible_api
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}""", "response_format.type")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"bad name","schema":{}}}}""", "response_format.json_schema.name")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"logprobs":true}""", "logprobs")]
-    [TestCase("""{"messages":[{"role":"user","content":"x"}],"reasoning_effort":"high"}""", "reasoning_effort")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"reasoning_effort":"very high"}""", "reasoning_effort")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"metadata":{"n":1}}""", "metadata")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"store":"yes"}""", "store")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"web_search_options":{}}""", "web_search_options")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"temprature":0.5}""", "temprature")]
     public async Task Bad_requests_get_openais_error_object_naming_the_parameter(string body, string param)
     {
@@ -125,7 +128,7 @@ public sealed class OpenAI_compatible_api
         // What some clients send by default: no log probabilities, nothing stored, no biases, the default tier.
         using var content = new StringContent("""
             {"messages":[{"role":"user","content":"defaults"}],"logprobs":false,"top_logprobs":null,"store":false,
-             "logit_bias":{},"metadata":null,"service_tier":"auto","modalities":["text"],"response_format":{"type":"text"},
+             "logit_bias":{},"metadata":{},"service_tier":"auto","modalities":["text"],"response_format":{"type":"text"},
              "seed":7,"frequency_penalty":0.5,"presence_penalty":-0.5,"parallel_tool_calls":true}
             """, Encoding.UTF8, "application/json");
         var response = await _http.PostAsync("/v1/chat/completions", content);
