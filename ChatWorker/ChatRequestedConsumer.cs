@@ -57,48 +57,24 @@ public sealed class ChatRequestedConsumer(
         var request = context.Message;
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
 
+        // Looked up before anything is reserved: a message for a task that ended (cancelled while queued, or
+        // redelivered after it finished) takes nothing from the rate limit, and a live task never waits for a dead
+        // one's reservation.
+        if (await store.GetAsync(request.TaskId, context.CancellationToken) is not { } task || task.State.IsTerminal())
+        {
+            logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
+            return;
+        }
+
         // Registered before the rate-limit wait, so DELETE also frees a task that waits for the limit.
         using var cancelled = cancellation.Register(request.TaskId);
         var messages = Messages(request);
         var reserved = promptTokens.Count(request.Model, messages.Select(m => m.Text)) + rateLimitOptions.Value.ExpectedCompletionTokens;
         using (var waitToken = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled.Token))
         {
-            // The task lookup and the reservation leave together (one Redis round trip on an idle worker, where this
-            // is time to first token); a reservation made for a task that had already ended is given back.
-            var lookup = store.GetAsync(request.TaskId, context.CancellationToken);
-            var reservation = WaitForRateLimit(request, reserved, waitToken.Token);
-            async Task GiveBack()
-            {
-                await waitToken.CancelAsync();
-                try
-                {
-                    await reservation;
-                    await rateLimiter.ReleaseAsync(request.Model, reserved, CancellationToken.None);
-                }
-                catch (OperationCanceledException)
-                {
-                    // A cancelled wait gave its reservation back itself.
-                }
-            }
-            TaskRecord? task;
             try
             {
-                task = await lookup;
-            }
-            catch
-            {
-                await GiveBack();
-                throw;
-            }
-            if (task is null || task.State.IsTerminal())
-            {
-                await GiveBack();
-                logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
-                return;
-            }
-            try
-            {
-                await reservation;
+                await WaitForRateLimit(request, reserved, waitToken.Token);
             }
             catch (OperationCanceledException) when (cancelled.Token.IsCancellationRequested)
             {
@@ -110,7 +86,7 @@ public sealed class ChatRequestedConsumer(
         var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, context.CancellationToken);
         if (attempt is null)
         {
-            await rateLimiter.ReleaseAsync(request.Model, reserved, CancellationToken.None); // nothing was sent
+            await rateLimiter.TryReleaseAsync(request.Model, reserved, logger); // nothing was sent
             logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
             return;
         }
@@ -268,7 +244,7 @@ public sealed class ChatRequestedConsumer(
 
     static ChatOptions? Options(ChatRequested request) =>
         request is { Temperature: null, TopP: null, MaxTokens: null, Stop: null, Tools: null, FrequencyPenalty: null, PresencePenalty: null,
-            Seed: null, ParallelToolCalls: null, ResponseFormat: null, ReasoningEffort: null, Store: null, Metadata: null }
+            Seed: null, ParallelToolCalls: null, ResponseFormat: null, ReasoningEffort: null, Store: null, Metadata: null, EndUserId: null }
             ? null
             : new ChatOptions
             {
@@ -302,11 +278,13 @@ public sealed class ChatRequestedConsumer(
     }
 
     static bool NeedsOpenAiOptions(ChatRequested request) =>
-        request.ResponseFormat is { } format && IsJsonSchema(format) || request.ReasoningEffort is not null || request.Store is not null || request.Metadata is not null;
+        request.ResponseFormat is { } format && IsJsonSchema(format) || request.ReasoningEffort is not null || request.Store is not null
+        || request.Metadata is not null || request.EndUserId is not null;
 
     /// <summary>
     /// What Microsoft.Extensions.AI's options have no place for, set on the OpenAI SDK's own options, which it starts
-    /// from: a json_schema's strict flag (what makes the provider hold to the schema), reasoning_effort, store and metadata.
+    /// from: a json_schema's strict flag (what makes the provider hold to the schema), reasoning_effort, store, metadata
+    /// and the end user's id.
     /// </summary>
     static OpenAI.Chat.ChatCompletionOptions OpenAiOptions(ChatRequested request)
     {
@@ -326,6 +304,7 @@ public sealed class ChatRequestedConsumer(
             options.ReasoningEffortLevel = new OpenAI.Chat.ChatReasoningEffortLevel(effort);
 #pragma warning restore OPENAI001
         options.StoredOutputEnabled = request.Store;
+        options.EndUserId = request.EndUserId;
         foreach (var (key, value) in request.Metadata ?? new Dictionary<string, string>())
             options.Metadata[key] = value;
         return options;

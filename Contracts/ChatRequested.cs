@@ -51,6 +51,9 @@ public sealed record ChatRequested
     /// <summary>OpenAI's store and metadata: whether the provider keeps the completion, and the tags it files it under.</summary>
     public bool? Store { get; init; }
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>OpenAI's user: the end user the client names to the provider (for its abuse monitoring), sent only when the client sent it.</summary>
+    public string? EndUserId { get; init; }
 }
 
 /// <summary>One message of a conversation: role (system, user, assistant, tool) and its text.</summary>

@@ -52,6 +52,7 @@ public sealed class RedisApiKeyBudget(IConnectionMultiplexer redis, IOptions<Api
 
     readonly RedisValue _capacity = Math.Max(1, options.Value.RequestsPerMinute / 6).ToString(CultureInfo.InvariantCulture);
     readonly RedisValue _perMillisecond = (options.Value.RequestsPerMinute / 60_000.0).ToString("R", CultureInfo.InvariantCulture);
+    long _lastWarning;
 
     public async ValueTask<TimeSpan?> TryTakeAsync(string keyName)
     {
@@ -62,7 +63,11 @@ public sealed class RedisApiKeyBudget(IConnectionMultiplexer redis, IOptions<Api
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
-            logger.LogWarning("API key budget not checked, Redis did not answer: {Reason}", e.Message);
+            // Once every ten seconds at most: while Redis is away every request comes here.
+            var now = Environment.TickCount64;
+            var last = Interlocked.Read(ref _lastWarning);
+            if (now - last > 10_000 && Interlocked.CompareExchange(ref _lastWarning, now, last) == last)
+                logger.LogWarning("API key budgets not checked while Redis does not answer: {Reason}", e.Message);
             return null;
         }
     }

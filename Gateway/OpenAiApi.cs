@@ -77,6 +77,7 @@ public static class OpenAiApi
             ReasoningEffort = request.ReasoningEffort,
             Store = request.Store,
             Metadata = request.Metadata,
+            EndUserId = request.User,
         };
         var idempotencyKey = http.Request.Headers["Idempotency-Key"].FirstOrDefault();
         if (idempotencyKey is not null && !ChatIntake.IsValidIdempotencyKey(idempotencyKey))

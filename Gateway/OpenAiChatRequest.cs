@@ -69,7 +69,8 @@ public sealed record OpenAiChatRequest(
         }
         if (body.TryGetProperty("functions", out var functions) && functions.ValueKind == JsonValueKind.Array && functions.GetArrayLength() > 0)
             throw new InvalidRequest("'functions' is deprecated by OpenAI and not supported: use 'tools'", "functions");
-        if (body.TryGetProperty("n", out var n) && n.ValueKind != JsonValueKind.Null && (!n.TryGetInt32(out var count) || count != 1))
+        if (body.TryGetProperty("n", out var n) && n.ValueKind != JsonValueKind.Null
+            && (n.ValueKind != JsonValueKind.Number || !n.TryGetInt32(out var count) || count != 1))
             throw new InvalidRequest("only n=1 is supported", "n");
 
         var model = OptionalString(body, "model") ?? defaultModel;

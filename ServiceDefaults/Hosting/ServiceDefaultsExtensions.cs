@@ -35,11 +35,13 @@ public static class ServiceDefaultsExtensions
             .MinimumLevel.Override("MassTransit", LogEventLevel.Warning)
             .Enrich.FromLogContext()
             .Enrich.WithProperty("Service", builder.Environment.ApplicationName)
-            // TraceId and SpanId come from Activity.Current (Serilog 4): a log line leads to its trace and back.
-            .Enrich.With<TraceSuffix>()
-            .WriteTo.Console(
-                outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj} {Properties:j}{TraceSuffix:l}{NewLine}{Exception}",
-                formatProvider: System.Globalization.CultureInfo.InvariantCulture));
+            // TraceId and SpanId come from Activity.Current (Serilog 4): a log line leads to its trace and back. The
+            // suffix that prints them is the console's own, so sinks added by configuration get no extra property.
+            .WriteTo.Logger(console => console
+                .Enrich.With<TraceSuffix>()
+                .WriteTo.Console(
+                    outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj} {Properties:j}{TraceSuffix:l}{NewLine}{Exception}",
+                    formatProvider: System.Globalization.CultureInfo.InvariantCulture)));
 
         builder.AddTelemetry();
         builder.AddSettings();

@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
 namespace LlmStream.ServiceDefaults.RateLimiting;
 
 public static class RateLimiterWaits
@@ -30,15 +33,32 @@ public static class RateLimiterWaits
                     return;
             }
         }
-        catch (OperationCanceledException) when (reserved)
+        catch (Exception) when (reserved)
         {
-            await limiter.ReleaseAsync(model, tokens, CancellationToken.None);
+            // Cancelled (or the wait's report failed) after the reservation was made: no call will use it.
+            await limiter.TryReleaseAsync(model, tokens, logger: null);
             throw;
         }
         finally
         {
             if (waited && report is not null)
                 await report(null);
+        }
+    }
+
+    /// <summary>
+    /// Gives a reservation back as well as it can: a release that fails (Redis away) leaves the reservation to expire
+    /// with the bucket's refill, and must not turn a cancelled or ended task into a failure.
+    /// </summary>
+    public static async Task TryReleaseAsync(this IRateLimiter limiter, string model, int tokens, ILogger? logger)
+    {
+        try
+        {
+            await limiter.ReleaseAsync(model, tokens, CancellationToken.None);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            logger?.LogWarning("A rate-limit reservation of {Model} could not be given back: {Reason}", model, e.Message);
         }
     }
 }

@@ -150,7 +150,7 @@ public sealed class Chat_across_processes
     }
 
     [Test]
-    public async Task Json_mode_reasoning_effort_store_and_metadata_reach_the_provider()
+    public async Task Json_mode_reasoning_effort_store_metadata_and_user_reach_the_provider()
     {
         _cluster.Provider.Behavior.Reply = _ => "{}";
         var response = await _http.PostAsJsonAsync("/v1/chat/completions", new
@@ -161,6 +161,7 @@ public sealed class Chat_across_processes
             reasoning_effort = "high",
             store = true,
             metadata = new Dictionary<string, string> { ["team"] = "search" },
+            user = "end-user-7",
         });
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
         var sent = _cluster.Provider.Behavior.Requests.Last().Body;
@@ -169,6 +170,7 @@ public sealed class Chat_across_processes
         Assert.That(body.RootElement.GetProperty("reasoning_effort").GetString(), Is.EqualTo("high"), sent);
         Assert.That(body.RootElement.GetProperty("store").GetBoolean(), Is.True, sent);
         Assert.That(body.RootElement.GetProperty("metadata").GetProperty("team").GetString(), Is.EqualTo("search"), sent);
+        Assert.That(body.RootElement.GetProperty("user").GetString(), Is.EqualTo("end-user-7"), sent);
     }
 
     [Test]

@@ -99,6 +99,7 @@ public sealed class OpenAI_compatible_api
     [TestCase("""{"messages":[{"role":"tool","content":"x"}]}""", "messages[0].tool_call_id")]
     [TestCase("""{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"not json"}}]}]}""", "messages[0].tool_calls[0].function.arguments")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"n":2}""", "n")]
+    [TestCase("""{"messages":[{"role":"user","content":"x"}],"n":"2"}""", "n")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"temperature":5}""", "temperature")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"frequency_penalty":3}""", "frequency_penalty")]
     [TestCase("""{"messages":[{"role":"user","content":"x"}],"seed":"x"}""", "seed")]
