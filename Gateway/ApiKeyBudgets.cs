@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Threading.RateLimiting;
+using LlmStream.ServiceDefaults.RateLimiting;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 
@@ -35,9 +36,7 @@ public sealed class InProcessApiKeyBudget(IOptions<ApiKeyOptions> options) : IAp
 public sealed class RedisApiKeyBudget(IConnectionMultiplexer redis, IOptions<ApiKeyOptions> options, ILogger<RedisApiKeyBudget> logger) : IApiKeyBudget
 {
     // KEYS: the key's bucket. ARGV: capacity, refill per ms. Returns 0 when a request was taken, else the ms to wait.
-    const string TakeScript = """
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    const string TakeScript = RedisRateLimiter.Clock + """
         local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
         local bucket = redis.call('HMGET', KEYS[1], 'level', 'at')
         local level = tonumber(bucket[1]) or capacity

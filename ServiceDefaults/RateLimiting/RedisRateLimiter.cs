@@ -14,8 +14,8 @@ public sealed class RedisRateLimiter(IConnectionMultiplexer redis, IOptions<Rate
     static RedisKey PauseKey(string scope) => $"{Prefix}pause:{scope}";
     static readonly RedisKey Pauses = Prefix + "pauses";
 
-    // Time comes from Redis itself, so workers with skewed clocks share one timeline.
-    const string Clock = """
+    /// <summary>Lua that sets <c>now</c> (ms) from Redis itself, so processes with skewed clocks share one timeline.</summary>
+    public const string Clock = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         """;
