@@ -83,21 +83,6 @@ public sealed class Targets
             return [.. (await Task.WhenAll(tasks)).Order()];
         }
 
-        // BENCH_LAZY_QUEUES=1: the work queues under a queue-mode=lazy policy, as README "Benchmarks" recommends for
-        // a deployment that may build a backlog (a policy, so existing queues take it without being declared again).
-        if (Environment.GetEnvironmentVariable("BENCH_LAZY_QUEUES") == "1")
-        {
-            using var management = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{cluster.RabbitMq.ManagementPort}/api/") };
-            management.DefaultRequestHeaders.Authorization = new("Basic", Convert.ToBase64String("guest:guest"u8.ToArray()));
-            using var policy = JsonContent.Create(new Dictionary<string, object>
-            {
-                ["pattern"] = "^(high|default|low)$",
-                ["definition"] = new Dictionary<string, string> { ["queue-mode"] = "lazy" },
-                ["apply-to"] = "queues",
-            });
-            (await management.PutAsync($"policies/{cluster.VirtualHost}/llmstream-lazy", policy)).EnsureSuccessStatusCode();
-            TestContext.Progress.WriteLine("work queues under a queue-mode=lazy policy");
-        }
         var rabbit = RabbitMqPids(cluster.RabbitMq);
         (TimeSpan Gateway, TimeSpan Broker, TimeSpan Redis) CpuNow() => (Cpu([cluster.Gateway!.Pid]), Cpu(rabbit), Cpu([cluster.Redis.Pid]));
 

@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using System.Text.RegularExpressions;
+using LlmStream.ServiceDefaults.Bus;
 using LlmStream.FakeOpenAI;
 using LlmStream.Tests.Infrastructure;
 
@@ -226,6 +228,43 @@ public sealed class Chat_across_processes
             var declared = await _cluster.RabbitMq.QueueAsync(_cluster.VirtualHost, queue);
             Assert.That(declared.GetProperty("arguments").GetProperty("x-max-priority").GetInt32(), Is.EqualTo(10), queue);
             Assert.That(declared.GetProperty("durable").GetBoolean(), Is.True, queue);
+        }
+    }
+
+    [Test]
+    public async Task The_work_queues_are_lazy_under_the_deployed_policy()
+    {
+        // The policy file `make cluster` and the test vhosts apply: its pattern must name every work queue and no other.
+        using var policy = JsonDocument.Parse(await File.ReadAllTextAsync(RabbitMqServer.LazyQueuesPolicy));
+        var pattern = new Regex(policy.RootElement.GetProperty("pattern").GetString()!);
+        foreach (var queue in WorkQueues.Kinds.SelectMany(kind => kind.All))
+            Assert.That(pattern.IsMatch(queue), queue);
+        Assert.That(pattern.IsMatch("high_error") || pattern.IsMatch("highway"), Is.False);
+
+        // And RabbitMQ runs the queues the services declared under it, with their priorities kept. The management
+        // API shows a queue's policy once its statistics come in (every second here).
+        foreach (var queue in WorkQueues.Chat.All)
+        {
+            var declared = await QueueWithStatisticsAsync(queue);
+            Assert.That(declared.GetProperty("policy").GetString(), Is.EqualTo(RabbitMqServer.LazyQueuesPolicyName), queue);
+            Assert.That(declared.GetProperty("effective_policy_definition").GetProperty("queue-mode").GetString(), Is.EqualTo("lazy"), queue);
+            Assert.That(declared.GetProperty("arguments").GetProperty("x-max-priority").GetInt32(), Is.EqualTo(10), queue);
+        }
+    }
+
+    async Task<JsonElement> QueueWithStatisticsAsync(string queue)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (true)
+        {
+            try
+            {
+                var declared = await _cluster.RabbitMq.QueueAsync(_cluster.VirtualHost, queue);
+                if (declared.TryGetProperty("policy", out _) || DateTime.UtcNow > deadline)
+                    return declared;
+            }
+            catch (HttpRequestException) when (DateTime.UtcNow < deadline) { } // not in the management database yet
+            await Task.Delay(250);
         }
     }
 }

@@ -28,6 +28,11 @@ public sealed class RabbitMqServer : IAsyncDisposable
         _management.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String("guest:guest"u8.ToArray()));
     }
 
+    /// <summary>The policy `make cluster` puts the work queues under (deploy/rabbitmq/lazy-queues.policy.json).</summary>
+    public static string LazyQueuesPolicy => Path.Combine(RepoPaths.Root, "deploy", "rabbitmq", "lazy-queues.policy.json");
+
+    public const string LazyQueuesPolicyName = "llmstream-lazy";
+
     public int AmqpPort { get; }
     public int ManagementPort { get; }
 
@@ -167,11 +172,16 @@ public sealed class RabbitMqServer : IAsyncDisposable
         }
     }
 
-    /// <summary>A fresh virtual host for one scenario; returns its amqp:// URL.</summary>
+    /// <summary>
+    /// A fresh virtual host for one scenario, with the work queues' lazy-queue policy as `make cluster` applies it;
+    /// returns its amqp:// URL.
+    /// </summary>
     public async Task<string> CreateVirtualHostAsync(string name)
     {
         (await _management.PutAsync($"vhosts/{name}", null)).EnsureSuccessStatusCode();
         (await _management.PutAsJsonAsync($"permissions/{name}/guest", new { configure = ".*", write = ".*", read = ".*" })).EnsureSuccessStatusCode();
+        using var policy = new StringContent(await File.ReadAllTextAsync(LazyQueuesPolicy), Encoding.UTF8, "application/json");
+        (await _management.PutAsync($"policies/{name}/{LazyQueuesPolicyName}", policy)).EnsureSuccessStatusCode();
         return $"amqp://guest:guest@127.0.0.1:{AmqpPort}/{name}";
     }
 
