@@ -211,10 +211,11 @@ up() {
     if [ -s "$r/rabbitmq.pid" ]; then record rabbitmq-node "$(tr -d '[:space:]' <"$r/rabbitmq.pid")" beam; fi
     # Lazy work queues hold POST /chat's p99 while a backlog grows (README "Benchmarks"); a policy reaches queues
     # that already exist, so the services declare them as before. RabbitMQ 3.12 and later ignore the setting.
-    curl -sf -u guest:guest -X PUT -H 'content-type: application/json' \
+    local refused
+    refused=$(curl -sS --fail-with-body -u guest:guest -X PUT -H 'content-type: application/json' \
       --data @"$root/deploy/rabbitmq/lazy-queues.policy.json" \
-      "http://127.0.0.1:$RABBITMQ_UI_PORT/api/policies/%2F/llmstream-lazy" >/dev/null \
-      || fail "RabbitMQ refused the lazy-queue policy (deploy/rabbitmq/lazy-queues.policy.json)"
+      "http://127.0.0.1:$RABBITMQ_UI_PORT/api/policies/%2F/llmstream-lazy" 2>&1) \
+      || fail "RabbitMQ refused the lazy-queue policy (deploy/rabbitmq/lazy-queues.policy.json): $refused"
     rabbitmq_url="amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/"
   fi
 

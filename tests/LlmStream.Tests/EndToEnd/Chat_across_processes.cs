@@ -2,8 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using LlmStream.ServiceDefaults.Bus;
 using LlmStream.FakeOpenAI;
+using LlmStream.ServiceDefaults.Bus;
 using LlmStream.Tests.Infrastructure;
 
 namespace LlmStream.Tests.EndToEnd;
@@ -260,8 +260,10 @@ public sealed class Chat_across_processes
             try
             {
                 var declared = await _cluster.RabbitMq.QueueAsync(_cluster.VirtualHost, queue);
-                if (declared.TryGetProperty("policy", out _) || DateTime.UtcNow > deadline)
+                if (declared.TryGetProperty("policy", out _))
                     return declared;
+                if (DateTime.UtcNow > deadline)
+                    Assert.Fail($"queue {queue} shows no policy after 20 s: {declared}");
             }
             catch (HttpRequestException) when (DateTime.UtcNow < deadline) { } // not in the management database yet
             await Task.Delay(250);
