@@ -80,8 +80,9 @@ public sealed class InProcessEmbeddingStore(StreamSignals signals, TimeProvider 
                 throw new InvalidOperationException($"embedding task {taskId} cannot complete before all its chunks are stored");
             entry.Task = entry.Task with { State = state, Error = error, FinishedAt = clock.GetUtcNow() };
             entry.ExpiresAt = clock.GetUtcNow() + retention;
+            // Counted before the lock lets anyone read the terminal state: whoever sees the task ended sees it counted.
+            counters?.Record(WorkQueues.Embeddings.Work, state.ToWire());
         }
-        counters?.Record(WorkQueues.Embeddings.Work, state.ToWire());
         signals.Notify(EmbeddingWake.Key(taskId));
         return Task.FromResult(true);
     }

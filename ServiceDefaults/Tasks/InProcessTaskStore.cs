@@ -95,8 +95,9 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
                 ToolCalls = outcome.ToolCalls,
             }, Expiry());
             Append(outcome.SessionId, StreamEventTypes.ForOutcome(outcome.State), terminalEventData);
+            // Counted before the lock lets anyone read the terminal state: whoever sees the task ended sees it counted.
+            counters?.Record(WorkQueues.Chat.Work, outcome.State.ToWire());
         }
-        counters?.Record(WorkQueues.Chat.Work, outcome.State.ToWire());
         signals.Notify(outcome.SessionId);
         return Task.FromResult(true);
     }
