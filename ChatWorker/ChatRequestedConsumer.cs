@@ -220,7 +220,7 @@ public sealed class ChatRequestedConsumer(
             var token = until is null ? CancellationToken.None : cancellationToken;
             await store.SetRateLimitedUntilAsync(request.TaskId, until, token);
             await rateLimiter.SetWaitingAsync(request.TaskId, until, token);
-        }, cancellationToken);
+        }, cancellationToken, logger);
     }
 
     async Task TryFail(ChatRequested request, string reason)

@@ -119,7 +119,7 @@ public sealed class EmbedBatchRequestedConsumer(
         activity?.SetTag("llmstream.texts", count);
         for (var attempt = 1; ; attempt++)
         {
-            await rateLimiter.AcquireWaitingAsync(request.Model, reserved, report: null, cancellationToken);
+            await rateLimiter.AcquireWaitingAsync(request.Model, reserved, report: null, cancellationToken, logger);
             var callStarted = Stopwatch.GetTimestamp();
             try
             {

@@ -9,10 +9,10 @@ public static class RateLimiterWaits
     /// Reserves <paramref name="tokens"/> for one call to <paramref name="model"/>, waiting as long as the limiter says
     /// (no polling) until the cluster-wide limits let it through. <paramref name="report"/> hears each wait's end time,
     /// and null once the waiting is over, so that a task's status can show it. A wait cancelled after the reservation
-    /// was made gives the reservation back.
+    /// was made gives the reservation back (a give-back that fails goes to <paramref name="logger"/>).
     /// </summary>
     public static async Task AcquireWaitingAsync(this IRateLimiter limiter, string model, int tokens,
-        Func<DateTimeOffset?, Task>? report, CancellationToken cancellationToken)
+        Func<DateTimeOffset?, Task>? report, CancellationToken cancellationToken, ILogger? logger = null)
     {
         var waited = false;
         var reserved = false;
@@ -36,7 +36,7 @@ public static class RateLimiterWaits
         catch (Exception) when (reserved)
         {
             // Cancelled (or the wait's report failed) after the reservation was made: no call will use it.
-            await limiter.TryReleaseAsync(model, tokens, logger: null);
+            await limiter.TryReleaseAsync(model, tokens, logger);
             throw;
         }
         finally
