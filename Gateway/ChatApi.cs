@@ -78,7 +78,8 @@ public static class ChatApi
                 detail: $"Idempotency-Key '{idempotencyKey}' was first used with another request (task {result.TaskId}); send that request again, or use a new key",
                 extensions: new Dictionary<string, object?> { ["field"] = "Idempotency-Key" }),
             IntakeOutcome.StoreUnavailable => Unavailable(http.HttpContext.Response, ChatIntake.StoreDown),
-            _ => Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown),
+            // The task id names the record that says so: GET /chat/{id} shows it failed, and it never reaches the model.
+            _ => Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown, result.TaskId),
         };
     }
 
@@ -122,10 +123,12 @@ public static class ChatApi
                 detail: $"task '{task_id}' has already {now?.State.ToWire() ?? "ended"}; there is nothing to cancel");
     }
 
-    public static ProblemHttpResult Unavailable(HttpResponse response, string detail)
+    public static ProblemHttpResult Unavailable(HttpResponse response, string detail, string? taskId = null)
     {
         response.Headers.RetryAfter = "5";
-        return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Service unavailable", detail: detail,
-            extensions: new Dictionary<string, object?> { ["retry_after_seconds"] = 5 });
+        var extensions = new Dictionary<string, object?> { ["retry_after_seconds"] = 5 };
+        if (taskId is not null)
+            extensions["task_id"] = taskId;
+        return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Service unavailable", detail: detail, extensions: extensions);
     }
 }

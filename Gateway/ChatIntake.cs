@@ -14,7 +14,8 @@ public readonly record struct IntakeResult(IntakeOutcome Outcome, string TaskId,
 
 /// <summary>
 /// Accepts a chat for every API (/chat and /v1): the task record and queued event first, then the message
-/// on the queue its priority selects. From the first write on, the request is either queued or visibly failed.
+/// on the queue its priority selects. From the first write on, the request is either queued or visibly failed, and a
+/// failed one never reaches the model.
 /// </summary>
 public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, LlmStreamMetrics metrics, ILogger<ChatIntake> logger)
 {
@@ -95,9 +96,14 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Llm
         }
         catch (BrokerUnavailableException e)
         {
-            logger.LogError(e, "Broker unavailable; task {TaskId} not queued", task.TaskId);
-            await store.FailAsync(task.TaskId, task.SessionId, BrokerDown);
-            return IntakeOutcome.BrokerUnavailable;
+            // A send that timed out may still have reached the queue. The 503 holds only if no worker has started the
+            // task; one that has got the message, so the request was queued after all and is answered as accepted.
+            if (await store.WithdrawAsync(task.TaskId, task.SessionId, BrokerDown))
+            {
+                logger.LogError(e, "Broker unavailable; task {TaskId} not queued", task.TaskId);
+                return IntakeOutcome.BrokerUnavailable;
+            }
+            logger.LogWarning(e, "The broker did not confirm task {TaskId}, but a worker has already taken it; accepted", task.TaskId);
         }
 
         metrics.ChatAccepted(queue);

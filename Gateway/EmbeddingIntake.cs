@@ -9,7 +9,7 @@ namespace LlmStream.Gateway;
 
 /// <summary>
 /// Accepts an embedding batch for /embeddings and /v1/embeddings: the task record first, then the message on the
-/// embeddings queue its priority selects. If the broker refuses it, the task is marked failed: never left queued.
+/// embeddings queue its priority selects. If the broker refuses it, the task is marked failed (never left queued) unless a worker has already started it.
 /// </summary>
 public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispatcher, LlmStreamMetrics metrics, ILogger<EmbeddingIntake> logger)
 {
@@ -45,9 +45,13 @@ public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispa
         }
         catch (BrokerUnavailableException e)
         {
-            logger.LogError(e, "Broker unavailable; embedding task {TaskId} not queued", request.TaskId);
-            await store.FinishAsync(request.TaskId, EmbeddingState.Failed, ChatIntake.BrokerDown, CancellationToken.None);
-            return IntakeOutcome.BrokerUnavailable;
+            // As for chats: a send that timed out may have reached the queue, and a worker that started the batch has it.
+            if (await store.WithdrawAsync(request.TaskId, ChatIntake.BrokerDown, CancellationToken.None))
+            {
+                logger.LogError(e, "Broker unavailable; embedding task {TaskId} not queued", request.TaskId);
+                return IntakeOutcome.BrokerUnavailable;
+            }
+            logger.LogWarning(e, "The broker did not confirm embedding task {TaskId}, but a worker has already taken it; accepted", request.TaskId);
         }
 
         var queue = WorkQueues.Embeddings.QueueFor(request.Priority);

@@ -64,7 +64,7 @@ public static class EmbeddingsApi
             IntakeOutcome.Accepted => TypedResults.Accepted(StatusUrl(message.TaskId),
                 new EmbeddingsAccepted("queued", message.TaskId, StatusUrl(message.TaskId), WorkQueues.Embeddings.QueueFor(message.Priority), message.Texts.Count)),
             IntakeOutcome.StoreUnavailable => ChatApi.Unavailable(http.HttpContext.Response, ChatIntake.StoreDown),
-            _ => ChatApi.Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown),
+            _ => ChatApi.Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown, message.TaskId),
         };
     }
 

@@ -26,6 +26,12 @@ public interface IEmbeddingStore
     /// </summary>
     Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Fails a task that no worker has started (still queued), for a send the broker did not confirm. False when a
+    /// worker has started it, the message having reached the queue after all, or it ended.
+    /// </summary>
+    Task<bool> WithdrawAsync(string taskId, string error, CancellationToken cancellationToken);
+
     Task<EmbeddingChunk?> ReadChunkAsync(string taskId, int index, CancellationToken cancellationToken);
 }
 

@@ -70,11 +70,17 @@ public sealed class InProcessEmbeddingStore(StreamSignals signals, TimeProvider 
         }
     }
 
-    public Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken)
+    public Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken) =>
+        Finish(taskId, state, error, onlyIfQueued: false);
+
+    public Task<bool> WithdrawAsync(string taskId, string error, CancellationToken cancellationToken) =>
+        Finish(taskId, EmbeddingState.Failed, error, onlyIfQueued: true);
+
+    Task<bool> Finish(string taskId, EmbeddingState state, string? error, bool onlyIfQueued)
     {
         lock (_lock)
         {
-            if (Find(taskId) is not { } entry || entry.Task.State.IsTerminal())
+            if (Find(taskId) is not { } entry || entry.Task.State.IsTerminal() || (onlyIfQueued && entry.Task.State != EmbeddingState.Queued))
                 return Task.FromResult(false);
             if (state == EmbeddingState.Completed && (entry.Task.State != EmbeddingState.Running || entry.Task.ChunksDone != entry.Task.ChunksTotal))
                 throw new InvalidOperationException($"embedding task {taskId} cannot complete before all its chunks are stored");

@@ -144,6 +144,7 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
         local task = redis.call('HMGET', KEYS[1], 'state', 'chunks_done', 'chunks_total')
         if not task[1] then return -1 end
         if task[1] == 'completed' or task[1] == 'failed' or task[1] == 'cancelled' then return 0 end
+        if ARGV[6] ~= '' and task[1] ~= ARGV[6] then return 0 end
         if ARGV[2] == 'completed' and (task[1] ~= 'running' or task[2] ~= task[3]) then return -2 end
         redis.call('HSET', KEYS[1], 'state', ARGV[2], 'finished_at', ARGV[3])
         if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
@@ -152,10 +153,16 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
         return 1
         """;
 
-    public async Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken)
+    public Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken) =>
+        FinishAsync(taskId, state, error, onlyFrom: null);
+
+    public Task<bool> WithdrawAsync(string taskId, string error, CancellationToken cancellationToken) =>
+        FinishAsync(taskId, EmbeddingState.Failed, error, onlyFrom: EmbeddingState.Queued);
+
+    async Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, EmbeddingState? onlyFrom)
     {
         var result = (long)await Db.ScriptEvaluateAsync(FinishScript, [TaskKey(taskId)],
-            [Ttl, state.ToWire(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), error ?? "", EmbeddingWake.Key(taskId)]);
+            [Ttl, state.ToWire(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), error ?? "", EmbeddingWake.Key(taskId), onlyFrom?.ToWire() ?? ""]);
         if (result == -2)
             throw new InvalidOperationException($"embedding task {taskId} cannot complete before all its chunks are stored");
         if (result == 1)

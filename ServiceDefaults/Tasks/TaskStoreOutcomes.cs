@@ -15,4 +15,19 @@ public static class TaskStoreOutcomes
             Attempt = attempt,
             Error = reason,
         }, StreamEvents.Error(taskId, attempt, reason), CancellationToken.None);
+
+    /// <summary>
+    /// Fails a task that no worker has started: for a send the broker did not confirm, which may have reached the queue
+    /// all the same. False when a worker has started it (the message was queued after all) or it ended. Whichever of
+    /// this and the worker's start comes first wins, so a task is either refused before any model call or runs.
+    /// </summary>
+    public static Task<bool> WithdrawAsync(this ITaskStore store, string taskId, string sessionId, string reason) =>
+        store.FinishAsync(new TaskOutcome
+        {
+            TaskId = taskId,
+            SessionId = sessionId,
+            State = TaskState.Failed,
+            Attempt = 0, // no attempt yet: every start counts one
+            Error = reason,
+        }, StreamEvents.Error(taskId, null, reason), CancellationToken.None);
 }

@@ -2,6 +2,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using LlmStream.FakeOpenAI;
 using LlmStream.Tests.EndToEnd;
+using LlmStream.Tests.Infrastructure;
 using Microsoft.Playwright;
 using static Microsoft.Playwright.Assertions;
 
@@ -189,7 +190,7 @@ public sealed class Chat_page
         var reply = string.Join(' ', Enumerable.Range(1, 120).Select(i => $"part{i}"));
         Model.Reply = _ => reply;
         Model.TokenDelay = TimeSpan.FromMilliseconds(80);
-        await using var proxy = new DroppingProxy(_cluster.GatewayUrl);
+        await using var proxy = new TcpProxy(_cluster.GatewayUrl);
         var (context, page, errors) = await _chromium.NewPageAsync();
         await using var _ = context;
         var streamRequests = new List<IRequest>();

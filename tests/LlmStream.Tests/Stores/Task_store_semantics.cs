@@ -115,6 +115,25 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     }
 
     [Test]
+    public async Task Withdrawing_fails_a_task_no_worker_has_started_and_leaves_a_started_one_running()
+    {
+        var queued = NewTask(Guid.NewGuid().ToString("N"));
+        await _store.CreateAsync(queued, "{}", default);
+        Assert.That(await _store.WithdrawAsync(queued.TaskId, queued.SessionId, "not confirmed"), Is.True);
+        Assert.That(await _store.StartAttemptAsync(queued.TaskId, queued.SessionId, default), Is.Null, "a withdrawn task is never started");
+        var withdrawn = await _store.GetAsync(queued.TaskId, default);
+        Assert.That((withdrawn!.State, withdrawn.Error, withdrawn.Attempt), Is.EqualTo((TaskState.Failed, "not confirmed", 0)));
+        var error = (await _store.ReadAsync(queued.SessionId, "0", 10, default)).Single(e => e.Type == "error");
+        Assert.That(JsonDocument.Parse(error.Data).RootElement.TryGetProperty("attempt", out var attempt) ? attempt.ValueKind : JsonValueKind.Undefined,
+            Is.AnyOf(JsonValueKind.Null, JsonValueKind.Undefined), "the error event names no attempt: none was made");
+
+        var started = await StartedTask();
+        Assert.That(await _store.WithdrawAsync(started.TaskId, started.SessionId, "not confirmed"), Is.False, "a worker has it: it was queued after all");
+        Assert.That((await _store.GetAsync(started.TaskId, default))!.State, Is.EqualTo(TaskState.Started));
+        Assert.That(await _store.AppendTokensAsync(started.TaskId, started.SessionId, 1, [StreamEvents.Token(started.TaskId, 1, "on")], default), Is.True);
+    }
+
+    [Test]
     public async Task A_session_takes_a_new_task_only_once_its_running_one_has_ended()
     {
         var session = Guid.NewGuid().ToString("N");

@@ -1,13 +1,15 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace LlmStream.Tests.Browser;
+namespace LlmStream.Tests.Infrastructure;
 
 /// <summary>
-/// A TCP proxy on 127.0.0.1 in front of a gateway. <see cref="DropAll"/> resets every open connection, as a
-/// network that fails under a browser would: the page's open stream breaks mid-answer.
+/// A TCP proxy on 127.0.0.1 in front of a server (a gateway, RabbitMQ). <see cref="DropAll"/> resets every open
+/// connection, as a network that fails under a browser would; <see cref="HoldReplies"/> keeps what the server sends
+/// from its clients while their own bytes still reach it, as a network that loses the way back would (RabbitMQ gets
+/// a publish, the publisher never hears the confirm).
 /// </summary>
-public sealed class DroppingProxy : IAsyncDisposable
+public sealed class TcpProxy : IAsyncDisposable
 {
     readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     readonly Uri _target;
@@ -15,7 +17,10 @@ public sealed class DroppingProxy : IAsyncDisposable
     readonly List<(Socket Client, Socket Upstream)> _open = [];
     readonly Task _accepting;
 
-    public DroppingProxy(Uri target)
+    readonly object _gateLock = new();
+    TaskCompletionSource _replies = Flowing();
+
+    public TcpProxy(Uri target)
     {
         _target = target;
         _listener.Start();
@@ -23,7 +28,10 @@ public sealed class DroppingProxy : IAsyncDisposable
         _accepting = AcceptAsync();
     }
 
+    /// <summary>The proxy as an http URL (for a gateway behind it).</summary>
     public Uri Url { get; }
+
+    public int Port => Url.Port;
 
     /// <summary>Connections reset by <see cref="DropAll"/> so far.</summary>
     public int Dropped { get; private set; }
@@ -41,6 +49,27 @@ public sealed class DroppingProxy : IAsyncDisposable
             }
             _open.Clear();
         }
+    }
+
+    /// <summary>From now on, bytes from the server wait in the proxy (in order) until <see cref="ReleaseReplies"/>.</summary>
+    public void HoldReplies()
+    {
+        lock (_gateLock)
+            if (_replies.Task.IsCompleted)
+                _replies = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    public void ReleaseReplies()
+    {
+        lock (_gateLock)
+            _replies.TrySetResult();
+    }
+
+    static TaskCompletionSource Flowing()
+    {
+        var flowing = new TaskCompletionSource();
+        flowing.SetResult();
+        return flowing;
     }
 
     async Task AcceptAsync()
@@ -68,7 +97,7 @@ public sealed class DroppingProxy : IAsyncDisposable
             await upstream.ConnectAsync(_target.Host, _target.Port, _stop.Token);
             lock (_open)
                 _open.Add((client, upstream));
-            await Task.WhenAny(PumpAsync(client, upstream), PumpAsync(upstream, client));
+            await Task.WhenAny(PumpAsync(client, upstream, replies: false), PumpAsync(upstream, client, replies: true));
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
         {
@@ -82,7 +111,7 @@ public sealed class DroppingProxy : IAsyncDisposable
         }
     }
 
-    async Task PumpAsync(Socket from, Socket to)
+    async Task PumpAsync(Socket from, Socket to, bool replies)
     {
         var buffer = new byte[16 * 1024];
         try
@@ -94,6 +123,13 @@ public sealed class DroppingProxy : IAsyncDisposable
                 {
                     to.Shutdown(SocketShutdown.Send);
                     return;
+                }
+                if (replies)
+                {
+                    Task flowing;
+                    lock (_gateLock)
+                        flowing = _replies.Task;
+                    await flowing.WaitAsync(_stop.Token);
                 }
                 await to.SendAsync(buffer.AsMemory(0, read), SocketFlags.None, _stop.Token);
             }

@@ -1,0 +1,42 @@
+using LlmStream.ServiceDefaults.Embeddings;
+using LlmStream.ServiceDefaults.Tasks;
+
+namespace LlmStream.Tests.Stores;
+
+/// <summary>The same rules for the Redis embedding store and the single-process one.</summary>
+[TestFixture("redis")]
+[TestFixture("in-process")]
+public sealed class Embedding_store_semantics(string kind) : RedisOrInProcess(kind)
+{
+    IEmbeddingStore _store = null!;
+
+    [SetUp]
+    public void CreateStore() =>
+        _store = Kind == "redis"
+            ? new RedisEmbeddingStore(Connection!, TimeSpan.FromHours(1))
+            : new InProcessEmbeddingStore(new StreamSignals(), TimeProvider.System, TimeSpan.FromHours(1));
+
+    async Task<string> QueuedTask()
+    {
+        var taskId = Guid.NewGuid().ToString("N");
+        Assert.That(await _store.CreateAsync(new EmbeddingTask { TaskId = taskId, Model = "m", Texts = 3, State = EmbeddingState.Queued, CreatedAt = DateTimeOffset.UtcNow }, default), Is.True);
+        return taskId;
+    }
+
+    [Test]
+    public async Task Withdrawing_fails_a_batch_no_worker_has_started_and_leaves_a_started_one_running()
+    {
+        var queued = await QueuedTask();
+        Assert.That(await _store.WithdrawAsync(queued, "not confirmed", default), Is.True);
+        Assert.That(await _store.StartAsync(queued, [0], default), Is.Null, "a withdrawn batch is never started");
+        var withdrawn = await _store.GetAsync(queued, default);
+        Assert.That((withdrawn!.State, withdrawn.Error), Is.EqualTo((EmbeddingState.Failed, "not confirmed")));
+
+        var started = await QueuedTask();
+        Assert.That(await _store.StartAsync(started, [0], default), Is.Not.Null);
+        Assert.That(await _store.WithdrawAsync(started, "not confirmed", default), Is.False, "a worker has it: it was queued after all");
+        Assert.That((await _store.GetAsync(started, default))!.State, Is.EqualTo(EmbeddingState.Running));
+        Assert.That(await _store.FinishAsync(started, EmbeddingState.Failed, "the model refused", default), Is.True, "its worker still ends it");
+        Assert.That(await _store.WithdrawAsync(started, "not confirmed", default), Is.False, "an ended batch stays as it ended");
+    }
+}
