@@ -9,7 +9,8 @@ namespace LlmStream.Gateway;
 
 /// <summary>
 /// Accepts an embedding batch for /embeddings and /v1/embeddings: the task record first, then the message on the
-/// embeddings queue its priority selects. If the broker refuses it, the task is marked failed (never left queued) unless a worker has already started it.
+/// embeddings queue its priority selects. If the broker refuses it, the task is marked failed (never left queued),
+/// unless a worker has already started it.
 /// </summary>
 public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispatcher, LlmStreamMetrics metrics, ILogger<EmbeddingIntake> logger)
 {
