@@ -5,7 +5,7 @@ using LlmStream.ServiceDefaults.Tasks;
 namespace LlmStream.ServiceDefaults.Embeddings;
 
 /// <summary>The single-process default (no REDIS_URL): the semantics of <see cref="RedisEmbeddingStore"/>, in memory.</summary>
-public sealed class InProcessEmbeddingStore(StreamSignals signals, TimeProvider clock, TimeSpan retention, ITaskCounters? counters = null) : IEmbeddingStore
+public sealed class InProcessEmbeddingStore(StreamSignals signals, TimeProvider clock, TimeSpan retention, InProcessTaskCounters? counters = null) : IEmbeddingStore
 {
     readonly Lock _lock = new();
     readonly Dictionary<string, Entry> _tasks = [];

@@ -11,7 +11,7 @@ namespace LlmStream.ServiceDefaults.Embeddings;
 /// written in pieces of at most <see cref="PieceBytes"/> under a temporary key and renamed into place by the
 /// script that records it, so no single command moves megabytes and a reader never sees half a chunk.
 /// </summary>
-public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan retention, ITaskCounters? counters = null) : IEmbeddingStore
+public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null) : IEmbeddingStore
 {
     public const int PieceBytes = 1 << 20;
 
@@ -140,7 +140,9 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
             [Ttl, index, chunk.PromptTokens, chunk.Dimensions]) == 1;
     }
 
-    const string FinishScript = """
+    // KEYS: the task, then (when counting) the outcome's counters (RedisTaskCounters.Keys). ARGV[6]: the state the
+    // task must be in (a withdraw: queued), or ''.
+    static readonly string FinishScript = $$"""
         local task = redis.call('HMGET', KEYS[1], 'state', 'chunks_done', 'chunks_total')
         if not task[1] then return -1 end
         if task[1] == 'completed' or task[1] == 'failed' or task[1] == 'cancelled' then return 0 end
@@ -150,6 +152,7 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
         if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         redis.call('PUBLISH', 'llmstream:wake', ARGV[5])
+        {{RedisTaskCounters.IncrementLua(2)}}
         return 1
         """;
 
@@ -161,12 +164,13 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
 
     async Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, EmbeddingState? onlyFrom)
     {
-        var result = (long)await Db.ScriptEvaluateAsync(FinishScript, [TaskKey(taskId)],
+        RedisKey[] keys = [TaskKey(taskId), .. counters is null ? [] : RedisTaskCounters.Keys(WorkQueues.Embeddings.Work, state.ToWire(), DateTimeOffset.UtcNow)];
+        var result = (long)await Db.ScriptEvaluateAsync(FinishScript, keys,
             [Ttl, state.ToWire(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), error ?? "", EmbeddingWake.Key(taskId), onlyFrom?.ToWire() ?? ""]);
         if (result == -2)
             throw new InvalidOperationException($"embedding task {taskId} cannot complete before all its chunks are stored");
         if (result == 1)
-            counters?.Record(WorkQueues.Embeddings.Work, state.ToWire());
+            counters?.Counted(WorkQueues.Embeddings.Work, state.ToWire());
         return result == 1;
     }
 

@@ -26,14 +26,16 @@ public static class OperationsExtensions
         if (broker.UsesRedisStore)
         {
             builder.Services.AddSingleton<IWorkerRegistry, RedisWorkerRegistry>();
-            builder.Services.AddSingleton<ITaskCounters, RedisTaskCounters>();
+            builder.Services.AddSingleton<RedisTaskCounters>();
+            builder.Services.AddSingleton<ITaskCounters>(sp => sp.GetRequiredService<RedisTaskCounters>());
             builder.Services.AddSingleton<IWaitingLedger, RedisWaitingLedger>();
             checks.AddCheck<RedisHealthCheck>("redis", tags: [HealthTags.Ready]);
         }
         else
         {
             builder.Services.AddSingleton<IWorkerRegistry, InProcessWorkerRegistry>();
-            builder.Services.AddSingleton<ITaskCounters, InProcessTaskCounters>();
+            builder.Services.AddSingleton<InProcessTaskCounters>();
+            builder.Services.AddSingleton<ITaskCounters>(sp => sp.GetRequiredService<InProcessTaskCounters>());
             builder.Services.AddSingleton<IWaitingLedger, InProcessWaitingLedger>();
         }
         return builder;

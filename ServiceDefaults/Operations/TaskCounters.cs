@@ -14,17 +14,13 @@ public sealed record RecentCounts(long Completed, long Failed, long Cancelled)
 }
 
 /// <summary>
-/// Counts tasks as they end: cluster-wide for /stats, and in the process's llmstream.tasks.finished metric. The
-/// stores call it once per task, from the call that wrote the terminal state (a worker's completion or failure, a
-/// gateway's cancel or refused send), so a task is never counted twice; throughput comes from per-second buckets
-/// over the last minute.
+/// How tasks ended, cluster-wide, for /stats. A task is counted once, by the store call that wrote its terminal state
+/// (a worker's completion or failure, a gateway's cancel or refused send), and in that call's own step: whoever sees a
+/// task ended sees it counted. Throughput comes from per-second buckets over the last minute.
 /// </summary>
 public interface ITaskCounters
 {
     /// <param name="work">chat or embeddings.</param>
-    /// <param name="outcome">completed, failed or cancelled.</param>
-    void Record(string work, string outcome);
-
     Task<TaskCounts> ReadAsync(string work, DateTimeOffset now);
 }
 
@@ -33,23 +29,32 @@ public static class TaskOutcomeNames
     public static readonly IReadOnlyList<string> All = ["completed", "failed", "cancelled"];
 }
 
-/// <summary>A total per outcome and a bucket per second (kept two minutes) in Redis.</summary>
+/// <summary>
+/// A total per outcome and a bucket per second (kept two minutes) in Redis. The Redis stores' finish scripts increment
+/// them (<see cref="Keys"/>, <see cref="IncrementLua"/>) in the script that ends the task, so a count is never lost
+/// between the two nor seen late.
+/// </summary>
 public sealed class RedisTaskCounters(IConnectionMultiplexer redis, LlmStreamMetrics metrics) : ITaskCounters
 {
     static string Total(string work, string outcome) => $"llmstream:stats:{work}:{outcome}";
 
     static string Bucket(string work, string outcome, long second) => $"{Total(work, outcome)}:{second.ToString(CultureInfo.InvariantCulture)}";
 
-    public void Record(string work, string outcome)
-    {
-        metrics.TaskFinished(work, outcome);
-        // Fire and forget: counting must not slow down or fail the task it counts.
-        var db = redis.GetDatabase();
-        var bucket = Bucket(work, outcome, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
-        db.StringIncrement(Total(work, outcome), flags: CommandFlags.FireAndForget);
-        db.StringIncrement(bucket, flags: CommandFlags.FireAndForget);
-        db.KeyExpire(bucket, TimeSpan.FromMinutes(2), CommandFlags.FireAndForget);
-    }
+    /// <summary>The total and this second's bucket of <paramref name="outcome"/>, the keys a finish script passes to <see cref="IncrementLua"/>.</summary>
+    public static RedisKey[] Keys(string work, string outcome, DateTimeOffset now) =>
+        [Total(work, outcome), Bucket(work, outcome, now.ToUnixTimeSeconds())];
+
+    /// <summary>Lua that counts one task, given the index in KEYS of the first of <see cref="Keys"/>; nothing when they were not passed.</summary>
+    public static string IncrementLua(int firstKey) => $"""
+        if #KEYS >= {firstKey + 1} then
+          redis.call('INCR', KEYS[{firstKey}])
+          redis.call('INCR', KEYS[{firstKey + 1}])
+          redis.call('EXPIRE', KEYS[{firstKey + 1}], 120)
+        end
+        """;
+
+    /// <summary>After a finish script has counted a task: this process's llmstream.tasks.finished metric.</summary>
+    public void Counted(string work, string outcome) => metrics.TaskFinished(work, outcome);
 
     public async Task<TaskCounts> ReadAsync(string work, DateTimeOffset now)
     {
@@ -68,13 +73,15 @@ public sealed class RedisTaskCounters(IConnectionMultiplexer redis, LlmStreamMet
     }
 }
 
-/// <summary>The single-process default.</summary>
+/// <summary>The single-process default; the in-process stores count a task under the lock that ends it.</summary>
 public sealed class InProcessTaskCounters(TimeProvider clock, LlmStreamMetrics metrics) : ITaskCounters
 {
     readonly Lock _lock = new();
     readonly Dictionary<(string Work, string Outcome), long> _totals = [];
     readonly Dictionary<(string Work, string Outcome, long Second), long> _buckets = [];
 
+    /// <param name="work">chat or embeddings.</param>
+    /// <param name="outcome">completed, failed or cancelled.</param>
     public void Record(string work, string outcome)
     {
         metrics.TaskFinished(work, outcome);

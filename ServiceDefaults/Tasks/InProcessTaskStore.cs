@@ -7,7 +7,7 @@ namespace LlmStream.ServiceDefaults.Tasks;
 /// The single-process default (no REDIS_URL): the same semantics as <see cref="RedisTaskStore"/>, held
 /// in memory with stream-style ids. Finished sessions are dropped after the retention period.
 /// </summary>
-public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock, TimeSpan retention, ITaskCounters? counters = null) : ITaskStore
+public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock, TimeSpan retention, InProcessTaskCounters? counters = null) : ITaskStore
 {
     readonly Lock _lock = new();
     readonly Dictionary<string, (TaskRecord Task, DateTimeOffset ExpiresAt)> _tasks = [];

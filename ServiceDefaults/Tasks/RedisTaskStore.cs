@@ -10,7 +10,7 @@ namespace LlmStream.ServiceDefaults.Tasks;
 /// Task records are hashes, sessions are Redis streams; every change that touches both runs as one Lua
 /// script, and each stream append publishes the session id on one wake channel (read by gateways).
 /// </summary>
-public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention, ITaskCounters? counters = null) : ITaskStore
+public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null) : ITaskStore
 {
     public const string WakeChannel = "llmstream:wake";
 
@@ -73,7 +73,8 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         return stored
         """;
 
-    const string FinishScript = """
+    // KEYS: the task, the stream, then (when counting) the outcome's counters (RedisTaskCounters.Keys).
+    static readonly string FinishScript = $$"""
         local task = redis.call('HMGET', KEYS[1], 'state', 'attempt')
         if not task[1] then return -1 end
         if task[1] == 'completed' or task[1] == 'failed' or task[1] == 'cancelled' then return 0 end
@@ -83,6 +84,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         redis.call('XADD', KEYS[2], '*', 't', ARGV[2], 'd', ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[1])
         redis.call('PUBLISH', 'llmstream:wake', ARGV[4])
+        {{RedisTaskCounters.IncrementLua(3)}}
         return 1
         """;
 
@@ -161,9 +163,11 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         if (outcome.Usage is not null) args.AddRange(["usage", JsonSerializer.Serialize(outcome.Usage, StreamEvents.Json)]);
         if (outcome.ToolCalls is not null) args.AddRange(["tool_calls", outcome.ToolCalls]);
 
-        var result = (long)await Db.ScriptEvaluateAsync(FinishScript, [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId)], [.. args]);
+        RedisKey[] keys = [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId),
+            .. counters is null ? [] : RedisTaskCounters.Keys(WorkQueues.Chat.Work, outcome.State.ToWire(), DateTimeOffset.UtcNow)];
+        var result = (long)await Db.ScriptEvaluateAsync(FinishScript, keys, [.. args]);
         if (result == 1)
-            counters?.Record(WorkQueues.Chat.Work, outcome.State.ToWire());
+            counters?.Counted(WorkQueues.Chat.Work, outcome.State.ToWire());
         return result == 1;
     }
 

@@ -25,11 +25,11 @@ public static class TaskStoreExtensions
             builder.Services.AddSingleton<ITaskStore>(sp => new RedisTaskStore(
                 sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl,
-                sp.GetRequiredService<ITaskCounters>()));
+                sp.GetRequiredService<RedisTaskCounters>()));
             builder.Services.AddSingleton<IEmbeddingStore>(sp => new RedisEmbeddingStore(
                 sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl,
-                sp.GetRequiredService<ITaskCounters>()));
+                sp.GetRequiredService<RedisTaskCounters>()));
             builder.Services.AddSingleton(sp => new TaskCancellation(sp.GetRequiredService<IConnectionMultiplexer>()));
             builder.Services.AddHostedService<RedisCancelSubscriber>();
         }
@@ -39,12 +39,12 @@ public static class TaskStoreExtensions
                 sp.GetRequiredService<StreamSignals>(),
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl,
-                sp.GetRequiredService<ITaskCounters>()));
+                sp.GetRequiredService<InProcessTaskCounters>()));
             builder.Services.AddSingleton<IEmbeddingStore>(sp => new InProcessEmbeddingStore(
                 sp.GetRequiredService<StreamSignals>(),
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ResultTtl,
-                sp.GetRequiredService<ITaskCounters>()));
+                sp.GetRequiredService<InProcessTaskCounters>()));
             builder.Services.AddSingleton(_ => new TaskCancellation());
         }
         return builder;

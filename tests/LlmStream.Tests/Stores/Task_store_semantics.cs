@@ -1,5 +1,9 @@
 using System.Text.Json;
+using System.Diagnostics.Metrics;
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.ServiceDefaults.Telemetry;
+using Microsoft.Extensions.DependencyInjection;
 using LlmStream.Tests.Infrastructure;
 using StackExchange.Redis;
 
@@ -13,14 +17,29 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     StreamSignals _signals = null!;
     ITaskStore _store = null!;
 
+    ServiceProvider _services = null!;
+    ITaskCounters _counters = null!;
+
     [SetUp]
     public void CreateStore()
     {
         _signals = new StreamSignals();
-        _store = Kind == "redis"
-            ? new RedisTaskStore(Connection!, TimeSpan.FromHours(1))
-            : new InProcessTaskStore(_signals, TimeProvider.System, TimeSpan.FromHours(1));
+        _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var metrics = new LlmStreamMetrics(_services.GetRequiredService<IMeterFactory>());
+        if (Kind == "redis")
+        {
+            var counters = new RedisTaskCounters(Connection!, metrics);
+            (_store, _counters) = (new RedisTaskStore(Connection!, TimeSpan.FromHours(1), counters), counters);
+        }
+        else
+        {
+            var counters = new InProcessTaskCounters(TimeProvider.System, metrics);
+            (_store, _counters) = (new InProcessTaskStore(_signals, TimeProvider.System, TimeSpan.FromHours(1), counters), counters);
+        }
     }
+
+    [TearDown]
+    public void DisposeServices() => _services.Dispose();
 
     static TaskRecord NewTask(string session) => new()
     {
@@ -131,6 +150,25 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         Assert.That(await _store.WithdrawAsync(started.TaskId, started.SessionId, "not confirmed"), Is.False, "a worker has it: it was queued after all");
         Assert.That((await _store.GetAsync(started.TaskId, default))!.State, Is.EqualTo(TaskState.Started));
         Assert.That(await _store.AppendTokensAsync(started.TaskId, started.SessionId, 1, [StreamEvents.Token(started.TaskId, 1, "on")], default), Is.True);
+    }
+
+    [Test]
+    public async Task A_task_is_counted_once_by_the_call_that_ends_it_and_is_seen_counted_as_soon_as_it_is_seen_ended()
+    {
+        var before = await _counters.ReadAsync("chat", DateTimeOffset.UtcNow);
+        var completed = await StartedTask();
+        var outcome = new TaskOutcome { TaskId = completed.TaskId, SessionId = completed.SessionId, State = TaskState.Completed, Attempt = 1, Result = "" };
+        Assert.That(await _store.FinishAsync(outcome, "{}", default), Is.True);
+        Assert.That(await _store.FinishAsync(outcome with { State = TaskState.Failed }, "{}", default), Is.False);
+        var withdrawn = NewTask(Guid.NewGuid().ToString("N"));
+        await _store.CreateAsync(withdrawn, "{}", default);
+        Assert.That(await _store.WithdrawAsync(withdrawn.TaskId, withdrawn.SessionId, "not confirmed"), Is.True);
+        Assert.That(await _store.WithdrawAsync(withdrawn.TaskId, withdrawn.SessionId, "not confirmed"), Is.False);
+
+        // No wait: the count is written in the same step as the terminal state.
+        var after = await _counters.ReadAsync("chat", DateTimeOffset.UtcNow);
+        Assert.That((after.Completed - before.Completed, after.Failed - before.Failed, after.Cancelled - before.Cancelled), Is.EqualTo((1L, 1L, 0L)));
+        Assert.That(after.LastMinute.Completed - before.LastMinute.Completed, Is.EqualTo(1));
     }
 
     [Test]
