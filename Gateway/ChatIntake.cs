@@ -98,12 +98,28 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Llm
         {
             // A send that timed out may still have reached the queue. The 503 holds only if no worker has started the
             // task; one that has got the message, so the request was queued after all and is answered as accepted.
-            if (await store.WithdrawAsync(task.TaskId, task.SessionId, BrokerDown))
+            try
             {
-                logger.LogError(e, "Broker unavailable; task {TaskId} not queued", task.TaskId);
+                if (await store.WithdrawAsync(task.TaskId, task.SessionId, BrokerDown))
+                {
+                    logger.LogError(e, "Broker unavailable; task {TaskId} not queued", task.TaskId);
+                    return IntakeOutcome.BrokerUnavailable;
+                }
+                if (await store.GetAsync(task.TaskId, CancellationToken.None) is not { } found)
+                {
+                    logger.LogError(e, "Broker unavailable and task {TaskId} gone from the store; a worker will find nothing to run", task.TaskId);
+                    return IntakeOutcome.BrokerUnavailable;
+                }
+                logger.LogWarning(e, "The broker did not confirm task {TaskId}, but the task is {State} already: a worker got it; accepted",
+                    task.TaskId, found.State.ToWire());
+            }
+            catch (RedisException redis)
+            {
+                // Broker and store failed together: the refusal cannot be recorded, so a message that did get through
+                // would still run. Said here, where an operator looks.
+                logger.LogError(redis, "Broker and task store unavailable; task {TaskId} may still be queued and run", task.TaskId);
                 return IntakeOutcome.BrokerUnavailable;
             }
-            logger.LogWarning(e, "The broker did not confirm task {TaskId}, but a worker has already taken it; accepted", task.TaskId);
         }
 
         metrics.ChatAccepted(queue);

@@ -100,6 +100,7 @@ public static class OpenAiApi
                 return;
             default:
                 http.Response.Headers.RetryAfter = "5";
+                http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId; // its record says failed
                 await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable, ChatIntake.BrokerDown, null, "server_error");
                 return;
         }

@@ -61,6 +61,8 @@ public static class OpenAiEmbeddingsApi
         if (outcome != IntakeOutcome.Accepted)
         {
             http.Response.Headers.RetryAfter = "5";
+            if (outcome == IntakeOutcome.BrokerUnavailable)
+                http.Response.Headers["X-LlmStream-Task-Id"] = message.TaskId; // its record says failed
             await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable,
                 outcome == IntakeOutcome.StoreUnavailable ? ChatIntake.StoreDown : ChatIntake.BrokerDown, null, "server_error");
             return;

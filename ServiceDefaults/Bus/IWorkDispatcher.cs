@@ -6,5 +6,8 @@ public interface IWorkDispatcher
     Task DispatchAsync<T>(T message, WorkQueues queues, int priority, CancellationToken cancellationToken) where T : class;
 }
 
-/// <summary>The broker did not take the message; nothing was enqueued.</summary>
+/// <summary>
+/// The broker refused the message, or did not say it took it in time (a lost or late publisher confirm): in the
+/// second case the message may be in the queue all the same.
+/// </summary>
 public sealed class BrokerUnavailableException(string message, Exception? inner = null) : Exception(message, inner);

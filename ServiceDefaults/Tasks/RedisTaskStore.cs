@@ -32,6 +32,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         return id
         """;
 
+    // Every start counts an attempt: attempt 0 means no worker has started the task (TaskStoreOutcomes.WithdrawAsync).
     const string StartScript = """
         local state = redis.call('HGET', KEYS[1], 'state')
         if not state then return -1 end

@@ -1,5 +1,9 @@
+using System.Diagnostics.Metrics;
 using LlmStream.ServiceDefaults.Embeddings;
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.ServiceDefaults.Telemetry;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace LlmStream.Tests.Stores;
 
@@ -9,12 +13,28 @@ namespace LlmStream.Tests.Stores;
 public sealed class Embedding_store_semantics(string kind) : RedisOrInProcess(kind)
 {
     IEmbeddingStore _store = null!;
+    ITaskCounters _counters = null!;
+    ServiceProvider _services = null!;
 
     [SetUp]
-    public void CreateStore() =>
-        _store = Kind == "redis"
-            ? new RedisEmbeddingStore(Connection!, TimeSpan.FromHours(1))
-            : new InProcessEmbeddingStore(new StreamSignals(), TimeProvider.System, TimeSpan.FromHours(1));
+    public void CreateStore()
+    {
+        _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var metrics = new LlmStreamMetrics(_services.GetRequiredService<IMeterFactory>());
+        if (Kind == "redis")
+        {
+            var counters = new RedisTaskCounters(Connection!, metrics);
+            (_store, _counters) = (new RedisEmbeddingStore(Connection!, TimeSpan.FromHours(1), counters), counters);
+        }
+        else
+        {
+            var counters = new InProcessTaskCounters(TimeProvider.System, metrics);
+            (_store, _counters) = (new InProcessEmbeddingStore(new StreamSignals(), TimeProvider.System, TimeSpan.FromHours(1), counters), counters);
+        }
+    }
+
+    [TearDown]
+    public void DisposeServices() => _services.Dispose();
 
     async Task<string> QueuedTask()
     {
@@ -26,6 +46,7 @@ public sealed class Embedding_store_semantics(string kind) : RedisOrInProcess(ki
     [Test]
     public async Task Withdrawing_fails_a_batch_no_worker_has_started_and_leaves_a_started_one_running()
     {
+        var before = await _counters.ReadAsync("embeddings", DateTimeOffset.UtcNow);
         var queued = await QueuedTask();
         Assert.That(await _store.WithdrawAsync(queued, "not confirmed", default), Is.True);
         Assert.That(await _store.StartAsync(queued, [0], default), Is.Null, "a withdrawn batch is never started");
@@ -38,5 +59,10 @@ public sealed class Embedding_store_semantics(string kind) : RedisOrInProcess(ki
         Assert.That((await _store.GetAsync(started, default))!.State, Is.EqualTo(EmbeddingState.Running));
         Assert.That(await _store.FinishAsync(started, EmbeddingState.Failed, "the model refused", default), Is.True, "its worker still ends it");
         Assert.That(await _store.WithdrawAsync(started, "not confirmed", default), Is.False, "an ended batch stays as it ended");
+
+        // Each batch counted once, by the call that ended it, and seen at once.
+        var after = await _counters.ReadAsync("embeddings", DateTimeOffset.UtcNow);
+        Assert.That((after.Completed - before.Completed, after.Failed - before.Failed, after.LastMinute.Failed - before.LastMinute.Failed), Is.EqualTo((0L, 2L, 2L)));
+        Assert.That((await _counters.ReadAsync("chat", DateTimeOffset.UtcNow)).Failed, Is.Zero, "embeddings count apart from chats");
     }
 }
