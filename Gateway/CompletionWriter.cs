@@ -8,9 +8,14 @@ namespace LlmStream.Gateway;
 public sealed class CompletionWriter(string id, long created, string model)
 {
     static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
+    static readonly byte[] KeepAliveComment = ": keep-alive\n\n"u8.ToArray();
+
+    /// <summary>Stands for a wait with nothing new: written as an SSE comment, which OpenAI's SDKs skip.</summary>
+    public static readonly StreamEntry KeepAlive = new("", "keep-alive", "{}");
 
     /// <summary>role chunk, one chunk per token, the finish_reason chunk, the usage chunk when asked for, [DONE].</summary>
-    public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, bool includeUsage)
+    /// <param name="endTask">Ends the task as failed with the reason given, when a retry would start a second answer.</param>
+    public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, bool includeUsage, Func<string, Task> endTask)
     {
         var response = http.Response;
         using var open = http.RequestServices.GetRequiredService<LlmStreamMetrics>().StreamOpened("openai");
@@ -24,13 +29,22 @@ public sealed class CompletionWriter(string id, long created, string model)
         {
             await foreach (var entry in events)
             {
+                if (ReferenceEquals(entry, KeepAlive))
+                {
+                    await response.Body.WriteAsync(KeepAliveComment);
+                    await response.Body.FlushAsync();
+                    continue;
+                }
                 using var data = JsonDocument.Parse(entry.Data);
                 var root = data.RootElement;
                 switch (entry.Type)
                 {
                     case StreamEventTypes.Started when root.GetProperty("attempt").GetInt32() > 1 && tokensSent:
-                        // A retry after tokens went out cannot be expressed in this format: say so instead of mixing two answers.
-                        await ErrorEvent(response, "the provider failed mid-answer and the request is being retried; repeat the request");
+                        // A retry after tokens went out cannot be expressed in this format (there is no "forget what you
+                        // got"): the task ends here, so the retry is stopped instead of answering again unseen.
+                        const string reason = "the provider failed mid-answer and a streamed answer cannot start over; repeat the request";
+                        await endTask(reason);
+                        await ErrorEvent(response, reason);
                         return;
                     case StreamEventTypes.Token:
                         tokensSent = true;

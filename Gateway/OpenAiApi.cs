@@ -20,24 +20,31 @@ public static class OpenAiApi
     {
         var v1 = app.MapGroup("/v1").WithTags("OpenAI-compatible");
         v1.MapGet("/models", ListModels).WithSummary("Models this gateway serves");
+        v1.MapGet("/models/{model}", RetrieveModel).WithSummary("One model this gateway serves (404 in OpenAI's error format otherwise)");
         v1.MapPost("/chat/completions", CreateChatCompletion)
             .WithSummary("Create a chat completion (streaming or not), queued with priority (X-Priority header or priority field)");
         v1.MapOpenAiEmbeddings();
         return app;
     }
 
-    static IResult ListModels(IOptions<ModelOptions> models, IOptions<RateLimitOptions> limits)
+    static IEnumerable<string> ModelNames(ModelOptions models, RateLimitOptions limits) =>
+        new[] { models.LlmModel, models.EmbeddingModel }.Concat(limits.ParsedModelLimits().Keys).Distinct();
+
+    static object Model(string id) => new { id, @object = "model", created = 0, owned_by = "llmstream" };
+
+    static IResult ListModels(IOptions<ModelOptions> models, IOptions<RateLimitOptions> limits) =>
+        Results.Json(new { @object = "list", data = ModelNames(models.Value, limits.Value).Select(Model) });
+
+    static async Task RetrieveModel(string model, HttpContext http, IOptions<ModelOptions> models, IOptions<RateLimitOptions> limits)
     {
-        var names = new[] { models.Value.LlmModel, models.Value.EmbeddingModel }.Concat(limits.Value.ParsedModelLimits().Keys).Distinct();
-        return Results.Json(new
-        {
-            @object = "list",
-            data = names.Select(id => new { id, @object = "model", created = 0, owned_by = "llmstream" }),
-        });
+        if (ModelNames(models.Value, limits.Value).Contains(model, StringComparer.Ordinal))
+            await http.Response.WriteAsJsonAsync(Model(model));
+        else
+            await OpenAiError.WriteAsync(http, StatusCodes.Status404NotFound, $"The model '{model}' does not exist or you do not have access to it.", "model");
     }
 
-    static async Task CreateChatCompletion(HttpContext http, ChatIntake intake, ITaskStore store, StreamSignals signals,
-        IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
+    static async Task CreateChatCompletion(HttpContext http, ChatIntake intake, ITaskStore store, StreamSignals signals, TaskCancellation cancellation,
+        IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock, ILogger<ChatIntake> logger)
     {
         var (body, problem) = await JsonBody.ReadObjectAsync(http.Request, gateway.Value.MaxRequestBytes, http.RequestAborted);
         if (problem is not null)
@@ -108,15 +115,30 @@ public static class OpenAiApi
         // A repeated Idempotency-Key follows the first request's task: the same answer, no second generation.
         http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId;
         var completion = new CompletionWriter($"chatcmpl-{result.TaskId}", clock.GetUtcNow().ToUnixTimeSeconds(), message.Model);
-        var events = Follow(store, signals, result.SessionId, http.RequestAborted);
         if (request.Stream)
-            await completion.StreamAsync(http, events, request.IncludeUsage);
+        {
+            var events = Follow(store, signals, result.SessionId, gateway.Value.KeepAlive, http.RequestAborted);
+            await completion.StreamAsync(http, events, request.IncludeUsage, async reason =>
+            {
+                // The task is this request's alone: ending it stops the retry, so no second answer runs unseen.
+                if (await store.FailAsync(result.TaskId, result.SessionId, reason))
+                {
+                    await cancellation.SignalAsync(result.TaskId);
+                    logger.LogWarning("Task {TaskId} failed mid-answer on a /v1 stream; ended instead of retried", result.TaskId);
+                }
+            });
+        }
         else
-            await completion.WriteWholeAsync(http, events, store, result.TaskId);
+        {
+            await completion.WriteWholeAsync(http, Follow(store, signals, result.SessionId, null, http.RequestAborted), store, result.TaskId);
+        }
     }
 
-    /// <summary>The task's events until its terminal one; the session belongs to this request alone.</summary>
-    static async IAsyncEnumerable<StreamEntry> Follow(ITaskStore store, StreamSignals signals, string sessionId,
+    /// <summary>
+    /// The task's events until its terminal one; the session belongs to this request alone. With
+    /// <paramref name="keepAlive"/>, a wait that long with nothing new yields a keep-alive entry (no data).
+    /// </summary>
+    static async IAsyncEnumerable<StreamEntry> Follow(ITaskStore store, StreamSignals signals, string sessionId, TimeSpan? keepAlive,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         using var watch = signals.Watch(sessionId);
@@ -131,8 +153,8 @@ public static class OpenAiApi
                 if (entry.IsTerminal)
                     yield break;
             }
-            if (entries.Count == 0)
-                await watch.WaitAsync(TimeSpan.FromSeconds(15), cancellationToken);
+            if (entries.Count == 0 && !await watch.WaitAsync(keepAlive ?? TimeSpan.FromSeconds(15), cancellationToken) && keepAlive is not null)
+                yield return CompletionWriter.KeepAlive;
         }
     }
 }

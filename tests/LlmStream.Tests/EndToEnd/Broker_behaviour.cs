@@ -151,6 +151,40 @@ public sealed class Broker_behaviour(string broker)
         Assert.That(await DeadLetteredOnDefaultQueue(), Is.EqualTo(statsBefore + 1), "GET /stats counts it on the queue it came from");
     }
 
+    [Test]
+    public async Task A_v1_stream_that_fails_mid_answer_ends_with_one_error_and_no_second_answer_runs_unseen()
+    {
+        _cluster.Provider.Behavior.Reply = _ => "one two three four five six seven eight nine ten";
+        _cluster.Provider.Behavior.TokenDelay = TimeSpan.FromMilliseconds(20); // a retry takes longer than the gateway takes to see it begin
+        _cluster.Provider.Behavior.FailMidStreamNext(afterTokens: 3);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = JsonContent.Create(new { model = "gpt-4o-mini", stream = true, messages = new[] { new { role = "user", content = "break mid-answer" } } }),
+        };
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var taskId = response.Headers.GetValues("X-LlmStream-Task-Id").Single();
+        var body = await response.Content.ReadAsStringAsync();
+
+        // What the client got: the first attempt's tokens, then one error saying why, and [DONE].
+        var data = body.Split("\n").Where(l => l.StartsWith("data: ", StringComparison.Ordinal)).Select(l => l["data: ".Length..]).ToList();
+        Assert.That(data, Has.Count.GreaterThan(2), body);
+        Assert.That(data[^2], Does.Contain("\"error\"").And.Contain("mid-answer"), body);
+        Assert.That(data[^1], Is.EqualTo("[DONE]"), body);
+        Assert.That(data.Count(d => d.Contains("\"error\"", StringComparison.Ordinal)), Is.EqualTo(1), body);
+        Assert.That(data.Any(d => d.Contains("one", StringComparison.Ordinal)), Is.True, "tokens went out before the failure: " + body);
+
+        // And the task ended there: the retry that had started was stopped, not run to a second answer nobody sees.
+        var status = await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(30));
+        Assert.That(status.GetProperty("status").GetString(), Is.EqualTo("failed"), status.ToString());
+        Assert.That(status.GetProperty("error").GetString(), Does.Contain("mid-answer"));
+        await WaitFor(() => Task.FromResult(_cluster.Logs().Contains($"Task {taskId} was cancelled", StringComparison.Ordinal)
+                                            || _cluster.Logs().Contains($"Task {taskId} attempt 2 is no longer current", StringComparison.Ordinal)),
+            "the worker stops the second attempt");
+        var calls = _cluster.Provider.Behavior.Requests.Where(r => r.Messages.Last().Content == "break mid-answer").ToList();
+        Assert.That(calls.Count(r => r.Completed), Is.Zero, "no provider call ran to the end");
+        Assert.That(calls, Has.Count.LessThanOrEqualTo(2), "one retry at most was begun");
+    }
+
     async Task<long> DeadLetteredOnDefaultQueue()
     {
         var stats = await _http.GetFromJsonAsync<JsonElement>("/stats");

@@ -121,5 +121,28 @@ public sealed class Rejecting_bad_input
         Assert.That(lines, Does.Contain(": keep-alive"), "an idle stream says it is alive (SSE_KEEPALIVE_SECONDS=1)");
     }
 
+    [Test]
+    public async Task A_v1_stream_waiting_for_a_queued_task_sends_keep_alive_comments_after_its_role_chunk()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = JsonContent.Create(new { model = "gpt-4o-mini", stream = true, messages = new[] { new { role = "user", content = "nobody will answer here either" } } }),
+        };
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        _accepted++;
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
+        var lines = new List<string>();
+        while (await reader.ReadLineAsync(cts.Token) is { } line)
+        {
+            lines.Add(line);
+            if (line == ": keep-alive")
+                break;
+        }
+        Assert.That(lines[0], Does.StartWith("data: ").And.Contain("\"role\":\"assistant\""), string.Join("\n", lines));
+        Assert.That(lines, Does.Contain(": keep-alive"), "a waiting /v1 stream says it is alive, as OpenAI's SDKs allow (SSE_KEEPALIVE_SECONDS=1)");
+    }
+
     Task AssertNothingEnqueued() => EnqueuedWork.AssertOnlyAcceptedAsync(_cluster, _accepted);
 }

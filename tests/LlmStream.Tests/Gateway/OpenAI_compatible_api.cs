@@ -51,6 +51,22 @@ public sealed class OpenAI_compatible_api
     }
 
     [Test]
+    public async Task A_model_is_retrieved_by_its_id_and_an_unknown_one_is_a_404()
+    {
+        var models = new OpenAIClient(new ApiKeyCredential("unused"), new OpenAIClientOptions
+        {
+            Endpoint = new Uri(_http.BaseAddress!, "/v1"),
+            Transport = new HttpClientPipelineTransport(_http),
+            RetryPolicy = new ClientRetryPolicy(0),
+        }).GetOpenAIModelClient();
+        OpenAI.Models.OpenAIModel model = await models.GetModelAsync("gpt-4o-mini");
+        Assert.That((model.Id, model.OwnedBy), Is.EqualTo(("gpt-4o-mini", "llmstream")));
+        var unknown = Assert.ThrowsAsync<ClientResultException>(() => models.GetModelAsync("no-such-model"));
+        Assert.That(unknown!.Status, Is.EqualTo(404));
+        Assert.That(unknown.Message, Does.Contain("no-such-model"));
+    }
+
+    [Test]
     public async Task A_streamed_completion_arrives_chunk_by_chunk_with_usage()
     {
         var text = new StringBuilder();
