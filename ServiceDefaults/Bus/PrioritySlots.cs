@@ -2,15 +2,18 @@ namespace LlmStream.ServiceDefaults.Bus;
 
 /// <summary>
 /// The in-flight slots one worker process shares across its high, default and low queues. A free slot
-/// goes to the highest level waiting; but after <c>fairness</c> grants in a row that passed over a waiting
-/// lower-level message, the next slot goes to the longest waiting message: low work is never starved.
+/// goes to the highest level waiting, and within a level to the highest message priority (the broker's order,
+/// kept for messages already delivered and waiting here), then the longest waiting; but after <c>fairness</c>
+/// grants in a row that passed over a waiting lower-level message, the next slot goes to the longest waiting
+/// message: low work is never starved.
 /// </summary>
 public sealed class PrioritySlots
 {
     public const int Levels = 3;
 
     readonly Lock _lock = new();
-    readonly Queue<Waiter>[] _waiting = [new(), new(), new()];
+    // Few waiters per level (the prefetch beyond the slots): a scan finds the next one.
+    readonly List<Waiter>[] _waiting = [[], [], []];
     readonly int _fairness;
     int _free;
     int _bypassed;
@@ -42,7 +45,8 @@ public sealed class PrioritySlots
     }
 
     /// <param name="level">0 = high, 1 = default, 2 = low.</param>
-    public async ValueTask<IDisposable> AcquireAsync(int level, CancellationToken cancellationToken)
+    /// <param name="priority">The message's priority within its queue (higher first).</param>
+    public async ValueTask<IDisposable> AcquireAsync(int level, CancellationToken cancellationToken, int priority = 0)
     {
         Waiter waiter;
         lock (_lock)
@@ -53,8 +57,8 @@ public sealed class PrioritySlots
                 _bypassed = 0;
                 return new Slot(this, level);
             }
-            waiter = new Waiter(_sequence++);
-            _waiting[level].Enqueue(waiter);
+            waiter = new Waiter(_sequence++, priority);
+            _waiting[level].Add(waiter);
         }
 
         await using (cancellationToken.Register(() => waiter.Completion.TrySetCanceled(cancellationToken)))
@@ -101,43 +105,54 @@ public sealed class PrioritySlots
     Waiter? Next()
     {
         // Drop waiters whose acquisition was cancelled.
-        foreach (var queue in _waiting)
-        {
-            while (queue.Count > 0 && queue.Peek().Completion.Task.IsCompleted)
-                queue.Dequeue();
-        }
+        foreach (var waiters in _waiting)
+            waiters.RemoveAll(w => w.Completion.Task.IsCompleted);
 
         if (_bypassed >= _fairness)
         {
-            Queue<Waiter>? oldest = null;
-            foreach (var queue in _waiting)
+            List<Waiter>? oldestLevel = null;
+            Waiter? oldest = null;
+            foreach (var waiters in _waiting)
             {
-                if (queue.Count > 0 && (oldest is null || queue.Peek().Sequence < oldest.Peek().Sequence))
-                    oldest = queue;
+                foreach (var waiter in waiters)
+                {
+                    if (oldest is null || waiter.Sequence < oldest.Sequence)
+                        (oldest, oldestLevel) = (waiter, waiters);
+                }
             }
             if (oldest is not null)
             {
                 _bypassed = 0;
-                return oldest.Dequeue();
+                oldestLevel!.Remove(oldest);
+                return oldest;
             }
         }
 
         for (var level = 0; level < Levels; level++)
         {
-            if (_waiting[level].Count == 0)
+            var waiters = _waiting[level];
+            if (waiters.Count == 0)
                 continue;
             var passedOver = false;
             for (var lower = level + 1; lower < Levels; lower++)
                 passedOver |= _waiting[lower].Count > 0;
             _bypassed = passedOver ? _bypassed + 1 : 0;
-            return _waiting[level].Dequeue();
+            var next = waiters[0];
+            foreach (var waiter in waiters)
+            {
+                if (waiter.Priority > next.Priority || (waiter.Priority == next.Priority && waiter.Sequence < next.Sequence))
+                    next = waiter;
+            }
+            waiters.Remove(next);
+            return next;
         }
         return null;
     }
 
-    sealed class Waiter(long sequence)
+    sealed class Waiter(long sequence, int priority)
     {
         public readonly long Sequence = sequence;
+        public readonly int Priority = priority;
         public readonly TaskCompletionSource Completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public bool Granted;
     }

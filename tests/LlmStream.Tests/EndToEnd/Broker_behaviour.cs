@@ -73,24 +73,31 @@ public sealed class Broker_behaviour(string broker)
         var blocker = await _cluster.PostChatAsync(_http, new { message = "blocker" });
         Assert.That(await _cluster.Provider.WaitUntilAsync(b => b.ChatRequests == 1, TimeSpan.FromSeconds(30)), Is.True, _cluster.Logs());
 
+        // Inside `high` the priorities rise in the order sent: 6, 7, 8 (three, so all of them are already delivered
+        // and waiting in the worker when the slot frees: CHAT_CONCURRENCY=1 prefetches three per queue).
         var backlog = new List<string>();
-        foreach (var (name, priority) in new[] { ("low", -8), ("default", 0), ("high", 8) })
+        foreach (var (name, priorities) in new[] { ("low", new[] { -8, -8, -8, -8 }), ("default", new[] { 0, 0, 0, 0 }), ("high", new[] { 6, 7, 8 }) })
         {
-            for (var i = 0; i < 4; i++)
+            for (var i = 0; i < priorities.Length; i++)
             {
-                var message = $"{name}-{i}";
-                backlog.Add((await _cluster.PostChatAsync(_http, new { message, priority })).TaskId);
+                var message = $"{name}-{i}-{priorities[i]}";
+                backlog.Add((await _cluster.PostChatAsync(_http, new { message, priority = priorities[i] })).TaskId);
             }
         }
         await _cluster.WaitForEndAsync(_http, blocker.TaskId, TimeSpan.FromSeconds(30));
         foreach (var taskId in backlog)
             await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(60));
 
-        var order = _cluster.Provider.Behavior.Requests.Skip(1).Select(r => r.Messages.Last().Content.Split('-')[0]).ToList();
-        TestContext.Progress.WriteLine($"{broker} start order under backlog: {string.Join(" ", order)}");
-        Assert.That(order.Take(4), Is.All.EqualTo("high"), string.Join(" ", order));
+        var started = _cluster.Provider.Behavior.Requests.Skip(1).Select(r => r.Messages.Last().Content).ToList();
+        var order = started.Select(m => m.Split('-')[0]).ToList();
+        TestContext.Progress.WriteLine($"{broker} start order under backlog: {string.Join(" ", started)}");
+        Assert.That(order.Take(3), Is.All.EqualTo("high"), string.Join(" ", started));
         double Mean(string name) => order.Select((q, i) => (q, i)).Where(x => x.q == name).Average(x => x.i);
-        Assert.That(Mean("default"), Is.LessThan(Mean("low")), string.Join(" ", order));
+        Assert.That(Mean("default"), Is.LessThan(Mean("low")), string.Join(" ", started));
+        // Within a queue a higher number goes first where the broker allows it: RabbitMQ's priority queues (and the
+        // worker keeps that order for what it already took); Redis Streams and the in-memory bus are first in, first out.
+        if (broker == "rabbitmq")
+            Assert.That(started.Take(3), Is.EqualTo(new[] { "high-2-8", "high-1-7", "high-0-6" }), string.Join(" ", started));
     }
 
     [Test]

@@ -30,6 +30,25 @@ public sealed class Priority_slots
     }
 
     [Test]
+    public async Task Within_a_level_give_a_freed_slot_to_the_highest_message_priority_then_the_oldest()
+    {
+        var slots = new PrioritySlots(1, fairness: 10);
+        var held = await slots.AcquireAsync(0, default);
+        var order = new List<int>();
+        var waiters = new[] { 1, 4, 2, 4, 0 }.Select(priority => Acquired(slots, 0, priority, order)).ToList();
+        held.Dispose();
+        await Task.WhenAll(waiters).WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.That(order, Is.EqualTo(new[] { 4, 4, 2, 1, 0 }));
+
+        static async Task Acquired(PrioritySlots slots, int level, int priority, List<int> order)
+        {
+            using var slot = await slots.AcquireAsync(level, default, priority);
+            lock (order)
+                order.Add(priority);
+        }
+    }
+
+    [Test]
     public async Task Let_the_oldest_through_after_fairness_grants_passed_it_over()
     {
         var slots = new PrioritySlots(1, fairness: 3);
