@@ -14,7 +14,8 @@ public sealed record ChatRequest(string Message, string? SessionId, string? Mode
 {
     public const int MaxIdLength = 128;
 
-    static readonly HashSet<string> Known = ["message", "session_id", "model", "system_prompt", "priority", "user_id"];
+    // "stream" is the original's flag: accepted (a boolean) so its clients work unchanged; answers always stream here.
+    static readonly HashSet<string> Known = ["message", "session_id", "model", "system_prompt", "priority", "user_id", "stream"];
 
     /// <summary>Strict reading: wrong types, unknown fields and out-of-range values are errors naming the field.</summary>
     public static (ChatRequest? Request, Dictionary<string, string[]> Errors) Parse(JsonElement body)
@@ -44,6 +45,9 @@ public sealed record ChatRequest(string Message, string? SessionId, string? Mode
             else
                 priority = value;
         }
+
+        if (body.TryGetProperty("stream", out var stream) && stream.ValueKind is not (JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null))
+            errors["stream"] = [$"must be true or false, not {Shown(stream)}"];
 
         return errors.Count > 0 ? (null, errors) : (new ChatRequest(message!, sessionId, model, systemPrompt, priority, userId), errors);
     }

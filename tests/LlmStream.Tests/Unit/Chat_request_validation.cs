@@ -16,6 +16,15 @@ public sealed class Chat_request_validation
         Assert.That(request, Is.EqualTo(new ChatRequest("hi", "s-1", "m", "be brief", 7, "u")));
     }
 
+    [TestCase(true)]
+    [TestCase(false)]
+    public void Accepts_the_original_apis_stream_flag(bool stream)
+    {
+        var (request, errors) = Parse($$"""{"message":"hi","stream":{{(stream ? "true" : "false")}}}""");
+        Assert.That(errors, Is.Empty);
+        Assert.That(request!.Message, Is.EqualTo("hi"));
+    }
+
     [Test]
     public void Treats_null_optional_fields_as_absent()
     {
@@ -39,6 +48,7 @@ public sealed class Chat_request_validation
     [TestCase("""{"message":"x","session_id":7}""", "session_id", "must be a string, not a number")]
     [TestCase("""{"message":"x","model":""}""", "model", "must not be blank")]
     [TestCase("""{"message":"x","prority":1}""", "prority", "unknown field")]
+    [TestCase("""{"message":"x","stream":"yes"}""", "stream", "must be true or false, not a string")]
     [TestCase("""{"message":"\ud800"}""", "message", "is not valid text")]
     public void Names_the_field_that_is_wrong(string json, string field, string message)
     {
