@@ -39,7 +39,8 @@ public sealed class Rejecting_bad_input
         yield return new TestCaseData("""{"message":"hi",""", 400, null).SetName("invalid JSON");
         yield return new TestCaseData("""["hi"]""", 400, null).SetName("not an object");
         yield return new TestCaseData("", 400, null).SetName("empty body");
-        yield return new TestCaseData("""{"message":"hi","stream":true}""", 400, "stream").SetName("unknown field");
+        yield return new TestCaseData("""{"message":"hi","temperature":0.5}""", 400, "temperature").SetName("unknown field");
+        yield return new TestCaseData("""{"message":"hi","stream":"yes"}""", 400, "stream").SetName("stream flag of the wrong type");
     }
 
     [TestCaseSource(nameof(BadBodies))]
