@@ -36,6 +36,24 @@ public sealed class Operations(string broker)
         Assert.That(readyChecks.Keys, Does.Not.Contain("workers"), "a gateway takes work while workers restart");
         if (broker == "rabbitmq")
             Assert.That(readyChecks["masstransit-bus"], Is.EqualTo("Healthy"));
+        Assert.That(readyChecks["redis"], Is.EqualTo("Healthy"), "the test Redis keeps everything (noeviction)");
+
+        // A memory limit with an evicting policy could drop queued work and streams: readiness says so (degraded,
+        // still 200: nothing is lost yet), and is healthy again once the policy is noeviction.
+        await using (var admin = await cluster.Redis.ConnectAsync())
+        {
+            var server = admin.GetServer(admin.GetEndPoints()[0]);
+            await server.ConfigSetAsync("maxmemory", "1gb");
+            await server.ConfigSetAsync("maxmemory-policy", "allkeys-lru");
+            var degraded = await http.GetAsync("/health/ready");
+            var degradedBody = await degraded.Content.ReadAsStringAsync();
+            Assert.That(degraded.StatusCode, Is.EqualTo(HttpStatusCode.OK), degradedBody);
+            Assert.That(Checks(degradedBody)["redis"], Is.EqualTo("Degraded"), degradedBody);
+            Assert.That(degradedBody, Does.Contain("maxmemory-policy allkeys-lru").And.Contain("set maxmemory-policy noeviction"));
+            await server.ConfigSetAsync("maxmemory-policy", "noeviction");
+            Assert.That(Checks(await http.GetStringAsync("/health/ready"))["redis"], Is.EqualTo("Healthy"), "a limit with noeviction refuses writes, never drops work");
+            await server.ConfigSetAsync("maxmemory", "0");
+        }
 
         var full = await http.GetAsync("/health/full");
         var fullBody = await full.Content.ReadAsStringAsync();
