@@ -5,8 +5,10 @@ using LlmStream.Tests.Infrastructure;
 
 namespace LlmStream.Tests.EndToEnd;
 
-/// <summary>Two gateways, one chat worker (one generation at a time), RabbitMQ and Redis: resume, many subscribers, cancel.</summary>
-public sealed class Streaming_sessions
+/// <summary>Two gateways, one chat worker (one generation at a time), on RabbitMQ and on Redis Streams: resume, many subscribers, cancel.</summary>
+[TestFixture("rabbitmq")]
+[TestFixture("redis")]
+public sealed class Streaming_sessions(string broker)
 {
     Cluster _cluster = null!;
     HttpClient _a = null!;
@@ -15,7 +17,7 @@ public sealed class Streaming_sessions
     [OneTimeSetUp]
     public async Task Start()
     {
-        _cluster = await Cluster.StartAsync("streams", settings: new Dictionary<string, string>
+        _cluster = await Cluster.StartAsync($"streams-{broker}", broker: broker, settings: new Dictionary<string, string>
         {
             ["CHAT_CONCURRENCY"] = "1",
             ["LLM_TIMEOUT"] = "4",
