@@ -96,34 +96,52 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Llm
         }
         catch (BrokerUnavailableException e)
         {
-            // A send that timed out may still have reached the queue. The 503 holds only if no worker has started the
-            // task; one that has got the message, so the request was queued after all and is answered as accepted.
-            try
-            {
-                if (await store.WithdrawAsync(task.TaskId, task.SessionId, BrokerDown))
-                {
-                    logger.LogError(e, "Broker unavailable; task {TaskId} not queued", task.TaskId);
-                    return IntakeOutcome.BrokerUnavailable;
-                }
-                if (await store.GetAsync(task.TaskId, CancellationToken.None) is not { } found)
-                {
-                    logger.LogError(e, "Broker unavailable and task {TaskId} gone from the store; a worker will find nothing to run", task.TaskId);
-                    return IntakeOutcome.BrokerUnavailable;
-                }
-                logger.LogWarning(e, "The broker did not confirm task {TaskId}, but the task is {State} already: a worker got it; accepted",
-                    task.TaskId, found.State.ToWire());
-            }
-            catch (RedisException redis)
-            {
-                // Broker and store failed together: the refusal cannot be recorded, so a message that did get through
-                // would still run. Said here, where an operator looks.
-                logger.LogError(redis, "Broker and task store unavailable; task {TaskId} may still be queued and run", task.TaskId);
+            if (await UnconfirmedSend.RefusedAsync(e, task.TaskId, logger,
+                    () => store.WithdrawAsync(task.TaskId, task.SessionId, BrokerDown),
+                    async () => (await store.GetAsync(task.TaskId, CancellationToken.None))?.State.ToWire()))
                 return IntakeOutcome.BrokerUnavailable;
-            }
         }
 
         metrics.ChatAccepted(queue);
         logger.LogInformation("Queued task {TaskId} for session {SessionId} on {Queue}", task.TaskId, task.SessionId, queue);
         return IntakeOutcome.Accepted;
+    }
+}
+
+/// <summary>
+/// What a failed send means for the task it carried. A send that timed out may still have reached the queue, so the
+/// refusal (503) holds only if the task can be withdrawn before any worker starts it: one atomic store step against
+/// the worker's own start. A task a worker has already started was queued after all, and the request is accepted.
+/// </summary>
+public static class UnconfirmedSend
+{
+    /// <param name="withdraw">Fails the task unless a worker has started it; false when one has (or it ended).</param>
+    /// <param name="stateNow">The task's state as stored, or null when its record is gone.</param>
+    /// <returns>True when the request is refused; false when a worker has it and it counts as accepted.</returns>
+    public static async Task<bool> RefusedAsync(BrokerUnavailableException failure, string taskId, ILogger logger,
+        Func<Task<bool>> withdraw, Func<Task<string?>> stateNow)
+    {
+        try
+        {
+            if (await withdraw())
+            {
+                logger.LogError(failure, "Broker unavailable; task {TaskId} not queued", taskId);
+                return true;
+            }
+            if (await stateNow() is not { } state)
+            {
+                logger.LogError(failure, "Broker unavailable and task {TaskId} gone from the store; a worker will find nothing to run", taskId);
+                return true;
+            }
+            logger.LogWarning(failure, "The broker did not confirm task {TaskId}, but the task is {State} already: a worker got it; accepted", taskId, state);
+            return false;
+        }
+        catch (RedisException redis)
+        {
+            // Broker and store failed together: the refusal cannot be recorded, so a message that did get through
+            // would still run. Said here, where an operator looks.
+            logger.LogError(redis, "Broker and task store unavailable; task {TaskId} may still be queued and run", taskId);
+            return true;
+        }
     }
 }

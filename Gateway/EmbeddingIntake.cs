@@ -46,27 +46,10 @@ public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispa
         }
         catch (BrokerUnavailableException e)
         {
-            // As for chats: a send that timed out may have reached the queue, and a worker that started the batch has it.
-            try
-            {
-                if (await store.WithdrawAsync(request.TaskId, ChatIntake.BrokerDown, CancellationToken.None))
-                {
-                    logger.LogError(e, "Broker unavailable; embedding task {TaskId} not queued", request.TaskId);
-                    return IntakeOutcome.BrokerUnavailable;
-                }
-                if (await store.GetAsync(request.TaskId, CancellationToken.None) is not { } found)
-                {
-                    logger.LogError(e, "Broker unavailable and embedding task {TaskId} gone from the store; a worker will find nothing to run", request.TaskId);
-                    return IntakeOutcome.BrokerUnavailable;
-                }
-                logger.LogWarning(e, "The broker did not confirm embedding task {TaskId}, but the task is {State} already: a worker got it; accepted",
-                    request.TaskId, found.State.ToWire());
-            }
-            catch (RedisException redis)
-            {
-                logger.LogError(redis, "Broker and task store unavailable; embedding task {TaskId} may still be queued and run", request.TaskId);
+            if (await UnconfirmedSend.RefusedAsync(e, request.TaskId, logger,
+                    () => store.WithdrawAsync(request.TaskId, ChatIntake.BrokerDown, CancellationToken.None),
+                    async () => (await store.GetAsync(request.TaskId, CancellationToken.None))?.State.ToWire()))
                 return IntakeOutcome.BrokerUnavailable;
-            }
         }
 
         var queue = WorkQueues.Embeddings.QueueFor(request.Priority);
