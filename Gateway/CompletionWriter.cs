@@ -14,8 +14,9 @@ public sealed class CompletionWriter(string id, long created, string model)
     public static readonly StreamEntry KeepAlive = new("", "keep-alive", "{}");
 
     /// <summary>role chunk, one chunk per token, the finish_reason chunk, the usage chunk when asked for, [DONE].</summary>
+    /// <param name="fromAttempt">Tokens of earlier attempts are skipped: a retry replaced them before this stream joined.</param>
     /// <param name="endTask">Ends the task as failed with the reason given, when a retry would start a second answer.</param>
-    public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, bool includeUsage, Func<string, Task> endTask)
+    public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, bool includeUsage, int fromAttempt, Func<string, Task> endTask)
     {
         var response = http.Response;
         using var open = http.RequestServices.GetRequiredService<LlmStreamMetrics>().StreamOpened("openai");
@@ -46,6 +47,8 @@ public sealed class CompletionWriter(string id, long created, string model)
                         await endTask(reason);
                         await ErrorEvent(response, reason);
                         return;
+                    case StreamEventTypes.Token when root.GetProperty("attempt").GetInt32() < fromAttempt:
+                        break;
                     case StreamEventTypes.Token:
                         tokensSent = true;
                         var text = root.GetProperty("text").GetString();

@@ -6,6 +6,7 @@ using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
 using Microsoft.Extensions.Options;
+using RedisException = StackExchange.Redis.RedisException;
 
 namespace LlmStream.Gateway;
 
@@ -44,8 +45,9 @@ public static class OpenAiApi
     }
 
     static async Task CreateChatCompletion(HttpContext http, ChatIntake intake, ITaskStore store, StreamSignals signals, TaskCancellation cancellation,
-        IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock, ILogger<ChatIntake> logger)
+        IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock, ILoggerFactory loggers)
     {
+        var logger = loggers.CreateLogger(typeof(OpenAiApi).FullName!);
         var (body, problem) = await JsonBody.ReadObjectAsync(http.Request, gateway.Value.MaxRequestBytes, http.RequestAborted);
         if (problem is not null)
         {
@@ -117,14 +119,28 @@ public static class OpenAiApi
         var completion = new CompletionWriter($"chatcmpl-{result.TaskId}", clock.GetUtcNow().ToUnixTimeSeconds(), message.Model);
         if (request.Stream)
         {
+            // A repeat (same Idempotency-Key) joins the task where it is: the attempt running now, not the text of
+            // attempts a retry already replaced, which this format could not take back.
+            var fromAttempt = result.Outcome == IntakeOutcome.Repeated
+                ? Math.Max(1, (await store.GetAsync(result.TaskId, http.RequestAborted))?.Attempt ?? 1)
+                : 1;
             var events = Follow(store, signals, result.SessionId, gateway.Value.KeepAlive, http.RequestAborted);
-            await completion.StreamAsync(http, events, request.IncludeUsage, async reason =>
+            await completion.StreamAsync(http, events, request.IncludeUsage, fromAttempt, async reason =>
             {
-                // The task is this request's alone: ending it stops the retry, so no second answer runs unseen.
-                if (await store.FailAsync(result.TaskId, result.SessionId, reason))
+                // Only this request's clients read the task (this one, and repeats with its key): ending it stops the
+                // retry, so no second answer runs for nobody.
+                try
                 {
-                    await cancellation.SignalAsync(result.TaskId);
-                    logger.LogWarning("Task {TaskId} failed mid-answer on a /v1 stream; ended instead of retried", result.TaskId);
+                    if (await store.FailAsync(result.TaskId, result.SessionId, reason))
+                    {
+                        await cancellation.SignalAsync(result.TaskId);
+                        logger.LogWarning("Task {TaskId} failed mid-answer on a /v1 stream; ended instead of retried", result.TaskId);
+                    }
+                }
+                catch (RedisException e)
+                {
+                    // The client still gets its error event; the retry then runs to its end unread.
+                    logger.LogWarning(e, "Task {TaskId} failed mid-answer on a /v1 stream and could not be ended", result.TaskId);
                 }
             });
         }

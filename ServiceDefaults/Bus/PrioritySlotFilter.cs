@@ -11,7 +11,7 @@ public sealed class PrioritySlotFilter(PrioritySlots slots, int level, string qu
 {
     public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
     {
-        using var slot = await slots.AcquireAsync(level, context.CancellationToken, QueuePriority(context));
+        using var slot = await slots.AcquireAsync(level, QueuePriority(context), context.CancellationToken);
         if (context.MessageId is { } messageId)
             await waiting.RemoveAsync(queue, messageId);
         await next.Send(context);

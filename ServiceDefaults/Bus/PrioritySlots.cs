@@ -45,8 +45,11 @@ public sealed class PrioritySlots
     }
 
     /// <param name="level">0 = high, 1 = default, 2 = low.</param>
+    public ValueTask<IDisposable> AcquireAsync(int level, CancellationToken cancellationToken) => AcquireAsync(level, 0, cancellationToken);
+
+    /// <param name="level">0 = high, 1 = default, 2 = low.</param>
     /// <param name="priority">The message's priority within its queue (higher first).</param>
-    public async ValueTask<IDisposable> AcquireAsync(int level, CancellationToken cancellationToken, int priority = 0)
+    public async ValueTask<IDisposable> AcquireAsync(int level, int priority, CancellationToken cancellationToken)
     {
         Waiter waiter;
         lock (_lock)

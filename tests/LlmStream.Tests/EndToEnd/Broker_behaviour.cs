@@ -161,8 +161,9 @@ public sealed class Broker_behaviour(string broker)
     [Test]
     public async Task A_v1_stream_that_fails_mid_answer_ends_with_one_error_and_no_second_answer_runs_unseen()
     {
-        _cluster.Provider.Behavior.Reply = _ => "one two three four five six seven eight nine ten";
-        _cluster.Provider.Behavior.TokenDelay = TimeSpan.FromMilliseconds(20); // a retry takes longer than the gateway takes to see it begin
+        // A long answer, so a retry takes far longer than the gateway takes to see it begin (cancelling cuts it short).
+        _cluster.Provider.Behavior.Reply = _ => "one two three " + string.Join(' ', Enumerable.Range(4, 200).Select(i => $"w{i}"));
+        _cluster.Provider.Behavior.TokenDelay = TimeSpan.FromMilliseconds(20);
         _cluster.Provider.Behavior.FailMidStreamNext(afterTokens: 3);
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
         {
@@ -190,6 +191,50 @@ public sealed class Broker_behaviour(string broker)
         var calls = _cluster.Provider.Behavior.Requests.Where(r => r.Messages.Last().Content == "break mid-answer").ToList();
         Assert.That(calls.Count(r => r.Completed), Is.Zero, "no provider call ran to the end");
         Assert.That(calls, Has.Count.LessThanOrEqualTo(2), "one retry at most was begun");
+    }
+
+    [Test]
+    public async Task A_v1_stream_repeated_with_its_idempotency_key_after_a_retry_gets_the_new_attempt_whole()
+    {
+        var answer = "one two three " + string.Join(' ', Enumerable.Range(4, 20).Select(i => $"w{i}"));
+        _cluster.Provider.Behavior.Reply = _ => answer;
+        _cluster.Provider.Behavior.TokenDelay = TimeSpan.FromMilliseconds(20);
+        _cluster.Provider.Behavior.FailMidStreamNext(afterTokens: 3);
+        var key = Guid.NewGuid().ToString("N");
+        HttpRequestMessage Request()
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = JsonContent.Create(new { model = "gpt-4o-mini", stream = true, messages = new[] { new { role = "user", content = "retried while away" } } }),
+            };
+            request.Headers.Add("Idempotency-Key", key);
+            return request;
+        }
+
+        // The first client reads two tokens and leaves; the provider then fails and the worker retries with nobody reading.
+        // (Its connection closes at once: no drain of the rest of the response, which would keep it reading.)
+        string taskId;
+        using (var leaving = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = _cluster.GatewayUrl })
+        using (var first = await leaving.SendAsync(Request(), HttpCompletionOption.ResponseHeadersRead))
+        {
+            taskId = first.Headers.GetValues("X-LlmStream-Task-Id").Single();
+            using var reader = new StreamReader(await first.Content.ReadAsStreamAsync());
+            var tokens = 0;
+            while (tokens < 2 && await reader.ReadLineAsync() is { } line)
+                tokens += line.Contains("\"content\":\"", StringComparison.Ordinal) && !line.Contains("\"content\":\"\"", StringComparison.Ordinal) ? 1 : 0;
+        }
+        await WaitFor(async () => (await _http.GetFromJsonAsync<JsonElement>($"/chat/{taskId}")).GetProperty("attempt").GetInt32() == 2, "the retry begins");
+
+        // The repeat joins the task at the attempt running now: its whole answer, not attempt 1's text before it.
+        using var repeat = await _http.SendAsync(Request(), HttpCompletionOption.ResponseHeadersRead);
+        Assert.That(repeat.Headers.GetValues("X-LlmStream-Task-Id").Single(), Is.EqualTo(taskId));
+        var body = await repeat.Content.ReadAsStringAsync();
+        Assert.That(body, Does.Not.Contain("\"error\""), body);
+        var text = string.Concat(body.Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal))
+            .Select(l => JsonDocument.Parse(l["data: ".Length..]).RootElement.GetProperty("choices")[0].GetProperty("delta"))
+            .Select(d => d.TryGetProperty("content", out var c) ? c.GetString() : ""));
+        Assert.That(text, Is.EqualTo(answer));
+        Assert.That((await _cluster.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(30))).GetProperty("status").GetString(), Is.EqualTo("completed"));
     }
 
     async Task<long> DeadLetteredOnDefaultQueue()

@@ -34,17 +34,17 @@ public sealed class Priority_slots
     {
         var slots = new PrioritySlots(1, fairness: 10);
         var held = await slots.AcquireAsync(0, default);
-        var order = new List<int>();
-        var waiters = new[] { 1, 4, 2, 4, 0 }.Select(priority => Acquired(slots, 0, priority, order)).ToList();
+        var order = new List<(int Priority, int Arrival)>();
+        var waiters = new[] { 1, 4, 2, 4, 0 }.Select((priority, arrival) => Acquired(slots, priority, arrival, order)).ToList();
         held.Dispose();
         await Task.WhenAll(waiters).WaitAsync(TimeSpan.FromSeconds(5));
-        Assert.That(order, Is.EqualTo(new[] { 4, 4, 2, 1, 0 }));
+        Assert.That(order, Is.EqualTo(new[] { (4, 1), (4, 3), (2, 2), (1, 0), (0, 4) }));
 
-        static async Task Acquired(PrioritySlots slots, int level, int priority, List<int> order)
+        static async Task Acquired(PrioritySlots slots, int priority, int arrival, List<(int, int)> order)
         {
-            using var slot = await slots.AcquireAsync(level, default, priority);
+            using var slot = await slots.AcquireAsync(0, priority, default);
             lock (order)
-                order.Add(priority);
+                order.Add((priority, arrival));
         }
     }
 
