@@ -128,7 +128,7 @@ public static class OpenAiApi
             await completion.StreamAsync(http, events, request.IncludeUsage, fromAttempt, async reason =>
             {
                 // Only this request's clients read the task (this one, and repeats with its key): ending it stops the
-                // retry, so no second answer runs for nobody.
+                // retry, so no second answer runs that nobody reads.
                 try
                 {
                     if (await store.FailAsync(result.TaskId, result.SessionId, reason))
@@ -151,7 +151,7 @@ public static class OpenAiApi
     }
 
     /// <summary>
-    /// The task's events until its terminal one; the session belongs to this request alone. With
+    /// The task's events until its terminal one; the session belongs to this request (and its repeats) alone. With
     /// <paramref name="keepAlive"/>, a wait that long with nothing new yields a keep-alive entry (no data).
     /// </summary>
     static async IAsyncEnumerable<StreamEntry> Follow(ITaskStore store, StreamSignals signals, string sessionId, TimeSpan? keepAlive,
@@ -169,7 +169,10 @@ public static class OpenAiApi
                 if (entry.IsTerminal)
                     yield break;
             }
-            if (entries.Count == 0 && !await watch.WaitAsync(keepAlive ?? TimeSpan.FromSeconds(15), cancellationToken) && keepAlive is not null)
+            if (entries.Count > 0)
+                continue;
+            var woken = await watch.WaitAsync(keepAlive ?? TimeSpan.FromSeconds(15), cancellationToken);
+            if (!woken && keepAlive is not null)
                 yield return CompletionWriter.KeepAlive;
         }
     }
