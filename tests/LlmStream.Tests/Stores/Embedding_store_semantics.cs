@@ -1,9 +1,6 @@
-using System.Diagnostics.Metrics;
 using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Tasks;
-using LlmStream.ServiceDefaults.Telemetry;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace LlmStream.Tests.Stores;
 
@@ -14,27 +11,16 @@ public sealed class Embedding_store_semantics(string kind) : RedisOrInProcess(ki
 {
     IEmbeddingStore _store = null!;
     ITaskCounters _counters = null!;
-    ServiceProvider _services = null!;
 
     [SetUp]
     public void CreateStore()
     {
-        _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
-        var metrics = new LlmStreamMetrics(_services.GetRequiredService<IMeterFactory>());
-        if (Kind == "redis")
-        {
-            var counters = new RedisTaskCounters(Connection!, metrics);
-            (_store, _counters) = (new RedisEmbeddingStore(Connection!, TimeSpan.FromHours(1), counters), counters);
-        }
-        else
-        {
-            var counters = new InProcessTaskCounters(TimeProvider.System, metrics);
-            (_store, _counters) = (new InProcessEmbeddingStore(new StreamSignals(), TimeProvider.System, TimeSpan.FromHours(1), counters), counters);
-        }
+        var counters = NewCounters();
+        _counters = counters.Reader;
+        _store = Kind == "redis"
+            ? new RedisEmbeddingStore(Connection!, TimeSpan.FromHours(1), counters.Redis)
+            : new InProcessEmbeddingStore(new StreamSignals(), TimeProvider.System, TimeSpan.FromHours(1), counters.InProcess);
     }
-
-    [TearDown]
-    public void DisposeServices() => _services.Dispose();
 
     async Task<string> QueuedTask()
     {

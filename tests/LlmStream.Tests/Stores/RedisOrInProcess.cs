@@ -1,4 +1,8 @@
+using System.Diagnostics.Metrics;
+using LlmStream.ServiceDefaults.Operations;
+using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;
 
 namespace LlmStream.Tests.Stores;
@@ -24,6 +28,32 @@ public abstract class RedisOrInProcess(string kind)
             _redis = await RedisServer.StartAsync();
             Connection = await _redis.ConnectAsync();
         }
+    }
+
+    ServiceProvider? _metrics;
+
+    /// <summary>
+    /// Task counters of this fixture's kind, for a store to count into (the Redis one into the fixture's server), as
+    /// the reader and as the store takes them; they last for the test.
+    /// </summary>
+    protected (ITaskCounters Reader, RedisTaskCounters? Redis, InProcessTaskCounters? InProcess) NewCounters()
+    {
+        _metrics ??= new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var metrics = new LlmStreamMetrics(_metrics.GetRequiredService<IMeterFactory>());
+        if (kind == "redis")
+        {
+            var redis = new RedisTaskCounters(Connection!, metrics);
+            return (redis, redis, null);
+        }
+        var inProcess = new InProcessTaskCounters(TimeProvider.System, metrics);
+        return (inProcess, null, inProcess);
+    }
+
+    [TearDown]
+    public void DisposeMetrics()
+    {
+        _metrics?.Dispose();
+        _metrics = null;
     }
 
     [OneTimeTearDown]

@@ -1,9 +1,6 @@
 using System.Text.Json;
-using System.Diagnostics.Metrics;
 using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Tasks;
-using LlmStream.ServiceDefaults.Telemetry;
-using Microsoft.Extensions.DependencyInjection;
 using LlmStream.Tests.Infrastructure;
 using StackExchange.Redis;
 
@@ -17,29 +14,18 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     StreamSignals _signals = null!;
     ITaskStore _store = null!;
 
-    ServiceProvider _services = null!;
     ITaskCounters _counters = null!;
 
     [SetUp]
     public void CreateStore()
     {
         _signals = new StreamSignals();
-        _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
-        var metrics = new LlmStreamMetrics(_services.GetRequiredService<IMeterFactory>());
-        if (Kind == "redis")
-        {
-            var counters = new RedisTaskCounters(Connection!, metrics);
-            (_store, _counters) = (new RedisTaskStore(Connection!, TimeSpan.FromHours(1), counters), counters);
-        }
-        else
-        {
-            var counters = new InProcessTaskCounters(TimeProvider.System, metrics);
-            (_store, _counters) = (new InProcessTaskStore(_signals, TimeProvider.System, TimeSpan.FromHours(1), counters), counters);
-        }
+        var counters = NewCounters();
+        _counters = counters.Reader;
+        _store = Kind == "redis"
+            ? new RedisTaskStore(Connection!, TimeSpan.FromHours(1), counters.Redis)
+            : new InProcessTaskStore(_signals, TimeProvider.System, TimeSpan.FromHours(1), counters.InProcess);
     }
-
-    [TearDown]
-    public void DisposeServices() => _services.Dispose();
 
     static TaskRecord NewTask(string session) => new()
     {
