@@ -164,7 +164,7 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
 
     async Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, EmbeddingState? onlyFrom)
     {
-        RedisKey[] keys = [TaskKey(taskId), .. counters is null ? [] : RedisTaskCounters.Keys(WorkQueues.Embeddings.Work, state.ToWire(), DateTimeOffset.UtcNow)];
+        RedisKey[] keys = [TaskKey(taskId), .. counters?.Keys(WorkQueues.Embeddings.Work, state.ToWire()) ?? []];
         var result = (long)await Db.ScriptEvaluateAsync(FinishScript, keys,
             [Ttl, state.ToWire(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), error ?? "", EmbeddingWake.Key(taskId), onlyFrom?.ToWire() ?? ""]);
         if (result == -2)

@@ -41,8 +41,8 @@ public sealed class RedisTaskCounters(IConnectionMultiplexer redis, LlmStreamMet
     static string Bucket(string work, string outcome, long second) => $"{Total(work, outcome)}:{second.ToString(CultureInfo.InvariantCulture)}";
 
     /// <summary>The total and this second's bucket of <paramref name="outcome"/>, the keys a finish script passes to <see cref="IncrementLua"/>.</summary>
-    public static RedisKey[] Keys(string work, string outcome, DateTimeOffset now) =>
-        [Total(work, outcome), Bucket(work, outcome, now.ToUnixTimeSeconds())];
+    public RedisKey[] Keys(string work, string outcome) =>
+        [Total(work, outcome), Bucket(work, outcome, DateTimeOffset.UtcNow.ToUnixTimeSeconds())];
 
     /// <summary>Lua that counts one task, given the index in KEYS of the first of <see cref="Keys"/>; nothing when they were not passed.</summary>
     public static string IncrementLua(int firstKey) => $"""

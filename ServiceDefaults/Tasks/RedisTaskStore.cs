@@ -164,8 +164,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         if (outcome.Usage is not null) args.AddRange(["usage", JsonSerializer.Serialize(outcome.Usage, StreamEvents.Json)]);
         if (outcome.ToolCalls is not null) args.AddRange(["tool_calls", outcome.ToolCalls]);
 
-        RedisKey[] keys = [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId),
-            .. counters is null ? [] : RedisTaskCounters.Keys(WorkQueues.Chat.Work, outcome.State.ToWire(), DateTimeOffset.UtcNow)];
+        RedisKey[] keys = [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId), .. counters?.Keys(WorkQueues.Chat.Work, outcome.State.ToWire()) ?? []];
         var result = (long)await Db.ScriptEvaluateAsync(FinishScript, keys, [.. args]);
         if (result == 1)
             counters?.Counted(WorkQueues.Chat.Work, outcome.State.ToWire());
