@@ -37,7 +37,9 @@ endef
 
 ## run: the single-process default on http://localhost:$(PORT) (in-memory bus, simulated model unless a provider is configured)
 run:
-	$(DOTNET) build Gateway/LlmStream.Gateway.csproj -c $(CONFIGURATION) -nologo -v quiet
+	@echo "building LlmStream (the first build restores packages and takes about a minute)..."
+	@$(DOTNET) build Gateway/LlmStream.Gateway.csproj -c $(CONFIGURATION) -nologo -v minimal -clp:NoSummary
+	@echo "starting the gateway on port $(PORT) (Ctrl+C stops it)"
 	PORT=$(PORT) $(DOTNET) Gateway/bin/$(CONFIGURATION)/net10.0/LlmStream.Gateway.dll
 
 ## build: every .NET project (warnings as errors), then the container images when a Docker engine answers

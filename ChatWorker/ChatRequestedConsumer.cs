@@ -3,7 +3,9 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using LlmStream.Contracts;
+using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Models;
+using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
@@ -27,6 +29,7 @@ public sealed class ChatRequestedConsumer(
     PromptTokens promptTokens,
     TaskCancellation cancellation,
     TokenBatcher tokenBatcher,
+    WorkerActivity worker,
     IOptions<ModelOptions> modelOptions,
     IOptions<WorkerOptions> workerOptions,
     IOptions<RateLimitOptions> rateLimitOptions,
@@ -41,6 +44,11 @@ public sealed class ChatRequestedConsumer(
         try
         {
             await Generate(context);
+        }
+        catch (Exception e) when (context.CancellationToken.IsCancellationRequested && !(e is OperationCanceledException c && c.CancellationToken == context.CancellationToken))
+        {
+            // Stopped with the worker (in the rate-limit wait, or in a store call): a cancellation, and the message goes back.
+            throw new WorkerStoppingException($"the worker stopped ({e.GetType().Name})", context.CancellationToken);
         }
         catch (Exception e) when (e is not TransientProviderException && !context.CancellationToken.IsCancellationRequested
                                   && !(e is RedisException && context.GetRetryAttempt() < workerOptions.Value.RetryLimit))
@@ -69,7 +77,8 @@ public sealed class ChatRequestedConsumer(
         // Registered before the rate-limit wait, so DELETE also frees a task that waits for the limit.
         using var cancelled = cancellation.Register(request.TaskId);
         var messages = Messages(request);
-        var reserved = promptTokens.Count(request.Model, messages.Select(m => m.Text)) + rateLimitOptions.Value.ExpectedCompletionTokens;
+        // Counted by the gateway, in time linear in the prompt (a worker must not spend minutes on one hostile message).
+        var reserved = (request.PromptTokens ?? promptTokens.CountPrompt(request)) + rateLimitOptions.Value.ExpectedCompletionTokens;
         using (var waitToken = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled.Token))
         {
             try
@@ -83,7 +92,7 @@ public sealed class ChatRequestedConsumer(
             }
         }
 
-        var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, context.CancellationToken);
+        var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, worker.Id, context.CancellationToken);
         if (attempt is null)
         {
             await rateLimiter.TryReleaseAsync(request.Model, reserved, logger); // nothing was sent
@@ -102,6 +111,9 @@ public sealed class ChatRequestedConsumer(
         var timeLimit = modelOptions.Value.LlmTimeout;
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled.Token);
         limit.CancelAfter(timeLimit);
+
+        // A call that stops early used its prompt and what it generated so far: the rest of the reservation goes back.
+        Task GiveBackUnused() => rateLimiter.TrySettleAsync(request.Model, reserved, reserved - rateLimitOptions.Value.ExpectedCompletionTokens + generated, logger);
 
         var text = new StringBuilder();
         var toolCalls = new List<ToolCall>();
@@ -123,6 +135,7 @@ public sealed class ChatRequestedConsumer(
                         // Cancelled, or another attempt took over: leaving the loop cancels the provider call.
                         logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; generation stopped", request.TaskId, attempt);
                         metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "cancelled");
+                        await GiveBackUnused();
                         return;
                     }
                     text.Append(token);
@@ -145,13 +158,26 @@ public sealed class ChatRequestedConsumer(
             // DELETE /chat/{id}: the gateway already ended the task with a cancelled event.
             logger.LogInformation("Task {TaskId} was cancelled; the provider call stopped", request.TaskId);
             metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "cancelled");
+            await GiveBackUnused();
             return;
+        }
+        catch (Exception e) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The worker is stopping and SHUTDOWN_TIMEOUT has passed: the message goes back to the broker, and another
+            // worker runs the task as a new attempt (its started event tells clients to drop this attempt's text).
+            logger.LogInformation("Task {TaskId} attempt {Attempt} stopped with this worker; its message goes back to the broker", request.TaskId, attempt);
+            metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "cancelled");
+            await GiveBackUnused();
+            // With the consume's own token (and no inner exception: MassTransit looks at the base one) it is a
+            // cancellation to MassTransit, not a fault logged with a stack trace.
+            throw new WorkerStoppingException($"the worker stopped during the generation ({e.GetType().Name})", context.CancellationToken);
         }
         catch (Exception) when (limit.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
         {
             // The SDK may surface the cancellation as an I/O error mid-stream: it is still the time limit.
             metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "timeout");
-            await Fail(request, attempt.Value, $"the generation exceeded the time limit of {timeLimit.TotalSeconds:0} s (LLM_TIMEOUT)");
+            var reason = $"the generation exceeded the time limit of {timeLimit.TotalSeconds:0} s (LLM_TIMEOUT)";
+            await Fail(request, attempt.Value, reason, new FailureDetail(504, "server_error", "timeout", null, reason, Retryable: true));
             return;
         }
         catch (Exception e) when (e is not RedisException && !context.CancellationToken.IsCancellationRequested)
@@ -178,7 +204,7 @@ public sealed class ChatRequestedConsumer(
                 throw new TransientProviderException(failure.Reason, e);
             }
 
-            await Fail(request, attempt.Value, failure.Reason);
+            await Fail(request, attempt.Value, failure.Reason, failure.ForClient());
             if (failure.IsTransient)
                 throw; // retries exhausted: the message goes to the error queue with the exception
             return;
@@ -235,11 +261,11 @@ public sealed class ChatRequestedConsumer(
         }
     }
 
-    async Task Fail(ChatRequested request, int attempt, string reason)
+    async Task Fail(ChatRequested request, int attempt, string reason, FailureDetail failure)
     {
         logger.LogWarning("Task {TaskId} failed: {Reason}", request.TaskId, reason);
         Activity.Current.Fail(reason);
-        await store.FailAsync(request.TaskId, request.SessionId, reason, attempt);
+        await store.FailAsync(request.TaskId, request.SessionId, reason, attempt, failure);
     }
 
     static ChatOptions? Options(ChatRequested request)

@@ -20,6 +20,12 @@ public sealed record ChatRequested
 
     public DateTimeOffset AcceptedAt { get; init; }
 
+    /// <summary>
+    /// The prompt's tokens, counted once by the gateway that accepted it (the rate limit reserves them). Absent from a
+    /// gateway older than the count: the worker counts then.
+    /// </summary>
+    public int? PromptTokens { get; init; }
+
     /// <summary>The whole conversation (OpenAI-compatible requests). When set, it replaces Message and SystemPrompt.</summary>
     public IReadOnlyList<ChatTurn>? Conversation { get; init; }
 

@@ -15,6 +15,9 @@ public sealed record EmbedBatchRequested
     /// <summary>Vector length asked of the model (text-embedding-3 models can shorten theirs); the model's own when null.</summary>
     public int? Dimensions { get; init; }
 
+    /// <summary>Each text's tokens, counted once by the gateway (absent from an older gateway: the worker counts then).</summary>
+    public IReadOnlyList<int>? TextTokens { get; init; }
+
     /// <summary>The name of the API key the request came with, when keys are configured.</summary>
     public string? ApiKeyName { get; init; }
 

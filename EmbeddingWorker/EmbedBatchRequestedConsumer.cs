@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using LlmStream.Contracts;
+using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.RateLimiting;
@@ -38,6 +39,13 @@ public sealed class EmbedBatchRequestedConsumer(
         {
             await Embed(context.Message, context.CancellationToken);
         }
+        catch (Exception e) when (context.CancellationToken.IsCancellationRequested && !(e is OperationCanceledException c && c.CancellationToken == context.CancellationToken))
+        {
+            // The worker stopped (SHUTDOWN_TIMEOUT passed): the message goes back, and the chunks stored so far stay done.
+            // With the consume's own token, and no inner exception, MassTransit takes it as a cancellation, not a fault.
+            logger.LogInformation("Embedding task {TaskId} stopped with this worker; its message goes back to the broker", context.Message.TaskId);
+            throw new WorkerStoppingException($"the worker stopped ({e.GetType().Name})", context.CancellationToken);
+        }
         catch (Exception e) when (!context.CancellationToken.IsCancellationRequested
                                   && !(e is RedisException && context.GetRetryAttempt() < workerOptions.Value.RetryLimit))
         {
@@ -57,7 +65,9 @@ public sealed class EmbedBatchRequestedConsumer(
         }
 
         var options = embeddingOptions.Value;
-        var tokens = request.Texts.Select(t => promptTokens.CountText(request.Model, t)).ToArray();
+        var tokens = request.TextTokens is { } counted && counted.Count == request.Texts.Count
+            ? [.. counted]
+            : request.Texts.Select(t => promptTokens.CountText(request.Model, t)).ToArray();
         var start = await store.StartAsync(request.TaskId, EmbeddingPlan.Cut(tokens, options.ChunkTexts, options.ChunkTokens), cancellationToken);
         if (start is null)
         {

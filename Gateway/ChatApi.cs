@@ -1,5 +1,6 @@
 using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -31,10 +32,11 @@ public static class ChatApi
         string TaskId, string SessionId, string Status, string Model, int Priority, int Attempt,
         DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,
         string? Result, string? Error, string? FinishReason, TokenUsage? Usage, string? UserId, string StreamUrl,
-        DateTimeOffset? RateLimitedUntil, string? ApiKey);
+        DateTimeOffset? RateLimitedUntil, string? ApiKey, string? ErrorCode = null, bool? Retryable = null);
 
     static async Task<Results<Accepted<ChatAccepted>, ValidationProblem, ProblemHttpResult>> PostChat(
-        HttpRequest http, ChatIntake intake, ITaskStore store, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
+        HttpRequest http, ChatIntake intake, ITaskStore store, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models,
+        ModelCatalog catalog, PromptBudget budget, TimeProvider clock)
     {
         var (body, problem) = await JsonBody.ReadObjectAsync(http, gateway.Value.MaxRequestBytes, http.HttpContext.RequestAborted);
         if (problem is not null)
@@ -65,6 +67,13 @@ public static class ChatApi
             return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid Idempotency-Key",
                 detail: "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
                 extensions: new Dictionary<string, object?> { ["field"] = "Idempotency-Key" });
+        if (!catalog.Serves(message.Model))
+            return UnknownModel(message.Model, catalog);
+        var (promptTokens, refusal) = budget.Check(message, "message");
+        if (refusal is not null)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { [refusal.Param] = [refusal.Message] }, detail: refusal.Message,
+                extensions: new Dictionary<string, object?> { ["code"] = refusal.Code });
+        message = message with { PromptTokens = promptTokens };
 
         var result = await intake.SubmitAsync(message, idempotencyKey, http.HttpContext.IdempotencyScope(), ChatIntake.Fingerprint(http, body));
         return result.Outcome switch
@@ -78,6 +87,7 @@ public static class ChatApi
                 detail: $"Idempotency-Key '{idempotencyKey}' was first used with another request (task {result.TaskId}); send that request again, or use a new key",
                 extensions: new Dictionary<string, object?> { ["field"] = "Idempotency-Key" }),
             IntakeOutcome.StoreUnavailable => Unavailable(http.HttpContext.Response, ChatIntake.StoreDown),
+            IntakeOutcome.BrokerDown => Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown),
             // The task id names the record that says so: GET /chat/{id} shows it failed, and it never reaches the model.
             _ => Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown, result.TaskId),
         };
@@ -93,7 +103,8 @@ public static class ChatApi
         return TypedResults.Ok(new ChatStatus(
             task.TaskId, task.SessionId, task.State.ToWire(), task.Model, task.Priority, task.Attempt,
             task.CreatedAt, task.StartedAt, task.FinishedAt, task.Result, task.Error, task.FinishReason, task.Usage,
-            task.UserId, StreamApi.StreamUrl(task.SessionId), task.RateLimitedUntil, task.ApiKeyName));
+            task.UserId, StreamApi.StreamUrl(task.SessionId), task.RateLimitedUntil, task.ApiKeyName,
+            task.Failure?.Code, task.State == TaskState.Failed ? task.Failure?.Retryable ?? false : null));
     }
 
     public sealed record ChatCancelled(string TaskId, string Status);
@@ -123,10 +134,16 @@ public static class ChatApi
                 detail: $"task '{task_id}' has already {now?.State.ToWire() ?? "ended"}; there is nothing to cancel");
     }
 
-    public static ProblemHttpResult Unavailable(HttpResponse response, string detail, string? taskId = null)
+    /// <summary>A model the simulated model does not serve: 404 model_not_found, as OpenAI answers, with the models it does serve.</summary>
+    public static ProblemHttpResult UnknownModel(string model, ModelCatalog catalog, string field = "model") =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown model",
+            detail: $"the model '{model}' does not exist here: the simulated model serves {string.Join(", ", catalog.Names)} (GET /v1/models)",
+            extensions: new Dictionary<string, object?> { ["field"] = field, ["code"] = "model_not_found" });
+
+    public static ProblemHttpResult Unavailable(HttpResponse response, string detail, string? taskId = null, int retryAfterSeconds = 5)
     {
-        response.Headers.RetryAfter = "5";
-        var extensions = new Dictionary<string, object?> { ["retry_after_seconds"] = 5 };
+        response.Headers.RetryAfter = retryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var extensions = new Dictionary<string, object?> { ["retry_after_seconds"] = retryAfterSeconds };
         if (taskId is not null)
             extensions["task_id"] = taskId;
         return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Service unavailable", detail: detail, extensions: extensions);

@@ -7,7 +7,8 @@ using StackExchange.Redis;
 
 namespace LlmStream.Gateway;
 
-public enum IntakeOutcome { Accepted, Repeated, SessionBusy, StoreUnavailable, BrokerUnavailable, IdempotencyKeyReused }
+/// <summary>BrokerUnavailable: the send failed and the task's record says so; BrokerDown: refused before anything was written.</summary>
+public enum IntakeOutcome { Accepted, Repeated, SessionBusy, StoreUnavailable, BrokerUnavailable, BrokerDown, IdempotencyKeyReused }
 
 /// <summary>What became of a request; on Repeated the ids are those of the task the Idempotency-Key is bound to.</summary>
 public readonly record struct IntakeResult(IntakeOutcome Outcome, string TaskId, string SessionId);
@@ -17,7 +18,7 @@ public readonly record struct IntakeResult(IntakeOutcome Outcome, string TaskId,
 /// on the queue its priority selects. From the first write on, the request is either queued or visibly failed, and a
 /// failed one never reaches the model.
 /// </summary>
-public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, LlmStreamMetrics metrics, ILogger<ChatIntake> logger)
+public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Outages outages, LlmStreamMetrics metrics, ILogger<ChatIntake> logger)
 {
     public const string BrokerDown = "the message broker is unavailable; the request was not queued";
     public const string StoreDown = "the task store (Redis) is unavailable; nothing was queued";
@@ -36,6 +37,11 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Llm
         // Every line logged for this intake carries the ids, as the worker's lines for the same task do.
         using var logScope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
         Activity.Current.TagTask(request.TaskId, request.SessionId);
+        // Known to be down: refused at once, before anything is written, instead of after a client timeout.
+        if (outages.StoreRefuses())
+            return new IntakeResult(IntakeOutcome.StoreUnavailable, request.TaskId, request.SessionId);
+        if (outages.Broker.Refuses())
+            return new IntakeResult(IntakeOutcome.BrokerDown, request.TaskId, request.SessionId);
         if (idempotencyKey is not null)
         {
             try
@@ -50,7 +56,7 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Llm
             }
             catch (RedisException e)
             {
-                logger.LogError(e, "Task store unavailable; chat not accepted");
+                outages.Store.Failed(e);
                 return new IntakeResult(IntakeOutcome.StoreUnavailable, request.TaskId, request.SessionId);
             }
         }
@@ -81,18 +87,19 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Llm
         try
         {
             var created = await store.CreateAsync(task, StreamEvents.Queued(task.TaskId, task.Model, task.Priority, queue), CancellationToken.None);
+            outages.Store.Succeeded();
             if (created != CreateResult.Created)
                 return IntakeOutcome.SessionBusy;
         }
         catch (RedisException e)
         {
-            logger.LogError(e, "Task store unavailable; chat not accepted");
+            outages.Store.Failed(e);
             return IntakeOutcome.StoreUnavailable;
         }
 
         try
         {
-            await dispatcher.DispatchAsync(request, WorkQueues.Chat, request.Priority, CancellationToken.None);
+            await outages.DispatchAsync(dispatcher, request, WorkQueues.Chat, request.Priority);
         }
         catch (BrokerUnavailableException e)
         {

@@ -14,16 +14,29 @@ public sealed class CompletionWriter(string id, long created, string model)
     public static readonly StreamEntry KeepAlive = new("", "keep-alive", "{}");
 
     /// <summary>role chunk, one chunk per token, the finish_reason chunk, the usage chunk when asked for, [DONE].</summary>
+    /// <remarks>
+    /// Nothing is written until there is something to say (a token, the end, or a keep-alive once the wait outlasts
+    /// SSE_KEEPALIVE_SECONDS): a request that fails before that, such as the provider's 404 for an unknown model, gets
+    /// the failure's own status and error object, as from OpenAI, instead of a 200 stream with an error inside.
+    /// </remarks>
     /// <param name="fromAttempt">Tokens of earlier attempts are skipped: a retry replaced them before this stream joined.</param>
     /// <param name="endTask">Ends the task as failed with the reason given, when a retry would start a second answer.</param>
-    public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, bool includeUsage, int fromAttempt, Func<string, Task> endTask)
+    public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, bool includeUsage, int fromAttempt,
+        ITaskStore store, string taskId, Func<string, Task> endTask)
     {
         var response = http.Response;
         using var open = http.RequestServices.GetRequiredService<LlmStreamMetrics>().StreamOpened("openai");
-        response.ContentType = "text/event-stream";
-        response.Headers.CacheControl = "no-cache";
-        response.Headers["X-Accel-Buffering"] = "no";
-        await Chunk(response, w => { w.WriteString("role", "assistant"); w.WriteString("content", ""); }, null);
+        var begun = false;
+        async Task Begin()
+        {
+            if (begun)
+                return;
+            begun = true;
+            response.ContentType = "text/event-stream";
+            response.Headers.CacheControl = "no-cache";
+            response.Headers["X-Accel-Buffering"] = "no";
+            await Chunk(response, w => { w.WriteString("role", "assistant"); w.WriteString("content", ""); }, null);
+        }
 
         var tokensSent = false;
         try
@@ -32,6 +45,7 @@ public sealed class CompletionWriter(string id, long created, string model)
             {
                 if (ReferenceEquals(entry, KeepAlive))
                 {
+                    await Begin();
                     await response.Body.WriteAsync(KeepAliveComment);
                     await response.Body.FlushAsync();
                     continue;
@@ -45,16 +59,18 @@ public sealed class CompletionWriter(string id, long created, string model)
                         // got"): the task ends here, so the retry is stopped instead of answering again unseen.
                         const string reason = "the provider failed mid-answer and a streamed answer cannot start over; repeat the request";
                         await endTask(reason);
-                        await ErrorEvent(response, reason);
+                        await ErrorEvent(response, new FailureDetail(502, "server_error", "provider_unavailable", null, reason, Retryable: true), reason);
                         return;
                     case StreamEventTypes.Token when root.GetProperty("attempt").GetInt32() < fromAttempt:
                         break;
                     case StreamEventTypes.Token:
+                        await Begin();
                         tokensSent = true;
                         var text = root.GetProperty("text").GetString();
                         await Chunk(response, w => w.WriteString("content", text), null);
                         break;
                     case StreamEventTypes.Done:
+                        await Begin();
                         var finish = root.TryGetProperty("finish_reason", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString()! : "stop";
                         if (root.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array)
                         {
@@ -77,11 +93,12 @@ public sealed class CompletionWriter(string id, long created, string model)
                         await response.Body.WriteAsync(Done);
                         await response.Body.FlushAsync();
                         return;
-                    case StreamEventTypes.Error:
-                        await ErrorEvent(response, root.GetProperty("error").GetString()!);
-                        return;
-                    case StreamEventTypes.Cancelled:
-                        await ErrorEvent(response, "the request was cancelled");
+                    case StreamEventTypes.Error or StreamEventTypes.Cancelled:
+                        var task = await store.GetAsync(taskId, CancellationToken.None);
+                        if (!begun)
+                            await OpenAiError.WriteEndedAsync(http, task);
+                        else
+                            await ErrorEvent(response, OpenAiError.FailureOf(task), task?.Error ?? "the task ended without an answer");
                         return;
                 }
             }
@@ -90,7 +107,19 @@ public sealed class CompletionWriter(string id, long created, string model)
         {
             // The client left; the generation goes on (DELETE /chat/{task_id} cancels it).
         }
+        catch (OperationCanceledException)
+        {
+            // This gateway stops and its SHUTDOWN_TIMEOUT has passed; the generation goes on. OpenAI's SDKs retry with
+            // the same Idempotency-Key, which joins the same task on another gateway.
+            if (!begun)
+                await OpenAiError.WriteStoppingAsync(http);
+            else
+                await ErrorEvent(response, Stopping, Stopping.Message!);
+        }
     }
+
+    static readonly FailureDetail Stopping = new(503, "server_error", "service_unavailable", null,
+        "this gateway is stopping; the answer goes on: repeat the request with the same Idempotency-Key, or read GET /chat/{task_id}", Retryable: true);
 
     /// <summary>Waits (asynchronously) for the task's end, then answers with the whole chat.completion.</summary>
     public async Task WriteWholeAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, ITaskStore store, string taskId)
@@ -105,13 +134,16 @@ public sealed class CompletionWriter(string id, long created, string model)
         {
             return;
         }
+        catch (OperationCanceledException)
+        {
+            await OpenAiError.WriteStoppingAsync(http); // this gateway stops, see StreamAsync
+            return;
+        }
 
         var task = await store.GetAsync(taskId, CancellationToken.None);
         if (last?.Type != StreamEventTypes.Done || task is null)
         {
-            var reason = task?.Error ?? (task?.State == TaskState.Cancelled ? "the request was cancelled" : "the task ended without an answer");
-            await OpenAiError.WriteAsync(http, task?.State == TaskState.Cancelled ? StatusCodes.Status409Conflict : StatusCodes.Status502BadGateway,
-                reason, null, "server_error");
+            await OpenAiError.WriteEndedAsync(http, task);
             return;
         }
 
@@ -200,17 +232,14 @@ public sealed class CompletionWriter(string id, long created, string model)
         w.WriteEndObject();
     });
 
-    async Task ErrorEvent(HttpResponse response, string message)
+    /// <summary>An error inside a stream that has begun: OpenAI's error object as a data line, then [DONE].</summary>
+    static async Task ErrorEvent(HttpResponse response, FailureDetail failure, string message)
     {
         await Event(response, w =>
         {
             w.WriteStartObject();
-            w.WriteStartObject("error");
-            w.WriteString("message", message);
-            w.WriteString("type", "server_error");
-            w.WriteNull("param");
-            w.WriteNull("code");
-            w.WriteEndObject();
+            w.WritePropertyName("error");
+            OpenAiError.WriteObject(w, failure.Message ?? message, failure.Type, failure.Param, failure.Code);
             w.WriteEndObject();
         });
         await response.Body.WriteAsync(Done);

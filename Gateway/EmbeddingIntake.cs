@@ -12,12 +12,16 @@ namespace LlmStream.Gateway;
 /// embeddings queue its priority selects. If the broker refuses it, the task is marked failed (never left queued),
 /// unless a worker has already started it.
 /// </summary>
-public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispatcher, LlmStreamMetrics metrics, ILogger<EmbeddingIntake> logger)
+public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispatcher, Outages outages, LlmStreamMetrics metrics, ILogger<EmbeddingIntake> logger)
 {
     public async Task<IntakeOutcome> SubmitAsync(EmbedBatchRequested request)
     {
         using var logScope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId });
         Activity.Current.TagTask(request.TaskId);
+        if (outages.StoreRefuses())
+            return IntakeOutcome.StoreUnavailable;
+        if (outages.Broker.Refuses())
+            return IntakeOutcome.BrokerDown;
         try
         {
             var created = await store.CreateAsync(new EmbeddingTask
@@ -33,16 +37,17 @@ public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispa
             }, CancellationToken.None);
             if (!created)
                 throw new InvalidOperationException($"embedding task id {request.TaskId} is already taken");
+            outages.Store.Succeeded();
         }
         catch (RedisException e)
         {
-            logger.LogError(e, "Task store unavailable; embedding batch not accepted");
+            outages.Store.Failed(e);
             return IntakeOutcome.StoreUnavailable;
         }
 
         try
         {
-            await dispatcher.DispatchAsync(request, WorkQueues.Embeddings, request.Priority, CancellationToken.None);
+            await outages.DispatchAsync(dispatcher, request, WorkQueues.Embeddings, request.Priority);
         }
         catch (BrokerUnavailableException e)
         {

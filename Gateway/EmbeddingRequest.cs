@@ -89,19 +89,20 @@ public static class EmbeddingInput
         return texts;
     }
 
-    /// <summary>The first text over the model's input limit, counted with its tokenizer, as (index, tokens).</summary>
-    public static (int Index, int Tokens)? TooLong(IReadOnlyList<string> texts, string model, int maxTokens, PromptTokens tokens)
+    /// <summary>
+    /// Every text's tokens, counted with the model's tokenizer once, here (they travel in the message), and the first
+    /// text over the model's input limit, as (index, tokens).
+    /// </summary>
+    public static (int[] Tokens, (int Index, int Tokens)? TooLong) Count(IReadOnlyList<string> texts, string model, int maxTokens, PromptTokens tokens)
     {
+        var counts = new int[texts.Count];
         for (var i = 0; i < texts.Count; i++)
         {
-            // A token covers at least one byte: a text of no more bytes than the limit cannot exceed it.
-            if (Encoding.UTF8.GetByteCount(texts[i]) <= maxTokens)
-                continue;
-            var count = tokens.CountText(model, texts[i]);
-            if (count > maxTokens)
-                return (i, count);
+            counts[i] = tokens.CountText(model, texts[i]);
+            if (counts[i] > maxTokens)
+                return (counts, (i, counts[i]));
         }
-        return null;
+        return (counts, null);
     }
 
     public static int? ReadDimensions(JsonElement body, Dictionary<string, string[]> errors)

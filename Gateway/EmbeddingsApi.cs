@@ -2,6 +2,7 @@ using System.Text.Json;
 using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Embeddings;
+using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
@@ -32,7 +33,8 @@ public static class EmbeddingsApi
     public sealed record EmbeddingsAccepted(string Status, string TaskId, string StatusUrl, string Queue, int Texts);
 
     static async Task<Results<Accepted<EmbeddingsAccepted>, ValidationProblem, ProblemHttpResult>> PostEmbeddings(
-        HttpRequest http, EmbeddingIntake intake, PromptTokens tokens, IOptions<EmbeddingOptions> limits, IOptions<ModelOptions> models, TimeProvider clock)
+        HttpRequest http, EmbeddingIntake intake, PromptTokens tokens, IOptions<EmbeddingOptions> limits, IOptions<ModelOptions> models,
+        ModelCatalog catalog, TimeProvider clock)
     {
         var (body, problem) = await JsonBody.ReadObjectAsync(http, limits.Value.MaxRequestBytes, http.HttpContext.RequestAborted);
         if (problem is not null)
@@ -41,11 +43,14 @@ public static class EmbeddingsApi
         if (request is null)
             return TypedResults.ValidationProblem(errors, detail: "invalid field(s): " + string.Join(", ", errors.Keys));
         var model = request.Model ?? models.Value.EmbeddingModel;
-        if (EmbeddingInput.TooLong(request.Texts, model, limits.Value.MaxTextTokens, tokens) is { } tooLong)
+        if (!catalog.Serves(model))
+            return ChatApi.UnknownModel(model, catalog);
+        var (counts, tooLong) = EmbeddingInput.Count(request.Texts, model, limits.Value.MaxTextTokens, tokens);
+        if (tooLong is not null)
         {
-            var field = $"texts[{tooLong.Index}]";
+            var field = $"texts[{tooLong.Value.Index}]";
             return TypedResults.ValidationProblem(
-                new Dictionary<string, string[]> { [field] = [$"has {tooLong.Tokens} tokens; {model} accepts at most {limits.Value.MaxTextTokens} per text (EMBEDDING_MAX_TEXT_TOKENS)"] },
+                new Dictionary<string, string[]> { [field] = [$"has {tooLong.Value.Tokens} tokens; {model} accepts at most {limits.Value.MaxTextTokens} per text (EMBEDDING_MAX_TEXT_TOKENS)"] },
                 detail: "invalid field(s): " + field);
         }
 
@@ -56,6 +61,7 @@ public static class EmbeddingsApi
             Model = model,
             Priority = request.Priority ?? 0,
             Dimensions = request.Dimensions,
+            TextTokens = counts,
             ApiKeyName = http.HttpContext.ApiKeyName(),
             AcceptedAt = clock.GetUtcNow(),
         };
@@ -64,6 +70,7 @@ public static class EmbeddingsApi
             IntakeOutcome.Accepted => TypedResults.Accepted(StatusUrl(message.TaskId),
                 new EmbeddingsAccepted("queued", message.TaskId, StatusUrl(message.TaskId), WorkQueues.Embeddings.QueueFor(message.Priority), message.Texts.Count)),
             IntakeOutcome.StoreUnavailable => ChatApi.Unavailable(http.HttpContext.Response, ChatIntake.StoreDown),
+            IntakeOutcome.BrokerDown => ChatApi.Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown),
             _ => ChatApi.Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown, message.TaskId),
         };
     }

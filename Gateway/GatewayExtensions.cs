@@ -21,16 +21,16 @@ public static class GatewayExtensions
         builder.Services.AddOptions<GatewayOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<GatewayOptions>, SettingsValidator<GatewayOptions>>();
         var options = builder.Configuration.Settings<GatewayOptions>();
-        builder.WebHost.UseUrls($"http://{options.Host}:{options.Port}");
+        // BROKER=inmemory is the single-process default: the workers run inside the gateway.
+        var broker = builder.Configuration.Settings<BrokerOptions>();
+        var embedded = broker.TryGetKind(out var kind) && kind == BrokerKind.InMemory;
+        builder.WebHost.UseUrls($"http://{options.ListenHost(embedded)}:{options.Port}");
         // JsonBody enforces MAX_REQUEST_BYTES with a 413 problem. Kestrel's own limit is a looser backstop, so it
         // can still drain a moderately larger body after answering and the client reads the 413 instead of a reset.
         var embeddingLimits = builder.Configuration.Settings<EmbeddingOptions>();
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize =
             Math.Max(16L * 1024 * 1024, 4L * Math.Max(options.MaxRequestBytes, embeddingLimits.MaxRequestBytes)));
 
-        // BROKER=inmemory is the single-process default: the workers run inside the gateway.
-        var broker = builder.Configuration.Settings<BrokerOptions>();
-        var embedded = broker.TryGetKind(out var kind) && kind == BrokerKind.InMemory;
         builder.AddLlmStreamBus(consumers =>
         {
             if (embedded)
@@ -39,7 +39,9 @@ public static class GatewayExtensions
         builder.AddStreamWakeUps();
         builder.AddClusterView();
 
+        builder.Services.AddSingleton<Outages>();
         builder.Services.AddSingleton<ChatIntake>();
+        builder.Services.AddSingleton<PromptBudget>();
         builder.Services.AddSingleton<EmbeddingIntake>();
         builder.Services.AddOptions<ApiKeyOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>();
@@ -64,6 +66,7 @@ public static class GatewayExtensions
         });
         builder.Services.AddOpenApi();
         builder.Services.AddHostedService<GatewayStartupReport>();
+        builder.Services.AddHostedService<OrphanedTasks>();
         builder.AddPrometheusMetrics();
         // CORS_ORIGINS lets pages served elsewhere (the compose web service) call the API; unset, no CORS headers at all.
         if (options.AllowedOrigins.Count > 0)
@@ -80,6 +83,8 @@ public static class GatewayExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseHeadAsGet();
+        app.RefuseWorkWhileStopping();
         // Before the API keys: a preflight carries no key, and a 401 must still reach the page's script.
         if (app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.AllowedOrigins.Count > 0)
             app.UseCors();
@@ -91,25 +96,95 @@ public static class GatewayExtensions
         return app;
     }
 
+    /// <summary>
+    /// After SIGTERM a gateway takes no new work: a POST (a chat, an embedding batch) gets 503 with Retry-After on the
+    /// connection it came on, so the client goes to another gateway; reads and cancels are still served meanwhile.
+    /// </summary>
+    static void RefuseWorkWhileStopping(this WebApplication app)
+    {
+        var stop = app.Services.GetRequiredService<GracefulStop>();
+        app.Use(async (context, next) =>
+        {
+            if (!stop.IsStopping || !HttpMethods.IsPost(context.Request.Method))
+            {
+                await next(context);
+                return;
+            }
+            if (context.Request.Path.StartsWithSegments("/v1"))
+            {
+                await OpenAiError.WriteStoppingAsync(context);
+                return;
+            }
+            context.Response.Headers.Connection = "close";
+            await ChatApi.Unavailable(context.Response, "this gateway is stopping and takes no new work; send the request again (another gateway takes it)", retryAfterSeconds: 1)
+                .ExecuteAsync(context);
+        });
+    }
+
+    /// <summary>
+    /// Whether PORT is free on HOST, checked before anything starts: a port in use is one line naming it and exit code 1,
+    /// not a failed start with stack traces (RunService still says it in one line if the port is taken in between).
+    /// </summary>
+    public static bool CanListen(this WebApplication app)
+    {
+        var gateway = app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value;
+        var broker = app.Services.GetRequiredService<IOptions<BrokerOptions>>().Value;
+        var host = gateway.ListenHost(broker.Kind == BrokerKind.InMemory);
+        if (!System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var address))
+            return true; // a host name: Kestrel resolves it and reports a clash itself
+        try
+        {
+            using var probe = new System.Net.Sockets.Socket(address.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            // As Kestrel binds on Linux: a port left in TIME_WAIT by a process just stopped is not "in use".
+            probe.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReuseAddress, true);
+            probe.Bind(new System.Net.IPEndPoint(address, gateway.Port));
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException e) when (e.SocketErrorCode is System.Net.Sockets.SocketError.AddressAlreadyInUse or System.Net.Sockets.SocketError.AccessDenied
+                                                              or System.Net.Sockets.SocketError.AddressNotAvailable)
+        {
+            Serilog.Log.Fatal("Cannot listen on {Host}:{Port}: {Reason}. Set PORT (or HOST) to another, or stop the process that uses it",
+                host, gateway.Port, e.SocketErrorCode switch
+                {
+                    System.Net.Sockets.SocketError.AddressAlreadyInUse => "the port is in use by another process",
+                    System.Net.Sockets.SocketError.AccessDenied => "not permitted (a port below 1024 needs privileges)",
+                    _ => "this machine has no such address (HOST)",
+                });
+            Serilog.Log.CloseAndFlush();
+            return false;
+        }
+    }
+
     /// <summary>The OpenAPI document at /openapi/v1.json and a readable reference at /docs.</summary>
     public static WebApplication MapGatewayDocs(this WebApplication app)
     {
         app.MapOpenApi();
-        app.MapScalarApiReference("/docs", scalar => scalar.WithTitle("LlmStream API"));
+        // Served whole from this process: no fonts from a CDN, no telemetry, no buttons that lead to Scalar's hosted services.
+        app.MapScalarApiReference("/docs", scalar =>
+        {
+            scalar.WithTitle("LlmStream API");
+            scalar.DefaultFonts = false;
+            scalar.Telemetry = false;
+            scalar.HideClientButton = true;
+            scalar.ShowDeveloperTools = DeveloperToolsVisibility.Never;
+            scalar.Agent = new ScalarAgentOptions { Disabled = true };
+            scalar.Mcp = new ScalarMcpOptions { Disabled = true };
+        });
         return app;
     }
 }
 
 /// <summary>Prints where to open the product and what it runs on, labelling the simulated model.</summary>
 public sealed class GatewayStartupReport(
-    IOptions<GatewayOptions> gateway, IOptions<BrokerOptions> broker, ModelClients models,
+    IOptions<GatewayOptions> gateway, IOptions<BrokerOptions> broker, IOptions<ApiKeyOptions> keys, ModelClients models,
     IHostApplicationLifetime lifetime, ILogger<GatewayStartupReport> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
         lifetime.ApplicationStarted.Register(() =>
         {
-            var host = gateway.Value.Host is "0.0.0.0" or "+" or "*" ? "localhost" : gateway.Value.Host;
+            var listen = gateway.Value.ListenHost(broker.Value.Kind == BrokerKind.InMemory);
+            var host = listen is "0.0.0.0" or "+" or "*" or "::" or "[::]" or "127.0.0.1" ? "localhost" : listen;
             var url = $"http://{host}:{gateway.Value.Port}";
             var mode = broker.Value.Kind == BrokerKind.InMemory
                 ? "single process: in-memory bus, chat and embedding workers in this process, " + (broker.Value.UsesRedisStore ? "streams in Redis" : "in-process stream store")
@@ -117,6 +192,9 @@ public sealed class GatewayStartupReport(
             logger.LogInformation("LlmStream gateway ready ({Mode}); model provider: {Provider}", mode, models.Describe());
             logger.LogInformation("Open {ChatUrl} for the chat page, {DashboardUrl} for the dashboard, {DocsUrl} for the API reference",
                 url + "/", url + "/dashboard.html", url + "/docs");
+            if (listen is not ("127.0.0.1" or "localhost" or "::1" or "[::1]") && string.IsNullOrWhiteSpace(keys.Value.ApiKeys) && !models.IsSimulated)
+                logger.LogWarning("Listening on {Host} with no API_KEYS: anyone who reaches port {Port} can spend the model provider's key; set API_KEYS",
+                    listen, gateway.Value.Port);
         });
         return Task.CompletedTask;
     }

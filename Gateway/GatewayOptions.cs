@@ -7,9 +7,15 @@ public sealed class GatewayOptions : IValidatableObject
     [ConfigurationKeyName("PORT"), Range(1, 65535, ErrorMessage = "PORT must be between {1} and {2}")]
     public int Port { get; set; } = 8007;
 
-    /// <summary>Address to listen on; 0.0.0.0 for containers, 127.0.0.1 to stay local.</summary>
-    [ConfigurationKeyName("HOST"), Required(ErrorMessage = "HOST must not be empty")]
-    public string Host { get; set; } = "0.0.0.0";
+    /// <summary>Address to listen on, as set; see <see cref="ListenHost"/> for the default.</summary>
+    [ConfigurationKeyName("HOST")]
+    public string? Host { get; set; }
+
+    /// <summary>
+    /// HOST, or by default 127.0.0.1 in the single-process default (make run: nobody else on the network may spend the
+    /// provider key it may hold) and 0.0.0.0 beside a broker (containers must be reachable from outside themselves).
+    /// </summary>
+    public string ListenHost(bool singleProcess) => string.IsNullOrWhiteSpace(Host) ? singleProcess ? "127.0.0.1" : "0.0.0.0" : Host.Trim();
 
     /// <summary>Largest request body accepted; larger ones get 413.</summary>
     [ConfigurationKeyName("MAX_REQUEST_BYTES"), Range(1024, 64 * 1024 * 1024, ErrorMessage = "MAX_REQUEST_BYTES must be between {1} and {2}")]
@@ -48,6 +54,8 @@ public sealed class GatewayOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (Host is not null && string.IsNullOrWhiteSpace(Host))
+            yield return new ValidationResult("HOST must not be empty (leave it out for the default)", [nameof(Host)]);
         if (!ParseOrigins(CorsOrigins, out _, out var error))
             yield return new ValidationResult(error, [nameof(CorsOrigins)]);
     }

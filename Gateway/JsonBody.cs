@@ -11,6 +11,7 @@ namespace LlmStream.Gateway;
 public static class JsonBody
 {
     static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 32 };
+    static ReadOnlySpan<byte> Utf8ByteOrderMark => [0xEF, 0xBB, 0xBF];
 
     public static async Task<(JsonElement Body, ProblemHttpResult? Problem)> ReadObjectAsync(HttpRequest request, int maxBytes, CancellationToken cancellationToken)
     {
@@ -39,15 +40,19 @@ public static class JsonBody
             return (default, TooLarge(maxBytes));
         }
 
-        if (buffer.WrittenCount == 0)
+        // A byte-order mark says "UTF-8" and nothing else (Windows tools write one): it is not part of the JSON.
+        var body = buffer.WrittenMemory;
+        if (body.Span.StartsWith(Utf8ByteOrderMark))
+            body = body[Utf8ByteOrderMark.Length..];
+        if (body.Length == 0)
             return (default, Invalid("the request body is empty: send a JSON object"));
         // The JSON reader checks UTF-8 only in the strings a handler reads later: check all of it once, here.
-        if (!System.Text.Unicode.Utf8.IsValid(buffer.WrittenSpan))
-            return (default, Invalid($"the body is not valid UTF-8 (from byte {FirstInvalidUtf8(buffer.WrittenSpan)})"));
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span))
+            return (default, Invalid($"the body is not valid UTF-8 (from byte {FirstInvalidUtf8(body.Span) + buffer.WrittenCount - body.Length})"));
 
         try
         {
-            using var document = JsonDocument.Parse(buffer.WrittenMemory, DocumentOptions);
+            using var document = JsonDocument.Parse(body, DocumentOptions);
             if (document.RootElement.ValueKind != JsonValueKind.Object)
                 return (default, Invalid($"the body must be a JSON object, not {Describe(document.RootElement.ValueKind)}"));
             if (FindInvalidText(document.RootElement, "") is { } path)

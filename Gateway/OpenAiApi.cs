@@ -2,6 +2,8 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Hosting;
+using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
@@ -28,24 +30,21 @@ public static class OpenAiApi
         return app;
     }
 
-    static IEnumerable<string> ModelNames(ModelOptions models, RateLimitOptions limits) =>
-        new[] { models.LlmModel, models.EmbeddingModel }.Concat(limits.ParsedModelLimits().Keys).Distinct();
-
     static object Model(string id) => new { id, @object = "model", created = 0, owned_by = "llmstream" };
 
-    static IResult ListModels(IOptions<ModelOptions> models, IOptions<RateLimitOptions> limits) =>
-        Results.Json(new { @object = "list", data = ModelNames(models.Value, limits.Value).Select(Model) });
+    static IResult ListModels(ModelCatalog catalog) => Results.Json(new { @object = "list", data = catalog.Names.Select(Model) });
 
-    static async Task RetrieveModel(string model, HttpContext http, IOptions<ModelOptions> models, IOptions<RateLimitOptions> limits)
+    static async Task RetrieveModel(string model, HttpContext http, ModelCatalog catalog)
     {
-        if (ModelNames(models.Value, limits.Value).Contains(model, StringComparer.Ordinal))
+        if (catalog.Lists(model))
             await http.Response.WriteAsJsonAsync(Model(model));
         else
-            await OpenAiError.WriteAsync(http, StatusCodes.Status404NotFound, $"The model '{model}' does not exist or you do not have access to it.", "model");
+            await OpenAiError.ModelNotFoundAsync(http, model);
     }
 
     static async Task CreateChatCompletion(HttpContext http, ChatIntake intake, ITaskStore store, StreamSignals signals, TaskCancellation cancellation,
-        IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock, ILoggerFactory loggers)
+        IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, ModelCatalog catalog, PromptBudget budget, GracefulStop stop,
+        TimeProvider clock, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger(typeof(OpenAiApi).FullName!);
         var (body, problem) = await JsonBody.ReadObjectAsync(http.Request, gateway.Value.MaxRequestBytes, http.RequestAborted);
@@ -94,6 +93,18 @@ public static class OpenAiApi
             await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest, "the Idempotency-Key header must be 1 to 255 visible ASCII characters", "Idempotency-Key");
             return;
         }
+        if (!catalog.Serves(message.Model))
+        {
+            await OpenAiError.ModelNotFoundAsync(http, message.Model);
+            return;
+        }
+        var (promptTokens, refusal) = budget.Check(message, "messages");
+        if (refusal is not null)
+        {
+            await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest, refusal.Message, refusal.Param, code: refusal.Code);
+            return;
+        }
+        message = message with { PromptTokens = promptTokens };
         var result = await intake.SubmitAsync(message, idempotencyKey, http.IdempotencyScope(), ChatIntake.Fingerprint(http.Request, body));
         switch (result.Outcome)
         {
@@ -103,19 +114,22 @@ public static class OpenAiApi
                 await OpenAiError.WriteAsync(http, StatusCodes.Status422UnprocessableEntity,
                     $"Idempotency-Key '{idempotencyKey}' was first used with another request; send that request again, or use a new key", "Idempotency-Key");
                 return;
-            case IntakeOutcome.StoreUnavailable:
+            case IntakeOutcome.StoreUnavailable or IntakeOutcome.BrokerDown:
                 http.Response.Headers.RetryAfter = "5";
-                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable, ChatIntake.StoreDown, null, "server_error");
+                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable,
+                    result.Outcome == IntakeOutcome.StoreUnavailable ? ChatIntake.StoreDown : ChatIntake.BrokerDown, null, "server_error", "service_unavailable");
                 return;
             default:
                 http.Response.Headers.RetryAfter = "5";
                 http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId; // its record says failed
-                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable, ChatIntake.BrokerDown, null, "server_error");
+                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable, ChatIntake.BrokerDown, null, "server_error", "service_unavailable");
                 return;
         }
 
         // A repeated Idempotency-Key follows the first request's task: the same answer, no second generation.
         http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId;
+        // A stopping gateway waits for the answer at most SHUTDOWN_TIMEOUT.
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted, stop.Expired);
         var completion = new CompletionWriter($"chatcmpl-{result.TaskId}", clock.GetUtcNow().ToUnixTimeSeconds(), message.Model);
         if (request.Stream)
         {
@@ -124,14 +138,15 @@ public static class OpenAiApi
             var fromAttempt = result.Outcome == IntakeOutcome.Repeated
                 ? Math.Max(1, (await store.GetAsync(result.TaskId, http.RequestAborted))?.Attempt ?? 1)
                 : 1;
-            var events = Follow(store, signals, result.SessionId, gateway.Value.KeepAlive, http.RequestAborted);
-            await completion.StreamAsync(http, events, request.IncludeUsage, fromAttempt, async reason =>
+            var events = Follow(store, signals, result.SessionId, gateway.Value.KeepAlive, waiting.Token);
+            await completion.StreamAsync(http, events, request.IncludeUsage, fromAttempt, store, result.TaskId, async reason =>
             {
                 // Only this request's clients read the task (this one, and repeats with its key): ending it stops the
                 // retry, so no second answer runs that nobody reads.
                 try
                 {
-                    if (await store.FailAsync(result.TaskId, result.SessionId, reason))
+                    if (await store.FailAsync(result.TaskId, result.SessionId, reason,
+                            failure: new FailureDetail(502, "server_error", "provider_unavailable", null, reason, Retryable: true)))
                     {
                         await cancellation.SignalAsync(result.TaskId);
                         logger.LogWarning("Task {TaskId} failed mid-answer on a /v1 stream; ended instead of retried", result.TaskId);
@@ -146,7 +161,7 @@ public static class OpenAiApi
         }
         else
         {
-            await completion.WriteWholeAsync(http, Follow(store, signals, result.SessionId, null, http.RequestAborted), store, result.TaskId);
+            await completion.WriteWholeAsync(http, Follow(store, signals, result.SessionId, null, waiting.Token), store, result.TaskId);
         }
     }
 
@@ -181,7 +196,7 @@ public static class OpenAiApi
 /// <summary>OpenAI's error object: <c>{"error":{"message","type","param","code"}}</c>.</summary>
 public static class OpenAiError
 {
-    public static Task WriteAsync(HttpContext http, int status, string message, string? param, string? type = null)
+    public static Task WriteAsync(HttpContext http, int status, string message, string? param, string? type = null, string? code = null)
     {
         http.Response.StatusCode = status;
         return http.Response.WriteAsJsonAsync(new
@@ -191,8 +206,54 @@ public static class OpenAiError
                 message,
                 type = type ?? (status >= 500 ? "server_error" : "invalid_request_error"),
                 param,
-                code = (string?)null,
+                code,
             },
         });
+    }
+
+    /// <summary>OpenAI's answer for a model it does not serve; its SDKs do not retry a 404.</summary>
+    public static Task ModelNotFoundAsync(HttpContext http, string model) =>
+        WriteAsync(http, StatusCodes.Status404NotFound, $"The model '{model}' does not exist or you do not have access to it.", "model", code: "model_not_found");
+
+    /// <summary>A stopping gateway's answer: 503 with Retry-After, which OpenAI's SDKs retry (with the same Idempotency-Key).</summary>
+    public static Task WriteStoppingAsync(HttpContext http)
+    {
+        http.Response.Headers.RetryAfter = "1";
+        http.Response.Headers.Connection = "close";
+        return WriteAsync(http, StatusCodes.Status503ServiceUnavailable,
+            "this gateway is stopping: repeat the request (with the same Idempotency-Key to join the task already running)", null, "server_error", "service_unavailable");
+    }
+
+    /// <summary>How a task that ended without an answer reads to an OpenAI client.</summary>
+    public static FailureDetail FailureOf(TaskRecord? task) => task switch
+    {
+        { State: TaskState.Cancelled } => new FailureDetail(409, "invalid_request_error", "cancelled", null, "the request was cancelled"),
+        { Failure: { } failure } => failure,
+        { Error: { } error } => FailureDetail.Internal with { Message = error },
+        _ => FailureDetail.Internal with { Message = "the task ended without an answer" },
+    };
+
+    /// <summary>
+    /// A task that ended without an answer, as the response: its status and error object, and what OpenAI's SDKs read to
+    /// decide on a retry: <c>x-should-retry: false</c> when no retry can mend it, <c>Retry-After</c> when one may.
+    /// </summary>
+    public static Task WriteEndedAsync(HttpContext http, TaskRecord? task)
+    {
+        var failure = FailureOf(task);
+        if (failure.Retryable)
+            http.Response.Headers.RetryAfter = "5";
+        else
+            http.Response.Headers["x-should-retry"] = "false";
+        return WriteAsync(http, failure.Status, failure.Message ?? task?.Error ?? "the task ended without an answer", failure.Param, failure.Type, failure.Code);
+    }
+
+    public static void WriteObject(System.Text.Json.Utf8JsonWriter w, string message, string type, string? param, string? code)
+    {
+        w.WriteStartObject();
+        w.WriteString("message", message);
+        w.WriteString("type", type);
+        if (param is null) w.WriteNull("param"); else w.WriteString("param", param);
+        if (code is null) w.WriteNull("code"); else w.WriteString("code", code);
+        w.WriteEndObject();
     }
 }

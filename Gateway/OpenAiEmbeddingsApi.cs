@@ -1,6 +1,7 @@
 using System.Text.Json;
 using LlmStream.Contracts;
 using LlmStream.ServiceDefaults.Embeddings;
+using LlmStream.ServiceDefaults.Models;
 using LlmStream.ServiceDefaults.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Tasks;
@@ -24,7 +25,7 @@ public static class OpenAiEmbeddingsApi
     }
 
     static async Task CreateEmbeddings(HttpContext http, EmbeddingIntake intake, IEmbeddingStore store, StreamSignals signals,
-        PromptTokens tokens, IOptions<EmbeddingOptions> limits, IOptions<ModelOptions> models, TimeProvider clock)
+        PromptTokens tokens, IOptions<EmbeddingOptions> limits, IOptions<ModelOptions> models, ModelCatalog catalog, TimeProvider clock)
     {
         var (body, problem) = await JsonBody.ReadObjectAsync(http.Request, limits.Value.MaxRequestBytes, http.RequestAborted);
         if (problem is not null)
@@ -38,10 +39,16 @@ public static class OpenAiEmbeddingsApi
             await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest, error!.Value.Message, error.Value.Param);
             return;
         }
-        if (EmbeddingInput.TooLong(request.Texts, request.Model!, limits.Value.MaxTextTokens, tokens) is { } tooLong)
+        if (!catalog.Serves(request.Model!))
+        {
+            await OpenAiError.ModelNotFoundAsync(http, request.Model!);
+            return;
+        }
+        var (counts, tooLong) = EmbeddingInput.Count(request.Texts, request.Model!, limits.Value.MaxTextTokens, tokens);
+        if (tooLong is not null)
         {
             await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest,
-                $"input[{tooLong.Index}] has {tooLong.Tokens} tokens; {request.Model} accepts at most {limits.Value.MaxTextTokens} per input", "input");
+                $"input[{tooLong.Value.Index}] has {tooLong.Value.Tokens} tokens; {request.Model} accepts at most {limits.Value.MaxTextTokens} per input", "input");
             return;
         }
 
@@ -52,6 +59,7 @@ public static class OpenAiEmbeddingsApi
             Model = request.Model!,
             Priority = request.Priority ?? 0,
             Dimensions = request.Dimensions,
+            TextTokens = counts,
             ApiKeyName = http.ApiKeyName(),
             AcceptedAt = clock.GetUtcNow(),
         };

@@ -8,7 +8,7 @@ builder.AddServiceDefaults();
 builder.AddGateway();
 
 var app = builder.Build();
-if (!app.HasValidSettings())
+if (!app.HasValidSettings() || !app.CanListen())
     return 1;
 
 app.UseGateway();

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Text;
+using LlmStream.ServiceDefaults.Hosting;
 using LlmStream.ServiceDefaults.Tasks;
 using LlmStream.ServiceDefaults.Telemetry;
 
@@ -24,7 +25,10 @@ public sealed class SessionStreamResult(
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no"; // proxies must not buffer the stream
         var writer = response.BodyWriter;
-        var cancellationToken = context.RequestAborted;
+        // A stopping gateway lets its readers go at once: they resume on another one with Last-Event-ID (browsers by themselves).
+        var stop = context.RequestServices.GetRequiredService<GracefulStop>();
+        using var reading = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stop.Stopping);
+        var cancellationToken = reading.Token;
 
         // Tell the browser how soon to reconnect; it sends Last-Event-ID by itself.
         writer.Write("retry: 2000\n\n"u8);
@@ -67,7 +71,7 @@ public sealed class SessionStreamResult(
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            // The client left; the generation goes on and the stream stays readable.
+            // The client left (or this gateway stops); the generation goes on and the stream stays readable.
         }
     }
 

@@ -20,22 +20,22 @@ public static class UnconfirmedSend
         {
             if (await withdraw())
             {
-                logger.LogError(failure, "Broker unavailable; task {TaskId} not queued", taskId);
+                logger.LogWarning("Task {TaskId} not queued: {Reason}", taskId, failure.Message);
                 return true;
             }
             if (await stateNow() is not { } state)
             {
-                logger.LogError(failure, "Broker unavailable and task {TaskId} gone from the store; a worker will find nothing to run", taskId);
+                logger.LogError("Broker unavailable and task {TaskId} gone from the store; a worker will find nothing to run: {Reason}", taskId, failure.Message);
                 return true;
             }
-            logger.LogWarning(failure, "The broker did not confirm task {TaskId}, but the task is {State} already: a worker got it; accepted", taskId, state);
+            logger.LogWarning("The broker did not confirm task {TaskId}, but the task is {State} already: a worker got it; accepted ({Reason})", taskId, state, failure.Message);
             return false;
         }
         catch (RedisException redis)
         {
             // Broker and store failed together: the refusal cannot be recorded, so a message that did get through
             // would still run. Said here, where an operator looks.
-            logger.LogError(redis, "Broker and task store unavailable; task {TaskId} may still be queued and run", taskId);
+            logger.LogError("Broker and task store unavailable; task {TaskId} may still be queued and run: {Reason}", taskId, redis.Message);
             return true;
         }
     }

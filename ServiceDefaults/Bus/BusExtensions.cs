@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Hosting;
 using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.RedisQueue;
 using LlmStream.ServiceDefaults.Settings;
@@ -5,6 +6,7 @@ using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 
 namespace LlmStream.ServiceDefaults.Bus;
 
@@ -21,6 +23,13 @@ public static class BusExtensions
 
         var broker = builder.Configuration.Settings<BrokerOptions>();
         var kind = broker.TryGetKind(out var configured) ? configured : BrokerKind.InMemory;
+
+        // MassTransit reports usage to its makers five minutes after the bus starts unless told not to: nothing leaves
+        // the machine unasked. MASSTRANSIT_USAGE_TELEMETRY=true (MassTransit's own variable) opts in; its options can
+        // also be set under MassTransit:UsageTelemetry (MassTransit__UsageTelemetry__ReportDelay=00:00:05).
+        builder.Services.AddOptions<UsageTelemetryOptions>()
+            .Configure(telemetry => telemetry.Enabled = false)
+            .BindConfiguration("MassTransit:UsageTelemetry");
 
         var worker = builder.Configuration.Settings<WorkerOptions>();
         var fairness = Math.Max(2, worker.PriorityFairness); // out-of-range values are reported by settings validation
@@ -39,7 +48,7 @@ public static class BusExtensions
             {
                 builder.Services.AddSingleton<IHostedService>(sp => ActivatorUtilities.CreateInstance<RedisQueueWorker>(sp, registration));
             }
-            AddHeartbeat(builder, work);
+            AddHeartbeat(builder, work, kind);
             return builder;
         }
 
@@ -63,15 +72,29 @@ public static class BusExtensions
                 bus.UsingInMemory((context, cfg) => MapWorkQueues(work, fairness, context, cfg));
             }
         });
-        AddHeartbeat(builder, work);
+        // The stop's bound: running consumers get SHUTDOWN_TIMEOUT, then their consume is cancelled (the message goes
+        // back to the queue), and the bus a few seconds more to close.
+        var stop = builder.Configuration.Settings<StopOptions>().Clamped();
+        builder.Services.Configure<MassTransitHostOptions>(host =>
+        {
+            host.ConsumerStopTimeout = stop.ShutdownTimeout;
+            host.StopTimeout = stop.ShutdownTimeout + TimeSpan.FromSeconds(5);
+        });
+        AddHeartbeat(builder, work, kind);
         return builder;
     }
 
     /// <summary>Registered after the consumers, so that the first heartbeat already reports their slots.</summary>
-    static void AddHeartbeat(IHostApplicationBuilder builder, WorkConsumers work)
+    static void AddHeartbeat(IHostApplicationBuilder builder, WorkConsumers work, BrokerKind kind)
     {
-        if (!work.IsEmpty)
-            builder.Services.AddHostedService<WorkerHeartbeat>();
+        if (work.IsEmpty)
+            return;
+        builder.Services.AddHostedService<WorkerHeartbeat>();
+        // In-memory messages live in this process alone: what has not ended is gone with it.
+        var afterBound = kind == BrokerKind.InMemory
+            ? "then they are cut, and they and the work still queued in this process (BROKER=inmemory keeps no queue outside it) are dropped"
+            : "then they are cut and their messages, like those not started, go back to the broker for another worker";
+        builder.Services.AddHostedService(sp => ActivatorUtilities.CreateInstance<WorkIntakeStop>(sp, afterBound));
     }
 
     static void MapWorkQueues(WorkConsumers work, int fairness, IBusRegistrationContext context, IBusFactoryConfigurator cfg)

@@ -1,6 +1,18 @@
 namespace LlmStream.ServiceDefaults.Bus;
 
 /// <summary>
+/// A message let go because its worker is stopping (not started yet, or cut at SHUTDOWN_TIMEOUT): the broker gives it to
+/// another worker. Expected, so it is not logged as a fault.
+/// </summary>
+public sealed class WorkerStoppingException : OperationCanceledException
+{
+    public WorkerStoppingException() : base("this worker is stopping; the message goes back to the broker") { }
+
+    /// <param name="token">The consume's own token: MassTransit then counts it as a cancellation, not a fault.</param>
+    public WorkerStoppingException(string message, CancellationToken token) : base(message, token) { }
+}
+
+/// <summary>
 /// The in-flight slots one worker process shares across its high, default and low queues. A free slot
 /// goes to the highest level waiting, and within a level to the highest message priority (the broker's order,
 /// kept for messages already delivered and waiting here), then the longest waiting; but after <c>fairness</c>
@@ -18,6 +30,7 @@ public sealed class PrioritySlots
     int _free;
     int _bypassed;
     long _sequence;
+    bool _closed;
 
     public PrioritySlots(int slots, int fairness)
     {
@@ -44,6 +57,36 @@ public sealed class PrioritySlots
             return [.. Enumerable.Range(0, Levels).Select(level => (Volatile.Read(ref _busy[level]), _waiting[level].Count(w => !w.Completion.Task.IsCompleted)))];
     }
 
+    /// <summary>
+    /// The process is stopping: no slot is granted any more, so nothing new starts. Once the running work has ended,
+    /// the messages that were waiting for a slot are let go (their acquisition is cancelled), so that the broker hands
+    /// them to another worker at once. Messages that arrive after that wait until the broker's own stop cancels them.
+    /// </summary>
+    public void Close()
+    {
+        lock (_lock)
+        {
+            _closed = true;
+            if (_free == Capacity)
+                LetWaitersGoLocked();
+        }
+    }
+
+    public bool IsClosed
+    {
+        get { lock (_lock) return _closed; }
+    }
+
+    void LetWaitersGoLocked()
+    {
+        foreach (var waiters in _waiting)
+        {
+            foreach (var waiter in waiters)
+                waiter.Completion.TrySetException(new WorkerStoppingException());
+            waiters.Clear();
+        }
+    }
+
     /// <param name="level">0 = high, 1 = default, 2 = low.</param>
     public ValueTask<IDisposable> AcquireAsync(int level, CancellationToken cancellationToken) => AcquireAsync(level, 0, cancellationToken);
 
@@ -54,7 +97,7 @@ public sealed class PrioritySlots
         Waiter waiter;
         lock (_lock)
         {
-            if (_free > 0 && _waiting.All(q => q.Count == 0))
+            if (_free > 0 && !_closed && _waiting.All(q => q.Count == 0))
             {
                 _free--;
                 _bypassed = 0;
@@ -93,6 +136,12 @@ public sealed class PrioritySlots
     void ReleaseLocked()
     {
         _free++;
+        if (_closed)
+        {
+            if (_free == Capacity)
+                LetWaitersGoLocked();
+            return;
+        }
         while (_free > 0 && Next() is { } next)
         {
             next.Granted = true;

@@ -33,6 +33,13 @@ public static class ServiceDefaultsExtensions
             .MinimumLevel.Information()
             .MinimumLevel.Override("Microsoft.AspNetCore", LogEventLevel.Warning)
             .MinimumLevel.Override("MassTransit", LogEventLevel.Warning)
+            // A message let go by a stopping worker goes back to the broker: expected, not a fault with a stack trace.
+            .Filter.ByExcluding(e => e.Exception is Bus.WorkerStoppingException || e.Exception?.GetBaseException() is Bus.WorkerStoppingException)
+            // A send the broker did not take is reported by whoever sent it (the gateway's outage log, once per outage),
+            // not again by MassTransit for every send with a stack trace.
+            .Filter.ByExcluding(e => e.MessageTemplate.Text.StartsWith("S-FAULT", StringComparison.Ordinal))
+            // A port in use is said once, in one line, by RunService; the host's own report of it carries a stack trace.
+            .Filter.ByExcluding(e => e.Exception is IOException { InnerException: Microsoft.AspNetCore.Connections.AddressInUseException })
             .Enrich.FromLogContext()
             .Enrich.WithProperty("Service", builder.Environment.ApplicationName)
             // TraceId and SpanId come from Activity.Current (Serilog 4): a log line leads to its trace and back. The
@@ -45,9 +52,11 @@ public static class ServiceDefaultsExtensions
 
         builder.AddTelemetry();
         builder.AddSettings();
+        builder.AddGracefulStop();
         builder.AddTaskStore();
         builder.AddRateLimiting();
         builder.Services.AddSingleton<ModelClients>();
+        builder.Services.AddSingleton<ModelCatalog>();
         builder.AddOperations();
         return builder;
     }
@@ -63,6 +72,19 @@ public static class ServiceDefaultsExtensions
         builder.Services.AddSingleton<IValidateOptions<WorkerOptions>, SettingsValidator<WorkerOptions>>();
         builder.Services.AddOptions<EmbeddingOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<EmbeddingOptions>, SettingsValidator<EmbeddingOptions>>();
+        return builder;
+    }
+
+    /// <summary>SHUTDOWN_TIMEOUT bounds a stop: the host waits that long for running work, then a few seconds more to leave.</summary>
+    public static IHostApplicationBuilder AddGracefulStop(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<StopOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<StopOptions>, SettingsValidator<StopOptions>>();
+        // The host reads its options while it is built, before settings are validated: an out-of-range value here is
+        // clamped, and validation at start still reports it.
+        var stop = builder.Configuration.Settings<StopOptions>().Clamped();
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = stop.HostShutdownTimeout);
+        builder.Services.AddSingleton<GracefulStop>();
         return builder;
     }
 
@@ -107,6 +129,12 @@ public static class ServiceDefaultsExtensions
         {
             host.Run();
             return 0;
+        }
+        catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+        {
+            // Expected, and said in one line: the port is taken (by another process, or another copy of this one).
+            Log.Fatal("{Reason} Another process listens there: stop it, or set PORT (or HOST) to another", e.Message);
+            return 1;
         }
         catch (Exception e) when (e is not HostAbortedException)
         {

@@ -1,4 +1,6 @@
 using System.ClientModel;
+using System.Text.Json;
+using LlmStream.ServiceDefaults.Tasks;
 
 namespace LlmStream.ServiceDefaults.Models;
 
@@ -8,8 +10,58 @@ public sealed class TransientProviderException(string message, Exception inner) 
 /// <summary>A provider error put in words a person can read, whether retrying can help, and when the provider asked us to.</summary>
 public sealed record ProviderFailure(bool IsTransient, string Reason, TimeSpan? RetryAfter = null, bool IsRateLimit = false)
 {
-    public static ProviderFailure From(Exception e) =>
-        Classify(e) with { RetryAfter = RetryAfterOf(e), IsRateLimit = e is ClientResultException { Status: 429 } };
+    /// <summary>The provider's answer: its HTTP status and its error object (OpenAI's and Azure's shape), when it answered.</summary>
+    public int? Status { get; init; }
+    public string? ErrorType { get; init; }
+    public string? ErrorCode { get; init; }
+    public string? ErrorParam { get; init; }
+    public string? ErrorMessage { get; init; }
+
+    public static ProviderFailure From(Exception e)
+    {
+        var failure = Classify(e) with { RetryAfter = RetryAfterOf(e), IsRateLimit = e is ClientResultException { Status: 429 } };
+        if (e is not ClientResultException { Status: > 0 } c)
+            return failure;
+        failure = failure with { Status = c.Status };
+        try
+        {
+            if (c.GetRawResponse()?.Content is { } content && content.ToMemory().Length is > 0 and < 64 * 1024)
+            {
+                using var body = JsonDocument.Parse(content.ToMemory());
+                if (body.RootElement.ValueKind == JsonValueKind.Object && body.RootElement.TryGetProperty("error", out var error) && error.ValueKind == JsonValueKind.Object)
+                    failure = failure with
+                    {
+                        ErrorType = Text(error, "type"),
+                        ErrorCode = Text(error, "code"),
+                        ErrorParam = Text(error, "param"),
+                        ErrorMessage = Text(error, "message"),
+                    };
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            // Not OpenAI's error object: the status alone tells what happened.
+        }
+        return failure;
+    }
+
+    static string? Text(JsonElement error, string name) =>
+        error.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+
+    /// <summary>
+    /// How the failure reads to an OpenAI client. The provider's refusal of the request itself (400, 404 for an unknown
+    /// model or deployment, 422...) passes through with its status and error object: the client's request is at fault,
+    /// and OpenAI's SDKs do not retry it. A refused key is ours to mend, not the client's: 502, with no retry. What a
+    /// retry may mend (429, 5xx, a broken connection) keeps a retryable status.
+    /// </summary>
+    public FailureDetail ForClient() => Status switch
+    {
+        401 or 403 => new FailureDetail(502, "server_error", "provider_credentials_refused", null, Reason),
+        429 => new FailureDetail(429, ErrorType ?? "requests", ErrorCode ?? "rate_limit_exceeded", null, Reason, Retryable: true),
+        >= 400 and < 500 when !IsTransient => new FailureDetail(Status.Value, ErrorType ?? "invalid_request_error", ErrorCode, ErrorParam, ErrorMessage ?? Reason),
+        _ when IsTransient => new FailureDetail(502, "server_error", "provider_unavailable", null, Reason, Retryable: true),
+        _ => new FailureDetail(500, "server_error", null, null, Reason),
+    };
 
     /// <summary>retry-after-ms, Retry-After in seconds or as an HTTP date, or OpenAI's x-ratelimit-reset-* ("1s", "6m0s", "20ms").</summary>
     public static TimeSpan? RetryAfterOf(Exception e)

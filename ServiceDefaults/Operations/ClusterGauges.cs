@@ -48,23 +48,30 @@ public sealed partial class ClusterGauges : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(Refresh);
-        do
+        try
         {
-            try
+            do
             {
-                _last = await _stats.ReadAsync(stoppingToken);
-                _failing = false;
+                try
+                {
+                    _last = await _stats.ReadAsync(stoppingToken);
+                    _failing = false;
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // Stale gauges vanish rather than lie; one line when reading starts failing.
+                    _last = null;
+                    if (!_failing)
+                        LogFailing(_logger, e.Message);
+                    _failing = true;
+                }
             }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // Stale gauges vanish rather than lie; one line when reading starts failing.
-                _last = null;
-                if (!_failing)
-                    LogFailing(_logger, e.Message);
-                _failing = true;
-            }
+            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopped (or disposed after a start that failed): not a fault.
+        }
     }
 
     IEnumerable<Measurement<double>> PerQueue(Func<QueueStats, double?> value)

@@ -17,6 +17,22 @@ public sealed class WorkerActivity
             _tracked.Add((queues, slots));
     }
 
+    /// <summary>The process is stopping: nothing new starts on any of its slots (see <see cref="PrioritySlots.Close"/>).</summary>
+    public void CloseAll()
+    {
+        lock (_lock)
+        {
+            foreach (var (_, slots) in _tracked)
+                slots.Close();
+        }
+    }
+
+    /// <summary>Messages running now, across every kind of work.</summary>
+    public int Running
+    {
+        get { lock (_lock) return _tracked.Sum(t => t.Slots.InUse); }
+    }
+
     public IReadOnlyList<WorkLoad> Snapshot()
     {
         lock (_lock)

@@ -16,21 +16,37 @@ public sealed partial class WorkerHeartbeat(
     HealthCheckService health,
     IHostEnvironment environment,
     IOptions<WorkerOptions> options,
+    IHostApplicationLifetime lifetime,
     TimeProvider clock,
     ILogger<WorkerHeartbeat> logger) : BackgroundService
 {
     readonly DateTimeOffset _startedAt = clock.GetUtcNow();
+    // Beats go on while a stopping process finishes its running work, and end once the host has stopped: a worker
+    // is listed for as long as it may still write a task's outcome (the gateway's orphan check relies on it).
+    readonly CancellationTokenSource _beating = new();
     bool _failing;
+
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        lifetime.ApplicationStopped.Register(Leave);
+        return base.StartAsync(cancellationToken);
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var interval = TimeSpan.FromSeconds(options.Value.HeartbeatSeconds);
         using var timer = new PeriodicTimer(interval, clock);
-        do
+        try
         {
-            await BeatAsync(stoppingToken);
+            do
+            {
+                await BeatAsync(_beating.Token);
+            }
+            while (await timer.WaitForNextTickAsync(_beating.Token).ConfigureAwait(false));
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));
+        catch (OperationCanceledException) when (_beating.IsCancellationRequested)
+        {
+        }
     }
 
     async Task BeatAsync(CancellationToken cancellationToken)
@@ -66,17 +82,28 @@ public sealed partial class WorkerHeartbeat(
             await File.WriteAllTextAsync(file, "", cancellationToken);
     }
 
-    public override async Task StopAsync(CancellationToken cancellationToken)
+    /// <summary>Beats on until the host has stopped (<see cref="Leave"/>).</summary>
+    public override Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>The host has stopped, its work with it: the worker leaves the list at once instead of after three missed beats.</summary>
+    void Leave()
     {
-        await base.StopAsync(cancellationToken);
+        _beating.Cancel();
         try
         {
-            await registry.LeaveAsync(activity.Id);
+            // ApplicationStopped callbacks are synchronous; a Redis that does not answer must not hold the exit.
+            registry.LeaveAsync(activity.Id).Wait(TimeSpan.FromSeconds(2));
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            LogFailing(logger, e.Message); // it will drop out of the list when its heartbeats stop
+            LogFailing(logger, e.GetBaseException().Message); // it will drop out of the list when its heartbeats stop
         }
+    }
+
+    public override void Dispose()
+    {
+        _beating.Dispose();
+        base.Dispose();
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker heartbeat failed: {Reason}")]

@@ -21,6 +21,9 @@ public interface IWorkerRegistry
 
     /// <summary>A worker that stops cleanly leaves at once instead of timing out.</summary>
     Task LeaveAsync(string id);
+
+    /// <summary>When the worker last beat, while the registry still remembers it (an hour; not after it left cleanly).</summary>
+    Task<DateTimeOffset?> LastSeenAsync(string id);
 }
 
 /// <summary>Heartbeats in Redis: a hash of the last beat per worker and a sorted set of when each was seen.</summary>
@@ -63,6 +66,9 @@ public sealed class RedisWorkerRegistry(IConnectionMultiplexer redis) : IWorkerR
         await Db.HashDeleteAsync(Beats, id);
         await Db.SortedSetRemoveAsync(Seen, id);
     }
+
+    public async Task<DateTimeOffset?> LastSeenAsync(string id) =>
+        await Db.SortedSetScoreAsync(Seen, id) is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds((long)ms) : null;
 }
 
 /// <summary>The single-process default: the gateway's own in-process workers.</summary>
@@ -89,5 +95,11 @@ public sealed class InProcessWorkerRegistry : IWorkerRegistry
         lock (_lock)
             _beats.Remove(id);
         return Task.CompletedTask;
+    }
+
+    public Task<DateTimeOffset?> LastSeenAsync(string id)
+    {
+        lock (_lock)
+            return Task.FromResult(_beats.TryGetValue(id, out var beat) ? beat.LastHeartbeat : (DateTimeOffset?)null);
     }
 }

@@ -7,13 +7,32 @@ namespace LlmStream.ServiceDefaults.RateLimiting;
 /// <summary>Cluster-wide limits of the model provider, shared by every worker (Redis) or the one process.</summary>
 public sealed class RateLimitOptions
 {
-    /// <summary>Requests per minute for all models together; 0 turns the limit off.</summary>
-    [ConfigurationKeyName("LLM_RPM")]
-    public int RequestsPerMinute { get; set; } = 500;
+    public const int DefaultRequestsPerMinute = 500;
+    public const int DefaultTokensPerMinute = 100_000;
 
-    /// <summary>Tokens (prompt + completion) per minute for all models together; 0 turns the limit off.</summary>
+    /// <summary>LLM_RPM as set; unset, <see cref="RequestsPerMinute"/> follows the provider (<see cref="ApplyDefaults"/>).</summary>
+    [ConfigurationKeyName("LLM_RPM")]
+    public int? RequestsPerMinuteSetting { get; set; }
+
+    /// <summary>LLM_TPM as set; unset, <see cref="TokensPerMinute"/> follows the provider.</summary>
     [ConfigurationKeyName("LLM_TPM")]
-    public int TokensPerMinute { get; set; } = 100_000;
+    public int? TokensPerMinuteSetting { get; set; }
+
+    /// <summary>Requests per minute for all models together; 0: no limit.</summary>
+    public int RequestsPerMinute { get; set; } = DefaultRequestsPerMinute;
+
+    /// <summary>Tokens (prompt + completion) per minute for all models together; 0: no limit.</summary>
+    public int TokensPerMinute { get; set; } = DefaultTokensPerMinute;
+
+    /// <summary>
+    /// The limits protect a provider: unset, they are 500 requests and 100,000 tokens a minute with a real one, and off
+    /// with the simulated model, which has no limits to protect (a demo must not queue behind a bucket).
+    /// </summary>
+    public void ApplyDefaults(bool simulated)
+    {
+        RequestsPerMinute = RequestsPerMinuteSetting ?? (simulated ? 0 : DefaultRequestsPerMinute);
+        TokensPerMinute = TokensPerMinuteSetting ?? (simulated ? 0 : DefaultTokensPerMinute);
+    }
 
     /// <summary>Per model or deployment: <c>gpt-4o-mini=500/200000,gpt-4o=100/30000</c> (requests/tokens per minute; 0 = no limit).</summary>
     [ConfigurationKeyName("LLM_MODEL_LIMITS")]
@@ -58,8 +77,8 @@ public sealed class RateLimitOptionsValidator : IValidateOptions<RateLimitOption
     public ValidateOptionsResult Validate(string? name, RateLimitOptions o)
     {
         var failures = new List<string>();
-        if (o.RequestsPerMinute < 0) failures.Add("LLM_RPM must be 0 (no limit) or more");
-        if (o.TokensPerMinute < 0) failures.Add("LLM_TPM must be 0 (no limit) or more");
+        if (o.RequestsPerMinuteSetting < 0) failures.Add("LLM_RPM must be 0 (no limit) or more");
+        if (o.TokensPerMinuteSetting < 0) failures.Add("LLM_TPM must be 0 (no limit) or more");
         if (o.BurstSeconds is <= 0 or > 60) failures.Add("RATE_LIMIT_BURST_SECONDS must be more than 0 and at most 60");
         if (o.ExpectedCompletionTokens < 0) failures.Add("LLM_EXPECTED_COMPLETION_TOKENS must be 0 or more");
         if (!RateLimitOptions.TryParseModelLimits(o.ModelLimits, out _, out var error))

@@ -46,6 +46,19 @@ public static class RateLimiterWaits
         }
     }
 
+    /// <summary>Settles a call that stopped early to what it used, as well as it can (see <see cref="TryReleaseAsync"/>).</summary>
+    public static async Task TrySettleAsync(this IRateLimiter limiter, string model, int reservedTokens, int usedTokens, ILogger? logger)
+    {
+        try
+        {
+            await limiter.SettleAsync(model, reservedTokens, usedTokens, CancellationToken.None);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            logger?.LogWarning("A rate-limit reservation of {Model} could not be settled: {Reason}", model, e.Message);
+        }
+    }
+
     /// <summary>
     /// Gives a reservation back as well as it can: a release that fails (Redis away) leaves the reservation to expire
     /// with the bucket's refill, and must not turn a cancelled or ended task into a failure.

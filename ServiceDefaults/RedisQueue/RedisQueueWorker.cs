@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using LlmStream.ServiceDefaults.Bus;
+using LlmStream.ServiceDefaults.Hosting;
 using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Telemetry;
@@ -25,6 +26,7 @@ internal sealed class RedisQueueWorker(
     IServiceProvider services,
     IOptions<WorkerOptions> options,
     WorkerActivity activity,
+    GracefulStop stop,
     ILogger<RedisQueueWorker> logger) : BackgroundService
 {
     readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}";
@@ -54,6 +56,9 @@ internal sealed class RedisQueueWorker(
         logger.LogInformation("Reading Redis streams {Queues} as {Consumer}", string.Join(", ", names), _consumer);
 
         var nextReclaim = DateTime.MinValue;
+        // At SIGTERM nothing more is read: what was read and not started goes back (see Handle).
+        using var reading = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, stop.Stopping);
+        stoppingToken = reading.Token;
         try
         {
             while (!stoppingToken.IsCancellationRequested)
@@ -96,7 +101,7 @@ internal sealed class RedisQueueWorker(
             await redis.GetSubscriber().UnsubscribeAsync(channel);
             Task[] running;
             lock (_running) running = [.. _running];
-            // In-flight messages finish within the host's shutdown time; what does not is reclaimed by another worker.
+            // Running messages get SHUTDOWN_TIMEOUT to finish; then they are cut and handed back (see Handle).
             await Task.WhenAll(running);
         }
     }
@@ -174,16 +179,35 @@ internal sealed class RedisQueueWorker(
 
     async Task Handle(QueueEntry entry, CancellationToken stoppingToken)
     {
-        using var slot = await _slots.AcquireAsync(entry.Level, CancellationToken.None);
+        IDisposable slot;
+        try
+        {
+            slot = await _slots.AcquireAsync(entry.Level, CancellationToken.None);
+        }
+        catch (WorkerStoppingException)
+        {
+            // Read but not started when the worker began to stop: another worker takes it.
+            Interlocked.Decrement(ref _starting);
+            await Release(entry);
+            return;
+        }
+        using var held = slot;
         Interlocked.Decrement(ref _starting);
         using var activity = StartProcessActivity(entry);
         using var renewal = new CancellationTokenSource();
         var renewing = KeepClaim(entry, renewal.Token);
+        var handBack = false;
         try
         {
             if (entry.Type != MessageBodies.TypeName(registration.MessageType))
                 throw new UndecodableMessageException($"unknown message type '{entry.Type}' on queue '{entry.Queue}'");
-            await registration.SendThroughMediator(mediator, entry.Body, CancellationToken.None);
+            // The consume's token fires SHUTDOWN_TIMEOUT after SIGTERM: a generation still running then is cut.
+            await registration.SendThroughMediator(mediator, entry.Body, stop.Expired);
+        }
+        catch (OperationCanceledException) when (stop.Expired.IsCancellationRequested)
+        {
+            logger.LogInformation("Message {EntryId} on {Queue} stopped with this worker; handed back for another", entry.EntryId, entry.Queue);
+            handBack = true; // once the claim is no longer renewed (below)
         }
         catch (UndecodableMessageException e)
         {
@@ -210,6 +234,11 @@ internal sealed class RedisQueueWorker(
         {
             await renewal.CancelAsync();
             await renewing;
+        }
+        if (handBack)
+        {
+            await Release(entry);
+            return;
         }
 
         // Outside the try: a failed acknowledgement must not dead-letter a message that succeeded.
@@ -238,6 +267,19 @@ internal sealed class RedisQueueWorker(
         activity?.SetTag("messaging.message.id", entry.MessageId);
         activity?.SetTag("llmstream.redis.entry_id", entry.EntryId);
         return activity;
+    }
+
+    async Task Release(QueueEntry entry)
+    {
+        try
+        {
+            await queue.ReleaseAsync(entry, _consumer);
+        }
+        catch (RedisException e)
+        {
+            // Left pending: reclaimed once it has been idle for REDIS_CLAIM_IDLE_SECONDS.
+            logger.LogWarning("Could not hand back {EntryId}: {Reason}", entry.EntryId, e.Message);
+        }
     }
 
     async Task DeadLetter(QueueEntry entry, string reason)

@@ -91,7 +91,21 @@ public sealed class RedisWorkQueue(IConnectionMultiplexer redis)
         return 0
         """;
 
+    // Hands an entry this consumer owns back to the group: marked idle for an hour, it is the next reclaim's to take.
+    const string ReleaseScript = """
+        local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+        if pending[1] and pending[1][2] == ARGV[2] then
+          redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', 3600000, 'JUSTID')
+          return 1
+        end
+        return 0
+        """;
+
     IDatabase Db => redis.GetDatabase();
+
+    /// <summary>Gives an entry back without running it (the worker stops): another worker's next reclaim takes it.</summary>
+    public async Task<bool> ReleaseAsync(QueueEntry entry, string consumer) =>
+        (long)await Db.ScriptEvaluateAsync(ReleaseScript, [StreamKey(entry.Queue)], [Group, consumer, entry.EntryId]) == 1;
 
     /// <summary>Returns once XADD succeeded.</summary>
     public async Task<string> SendAsync(string queue, string messageId, string type, byte[] body)

@@ -44,6 +44,54 @@ public sealed class ModelOptions
 
     public TimeSpan LlmTimeout => TimeSpan.FromSeconds(LlmTimeoutSeconds);
 
+    /// <summary>The context window of a model neither <see cref="ModelContextTokens"/> nor <see cref="KnownContextTokens"/> names.</summary>
+    [ConfigurationKeyName("LLM_CONTEXT_TOKENS")]
+    public int ContextTokens { get; set; } = 128_000;
+
+    /// <summary>Per model or deployment: <c>llama3=8192,gpt-4.1=1047576</c>; wins over the known windows.</summary>
+    [ConfigurationKeyName("LLM_MODEL_CONTEXT_TOKENS")]
+    public string? ModelContextTokens { get; set; }
+
+    /// <summary>
+    /// OpenAI's published context windows, matched by the longest prefix of the model name (gpt-4o-mini-2024-07-18 is a
+    /// gpt-4o-mini). A deployment or local model named otherwise gets <see cref="ContextTokens"/>.
+    /// </summary>
+    public static readonly IReadOnlyDictionary<string, int> KnownContextTokens = new Dictionary<string, int>(StringComparer.Ordinal)
+    {
+        ["gpt-3.5-turbo"] = 16_385,
+        ["gpt-4"] = 8_192,
+        ["gpt-4-32k"] = 32_768,
+        ["gpt-4-turbo"] = 128_000,
+        ["gpt-4o"] = 128_000,
+        ["gpt-4o-mini"] = 128_000,
+        ["gpt-4.1"] = 1_047_576,
+        ["gpt-5"] = 400_000,
+        ["o1"] = 200_000,
+        ["o1-mini"] = 128_000,
+        ["o3"] = 200_000,
+        ["o4-mini"] = 200_000,
+    };
+
+    /// <summary>The most tokens a prompt and its answer may have together on <paramref name="model"/>.</summary>
+    public int ContextLimit(string model)
+    {
+        if (SettingLists.TryParseNumbers(ModelContextTokens, out var configured, out _) && configured.TryGetValue(model, out var set))
+            return set;
+        var best = "";
+        var limit = ContextTokens;
+        foreach (var (prefix, tokens) in KnownContextTokens)
+        {
+            if (prefix.Length > best.Length && model.StartsWith(prefix, StringComparison.Ordinal))
+                (best, limit) = (prefix, tokens);
+        }
+        return limit;
+    }
+
+    /// <summary>The model names the settings mention: the defaults and those given limits of their own.</summary>
+    public IEnumerable<string> ConfiguredModels() =>
+        new[] { LlmModel, EmbeddingModel }
+            .Concat(SettingLists.TryParseNumbers(ModelContextTokens, out var configured, out _) ? configured.Keys : []);
+
     public ProviderKind Provider =>
         !string.IsNullOrWhiteSpace(AzureEndpoint) ? ProviderKind.AzureOpenAi
         : !string.IsNullOrWhiteSpace(OpenAiApiKey) || !string.IsNullOrWhiteSpace(OpenAiBaseUrl) ? ProviderKind.OpenAi
@@ -69,6 +117,12 @@ public sealed class ModelOptionsValidator : IValidateOptions<ModelOptions>
             failures.Add("LLM_MODEL must not be empty");
         if (string.IsNullOrWhiteSpace(o.EmbeddingModel))
             failures.Add("EMBEDDING_MODEL must not be empty");
+        if (o.ContextTokens < 1)
+            failures.Add("LLM_CONTEXT_TOKENS must be 1 or more");
+        if (!SettingLists.TryParseNumbers(o.ModelContextTokens, out var contexts, out var contextError))
+            failures.Add($"LLM_MODEL_CONTEXT_TOKENS: {contextError}");
+        else if (contexts.FirstOrDefault(c => c.Value < 1) is { Key: not null } zero)
+            failures.Add($"LLM_MODEL_CONTEXT_TOKENS: {zero.Key} must have 1 token or more");
         if (o.SimulatedTokensPerSecond < 0)
             failures.Add("SIMULATED_TOKENS_PER_SECOND must be 0 or more");
         if (!string.IsNullOrWhiteSpace(o.OpenAiBaseUrl) && !IsHttpUrl(o.OpenAiBaseUrl))

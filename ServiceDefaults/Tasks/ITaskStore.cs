@@ -18,8 +18,9 @@ public interface ITaskStore
     /// <summary>
     /// Starts the next attempt and appends a started event carrying its number.
     /// Null when the task is finished already (a redelivered message must not answer twice) or unknown.
+    /// <paramref name="workerId"/> (the worker's heartbeat id) goes on record: a task whose worker died can be found.
     /// </summary>
-    Task<int?> StartAttemptAsync(string taskId, string sessionId, CancellationToken cancellationToken);
+    Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, CancellationToken cancellationToken);
 
     /// <summary>
     /// Appends the token events of several running attempts in one call (a worker sends all its streams' new tokens

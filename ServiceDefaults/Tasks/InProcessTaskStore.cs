@@ -38,7 +38,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
         return Task.FromResult(CreateResult.Created);
     }
 
-    public Task<int?> StartAttemptAsync(string taskId, string sessionId, CancellationToken cancellationToken)
+    public Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, CancellationToken cancellationToken)
     {
         int attempt;
         lock (_lock)
@@ -46,7 +46,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
             if (!_tasks.TryGetValue(taskId, out var entry) || entry.Task.State.IsTerminal())
                 return Task.FromResult<int?>(null);
             attempt = entry.Task.Attempt + 1;
-            _tasks[taskId] = (entry.Task with { State = TaskState.Started, Attempt = attempt, StartedAt = clock.GetUtcNow() }, Expiry());
+            _tasks[taskId] = (entry.Task with { State = TaskState.Started, Attempt = attempt, StartedAt = clock.GetUtcNow(), Worker = workerId }, Expiry());
             Append(sessionId, StreamEventTypes.Started, StreamEvents.Started(taskId, attempt));
         }
         signals.Notify(sessionId);
@@ -84,12 +84,15 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
                 return Task.FromResult(false);
             if (outcome.Attempt is { } attempt && entry.Task.Attempt != attempt)
                 return Task.FromResult(false);
+            if (outcome.Worker is { } worker && entry.Task.Worker != worker)
+                return Task.FromResult(false);
             _tasks[outcome.TaskId] = (entry.Task with
             {
                 State = outcome.State,
                 FinishedAt = clock.GetUtcNow(),
                 Result = outcome.Result,
                 Error = outcome.Error,
+                Failure = outcome.Failure,
                 FinishReason = outcome.FinishReason,
                 Usage = outcome.Usage,
                 ToolCalls = outcome.ToolCalls,

@@ -15,6 +15,9 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
     public const string WakeChannel = "llmstream:wake";
 
     static RedisKey TaskKey(string taskId) => "llmstream:task:" + taskId;
+
+    /// <summary>Tasks a worker has started and that have not ended, scored by when their current attempt started.</summary>
+    static readonly RedisKey Running = "llmstream:running";
     public static RedisKey StreamKey(string sessionId) => "llmstream:stream:" + sessionId;
 
     const string CreateScript = """
@@ -33,12 +36,14 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         """;
 
     // Every start counts an attempt: attempt 0 means no worker has started the task (TaskStoreOutcomes.WithdrawAsync).
+    // The attempt's worker and its start go on record for the orphan check (OrphanedTasks).
     const string StartScript = """
         local state = redis.call('HGET', KEYS[1], 'state')
         if not state then return -1 end
         if state ~= 'queued' and state ~= 'started' then return 0 end
         local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-        redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[2])
+        redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[2], 'worker', ARGV[5])
+        redis.call('ZADD', KEYS[3], ARGV[2], ARGV[6])
         redis.call('XADD', KEYS[2], '*', 't', 'started', 'd', ARGV[4] .. attempt .. '}')
         redis.call('EXPIRE', KEYS[2], ARGV[1])
         redis.call('PUBLISH', 'llmstream:wake', ARGV[3])
@@ -74,18 +79,21 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         return stored
         """;
 
-    // KEYS: the task, the stream, then (when counting) the outcome's counters (RedisTaskCounters.Keys).
+    // KEYS: the task, the stream, the running set, then (when counting) the outcome's counters (RedisTaskCounters.Keys).
+    // ARGV: retention, event type and data, session, the attempt and the worker it must still be at ('' for any), the task id, then fields.
     static readonly string FinishScript = $$"""
-        local task = redis.call('HMGET', KEYS[1], 'state', 'attempt')
+        local task = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'worker')
         if not task[1] then return -1 end
         if task[1] == 'completed' or task[1] == 'failed' or task[1] == 'cancelled' then return 0 end
         if ARGV[5] ~= '' and task[2] ~= ARGV[5] then return 0 end
-        redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+        if ARGV[6] ~= '' and task[3] ~= ARGV[6] then return 0 end
+        redis.call('HSET', KEYS[1], unpack(ARGV, 8))
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         redis.call('XADD', KEYS[2], '*', 't', ARGV[2], 'd', ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[1])
+        redis.call('ZREM', KEYS[3], ARGV[7])
         redis.call('PUBLISH', 'llmstream:wake', ARGV[4])
-        {{RedisTaskCounters.IncrementLua(3)}}
+        {{RedisTaskCounters.IncrementLua(4)}}
         return 1
         """;
 
@@ -119,11 +127,11 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         };
     }
 
-    public async Task<int?> StartAttemptAsync(string taskId, string sessionId, CancellationToken cancellationToken)
+    public async Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, CancellationToken cancellationToken)
     {
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var result = (long)await Db.ScriptEvaluateAsync(StartScript, [TaskKey(taskId), StreamKey(sessionId)],
-            [Ttl, now, sessionId, StreamEvents.StartedPrefix(taskId)]);
+        var result = (long)await Db.ScriptEvaluateAsync(StartScript, [TaskKey(taskId), StreamKey(sessionId), Running],
+            [Ttl, now, sessionId, StreamEvents.StartedPrefix(taskId), workerId ?? "", taskId]);
         return result > 0 ? (int)result : null;
     }
 
@@ -154,17 +162,18 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         var args = new List<RedisValue>
         {
             Ttl, StreamEventTypes.ForOutcome(outcome.State), terminalEventData, outcome.SessionId,
-            outcome.Attempt?.ToString(CultureInfo.InvariantCulture) ?? "",
+            outcome.Attempt?.ToString(CultureInfo.InvariantCulture) ?? "", outcome.Worker ?? "", outcome.TaskId,
             "state", outcome.State.ToWire(),
             "finished_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         };
         if (outcome.Result is not null) args.AddRange(["result", outcome.Result]);
         if (outcome.Error is not null) args.AddRange(["error", outcome.Error]);
+        if (outcome.Failure is not null) args.AddRange(["failure", JsonSerializer.Serialize(outcome.Failure, StreamEvents.Json)]);
         if (outcome.FinishReason is not null) args.AddRange(["finish_reason", outcome.FinishReason]);
         if (outcome.Usage is not null) args.AddRange(["usage", JsonSerializer.Serialize(outcome.Usage, StreamEvents.Json)]);
         if (outcome.ToolCalls is not null) args.AddRange(["tool_calls", outcome.ToolCalls]);
 
-        RedisKey[] keys = [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId), .. counters?.Keys(WorkQueues.Chat.Work, outcome.State.ToWire()) ?? []];
+        RedisKey[] keys = [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId), Running, .. counters?.Keys(WorkQueues.Chat.Work, outcome.State.ToWire()) ?? []];
         var result = (long)await Db.ScriptEvaluateAsync(FinishScript, keys, [.. args]);
         if (result == 1)
             counters?.Counted(WorkQueues.Chat.Work, outcome.State.ToWire());
@@ -192,12 +201,21 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             FinishedAt = f.TryGetValue("finished_at", out var finished) ? FromMs(finished) : null,
             Result = f.GetValueOrDefault("result"),
             Error = f.GetValueOrDefault("error"),
+            Failure = f.TryGetValue("failure", out var failure) ? JsonSerializer.Deserialize<FailureDetail>(failure, StreamEvents.Json) : null,
             FinishReason = f.GetValueOrDefault("finish_reason"),
             Usage = f.TryGetValue("usage", out var usage) ? JsonSerializer.Deserialize<TokenUsage>(usage, StreamEvents.Json) : null,
             RateLimitedUntil = f.TryGetValue("rate_limited_until", out var limited) ? FromMs(limited) : null,
             ToolCalls = f.GetValueOrDefault("tool_calls"),
+            Worker = f.GetValueOrDefault("worker"),
         };
     }
+
+    /// <summary>Tasks whose current attempt started before <paramref name="before"/> and that have not ended, oldest first.</summary>
+    public async Task<IReadOnlyList<string>> StartedBeforeAsync(DateTimeOffset before, int count) =>
+        [.. (await Db.SortedSetRangeByScoreAsync(Running, double.NegativeInfinity, before.ToUnixTimeMilliseconds(), take: count)).Select(v => v.ToString())];
+
+    /// <summary>Takes a task off the running set (it ended, or its record expired).</summary>
+    public Task ForgetRunningAsync(string taskId) => Db.SortedSetRemoveAsync(Running, taskId);
 
     // Only on a task that still exists: HSET on an expired hash would recreate it without fields or TTL.
     const string SetRateLimitedScript = """

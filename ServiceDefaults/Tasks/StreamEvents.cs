@@ -31,14 +31,15 @@ public static class StreamEvents
         JsonSerializer.Serialize(new DoneEvent(taskId, attempt, finishReason, usage,
             toolCalls is null ? null : JsonDocument.Parse(toolCalls).RootElement), Json);
 
-    public static string Error(string taskId, int? attempt, string error) =>
-        JsonSerializer.Serialize(new ErrorEvent(taskId, attempt, error), Json);
+    /// <param name="failure">Adds OpenAI's view of the failure: its code, the status an OpenAI client would get, and whether a retry could help.</param>
+    public static string Error(string taskId, int? attempt, string error, FailureDetail? failure = null) =>
+        JsonSerializer.Serialize(new ErrorEvent(taskId, attempt, error, failure?.Code, failure?.Status, failure?.Retryable), Json);
 
     public static string Cancelled(string taskId) => JsonSerializer.Serialize(new CancelledEvent(taskId), Json);
 
     sealed record QueuedEvent(string TaskId, string Model, int Priority, string Queue);
     sealed record TokenEvent(string TaskId, int Attempt, string Text);
     sealed record DoneEvent(string TaskId, int Attempt, string? FinishReason, TokenUsage? Usage, JsonElement? ToolCalls);
-    sealed record ErrorEvent(string TaskId, int? Attempt, string Error);
+    sealed record ErrorEvent(string TaskId, int? Attempt, string Error, string? Code, int? Status, bool? Retryable);
     sealed record CancelledEvent(string TaskId);
 }

@@ -32,6 +32,17 @@ public static class TaskStates
 
 public sealed record TokenUsage(int PromptTokens, int CompletionTokens, int TotalTokens);
 
+/// <summary>
+/// How a failure reads to an OpenAI client: the HTTP status to answer with, OpenAI's error type, code and parameter
+/// (a provider's own 4xx passes through as it came), the provider's message when it gave one, and whether another try
+/// could succeed (a client is told not to retry one that cannot: <c>x-should-retry: false</c>).
+/// </summary>
+public sealed record FailureDetail(int Status, string Type, string? Code = null, string? Param = null, string? Message = null, bool Retryable = false)
+{
+    /// <summary>The worker failed in a way no retry of the same request mends.</summary>
+    public static readonly FailureDetail Internal = new(500, "server_error");
+}
+
 /// <summary>What a gateway and the workers know about one chat task.</summary>
 public sealed record TaskRecord
 {
@@ -48,12 +59,19 @@ public sealed record TaskRecord
     public DateTimeOffset? FinishedAt { get; init; }
     public string? Result { get; init; }
     public string? Error { get; init; }
+
+    /// <summary>For a failed task: how the failure reads to an OpenAI client (absent for failures before it was recorded).</summary>
+    public FailureDetail? Failure { get; init; }
+
     public string? FinishReason { get; init; }
     public TokenUsage? Usage { get; init; }
     public DateTimeOffset? RateLimitedUntil { get; init; }
 
     /// <summary>The function calls the model asked for, as a JSON array of {id, name, arguments}.</summary>
     public string? ToolCalls { get; init; }
+
+    /// <summary>The worker process running the current attempt (its heartbeat id).</summary>
+    public string? Worker { get; init; }
 }
 
 /// <summary>How a task ended. <see cref="Attempt"/> guards against a stale attempt finishing a task another attempt owns.</summary>
@@ -63,8 +81,12 @@ public sealed record TaskOutcome
     public required string SessionId { get; init; }
     public required TaskState State { get; init; }
     public int? Attempt { get; init; }
+
+    /// <summary>With <see cref="Attempt"/>: the task ends only if this worker still runs that attempt (the orphan check).</summary>
+    public string? Worker { get; init; }
     public string? Result { get; init; }
     public string? Error { get; init; }
+    public FailureDetail? Failure { get; init; }
     public string? FinishReason { get; init; }
     public TokenUsage? Usage { get; init; }
     public string? ToolCalls { get; init; }

@@ -6,7 +6,8 @@ public static class TaskStoreOutcomes
     /// Ends a task as failed with a reason a person can read, and its error event, in one store call.
     /// False when the task had ended already (or, with <paramref name="attempt"/>, another attempt owns it).
     /// </summary>
-    public static Task<bool> FailAsync(this ITaskStore store, string taskId, string sessionId, string reason, int? attempt = null) =>
+    /// <param name="failure">How the failure reads to an OpenAI client; a server error nobody can mend by retrying when absent.</param>
+    public static Task<bool> FailAsync(this ITaskStore store, string taskId, string sessionId, string reason, int? attempt = null, FailureDetail? failure = null) =>
         store.FinishAsync(new TaskOutcome
         {
             TaskId = taskId,
@@ -14,7 +15,8 @@ public static class TaskStoreOutcomes
             State = TaskState.Failed,
             Attempt = attempt,
             Error = reason,
-        }, StreamEvents.Error(taskId, attempt, reason), CancellationToken.None);
+            Failure = failure ?? FailureDetail.Internal,
+        }, StreamEvents.Error(taskId, attempt, reason, failure ?? FailureDetail.Internal), CancellationToken.None);
 
     /// <summary>
     /// Fails a task that no worker has started: for a send the broker did not confirm, which may have reached the queue
@@ -29,5 +31,9 @@ public static class TaskStoreOutcomes
             State = TaskState.Failed,
             Attempt = 0, // no attempt yet: every start counts one
             Error = reason,
-        }, StreamEvents.Error(taskId, null, reason), CancellationToken.None);
+            Failure = Unavailable,
+        }, StreamEvents.Error(taskId, null, reason, Unavailable), CancellationToken.None);
+
+    /// <summary>The broker refused the request: another try later may well go through.</summary>
+    static readonly FailureDetail Unavailable = new(503, "server_error", "service_unavailable", Retryable: true);
 }

@@ -22,8 +22,13 @@ public sealed class LlmStreamMetrics
     readonly Histogram<double> _timeToFirstToken;
     readonly UpDownCounter<long> _openStreams;
 
-    public LlmStreamMetrics(IMeterFactory meterFactory)
+    readonly Func<string, string> _modelLabel;
+
+    /// <param name="models">Model labels take only the names the settings give (others count as "other"): clients choose
+    /// model names, and a label per name would grow the series without bound.</param>
+    public LlmStreamMetrics(IMeterFactory meterFactory, Models.ModelCatalog? models = null)
     {
+        _modelLabel = models is null ? _ => Models.ModelCatalog.OtherLabel : models.Label;
         Meter = meterFactory.Create(LlmStreamTelemetry.MeterName);
         _chatsAccepted = Meter.CreateCounter<long>("llmstream.chats.accepted", "{chat}",
             "Chats accepted by a gateway and queued, by queue");
@@ -61,7 +66,7 @@ public sealed class LlmStreamMetrics
     public void TokensGenerated(string model, long tokens)
     {
         if (tokens > 0)
-            _tokensGenerated.Add(tokens, new KeyValuePair<string, object?>("model", model));
+            _tokensGenerated.Add(tokens, new KeyValuePair<string, object?>("model", _modelLabel(model)));
     }
 
     public void Retry(string kind, string reason) =>
@@ -70,10 +75,10 @@ public sealed class LlmStreamMetrics
     /// <param name="outcome">ok, error or cancelled.</param>
     public void ProviderCall(string kind, string model, TimeSpan duration, string outcome) =>
         _providerDuration.Record(duration.TotalSeconds, new KeyValuePair<string, object?>("kind", kind),
-            new KeyValuePair<string, object?>("model", model), new KeyValuePair<string, object?>("outcome", outcome));
+            new KeyValuePair<string, object?>("model", _modelLabel(model)), new KeyValuePair<string, object?>("outcome", outcome));
 
     public void TimeToFirstToken(string model, TimeSpan elapsed) =>
-        _timeToFirstToken.Record(elapsed.TotalSeconds, new KeyValuePair<string, object?>("model", model));
+        _timeToFirstToken.Record(elapsed.TotalSeconds, new KeyValuePair<string, object?>("model", _modelLabel(model)));
 
     /// <summary>Counts an SSE response as open until the returned handle is disposed.</summary>
     public OpenStream StreamOpened(string api)

@@ -171,6 +171,18 @@ public sealed class FakeBehavior
         }
     }
 
+    /// <summary>
+    /// When set, a chat or embedding request naming another model (or Azure deployment) gets OpenAI's 404
+    /// model_not_found (Azure's DeploymentNotFound). Default null: every model exists.
+    /// </summary>
+    public IReadOnlyCollection<string>? KnownModels
+    {
+        get { lock (_gate) return _knownModels; }
+        set { lock (_gate) _knownModels = value; }
+    }
+
+    private IReadOnlyCollection<string>? _knownModels;
+
     /// <summary>When set, requests without this key (Bearer or api-key) get 401. Default null: any key or none.</summary>
     public string? RequiredApiKey
     {
@@ -334,6 +346,8 @@ public sealed class FakeBehavior
     {
         lock (_gate) return new Settings(_reply, _toolCall, _tokenDelay, _chunkSize, _stampTokens);
     }
+
+    internal bool Knows(string? model) => KnownModels is not { } known || (model is not null && known.Contains(model));
 
     internal void RecordChat(RecordedRequest request)
     {

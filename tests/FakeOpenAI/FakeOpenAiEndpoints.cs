@@ -53,6 +53,10 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
             {
                 await WriteErrorAsync(ctx, 400, "We could not parse the JSON body of your request.", null);
             }
+            else if (!behavior.Knows(parsed.Model))
+            {
+                await WriteModelNotFoundAsync(ctx, parsed.Model, deployment is not null);
+            }
             else
             {
                 serverAborted = await AnswerChatAsync(ctx, parsed, linked.Token);
@@ -329,6 +333,11 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
             await WriteErrorAsync(ctx, 400, "'input' must be a string or an array of strings; 'dimensions' must be 1..4096.", null);
             return;
         }
+        if (!behavior.Knows(parsed.Model))
+        {
+            await WriteModelNotFoundAsync(ctx, parsed.Model, deployment is not null);
+            return;
+        }
         if (behavior.TakeEmbeddingFailure() is { } status)
         {
             await WriteErrorAsync(ctx, status, null, null);
@@ -470,6 +479,27 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
             w.WriteEndObject();
         });
     }
+
+    /// <summary>OpenAI's answer for a model it does not serve; Azure's for a deployment that does not exist.</summary>
+    private static Task WriteModelNotFoundAsync(HttpContext ctx, string? model, bool azure) => WriteJsonAsync(ctx, 404, w =>
+    {
+        w.WriteStartObject();
+        w.WriteStartObject("error");
+        if (azure)
+        {
+            w.WriteString("code", "DeploymentNotFound");
+            w.WriteString("message", "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again.");
+        }
+        else
+        {
+            w.WriteString("message", $"The model `{model}` does not exist or you do not have access to it.");
+            w.WriteString("type", "invalid_request_error");
+            w.WriteNull("param");
+            w.WriteString("code", "model_not_found");
+        }
+        w.WriteEndObject();
+        w.WriteEndObject();
+    });
 
     private static async Task WriteJsonAsync(HttpContext ctx, int status, Action<Utf8JsonWriter> write)
     {

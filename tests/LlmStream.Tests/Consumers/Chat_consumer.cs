@@ -44,6 +44,7 @@ public sealed class Chat_consumer
         services.AddSingleton<PromptTokens>();
         services.AddSingleton(new TaskCancellation());
         services.AddSingleton<TokenBatcher>();
+        services.AddSingleton<LlmStream.ServiceDefaults.Operations.WorkerActivity>();
         services.AddMetrics().AddSingleton<LlmStreamMetrics>();
         services.AddOptions<WorkerOptions>().Configure(o => o.RetryBaseMilliseconds = 50);
         services.AddMassTransitTestHarness(bus => bus.AddConsumer<ChatRequestedConsumer, ChatRequestedConsumerDefinition>());
@@ -181,5 +182,33 @@ public sealed class Chat_consumer
         var after = (await limiter.LevelsAsync(default)).Single(l => l.Kind == "requests").Available;
         Assert.That(after, Is.GreaterThanOrEqualTo(before), "nothing was taken for the finished task");
         Assert.That(_harness.Consumed.Select<ChatRequested>(x => x.Context.Message.TaskId == request.TaskId).Count(), Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task A_generation_cancelled_on_the_worker_gives_back_the_tokens_it_did_not_use()
+    {
+        // 600 tokens a minute, all of them available at once, refilling 10 a second: a reservation kept (the prompt and
+        // the 256 expected completion tokens) would show for longer than this test runs.
+        var options = _services.GetRequiredService<IOptions<RateLimitOptions>>().Value;
+        (options.RequestsPerMinute, options.TokensPerMinute, options.BurstSeconds) = (0, 600, 60);
+        var limiter = _services.GetRequiredService<IRateLimiter>();
+        _provider.Behavior.Reply = _ => string.Join(' ', Enumerable.Range(0, 200).Select(i => $"w{i}"));
+        _provider.Behavior.TokenDelay = TimeSpan.FromMilliseconds(100);
+        var request = await Submit("cancel me while I speak");
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((await Stream(request)).Count(e => e.Type == "token") < 3 && DateTime.UtcNow < deadline)
+            await Task.Delay(20);
+        var reserved = 600 - (await limiter.LevelsAsync(default)).Single().Available;
+        Assert.That(reserved, Is.GreaterThan(256), "the prompt and the expected completion are reserved while it runs");
+
+        // What DELETE /chat/{id} does: the task ends cancelled, then the worker hears it.
+        await _store.FinishAsync(new TaskOutcome { TaskId = request.TaskId, SessionId = request.SessionId, State = TaskState.Cancelled },
+            StreamEvents.Cancelled(request.TaskId), default);
+        await _services.GetRequiredService<TaskCancellation>().SignalAsync(request.TaskId);
+        await _harness.InactivityTask;
+
+        var kept = 600 - (await limiter.LevelsAsync(default)).Single().Available;
+        Assert.That(kept, Is.LessThan(100), $"only the prompt and the tokens generated stay taken (reserved {reserved:0})");
     }
 }

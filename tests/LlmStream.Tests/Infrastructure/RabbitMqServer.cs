@@ -206,6 +206,15 @@ public sealed class RabbitMqServer : IAsyncDisposable
         return depths;
     }
 
+    /// <summary>Drops every message ready in the queue, as a broker that lost them would.</summary>
+    public async Task PurgeAsync(string vhostUrl, string queue)
+    {
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = new Uri(vhostUrl) };
+        await using var connection = await factory.CreateConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        await channel.QueuePurgeAsync(queue);
+    }
+
     /// <summary>The queue's arguments as declared, e.g. x-max-priority.</summary>
     public async Task<JsonElement> QueueAsync(string vhost, string queue)
     {

@@ -106,6 +106,31 @@ public sealed class ServiceProcess : IAsyncDisposable
             _process.Kill(entireProcessTree: true);
     }
 
+    /// <summary>
+    /// SIGTERM, then waits for the process to leave by itself, at most <paramref name="within"/>; returns its exit code and
+    /// how long it took. Fails (and kills it) if it does not leave in time.
+    /// </summary>
+    public async Task<(int ExitCode, TimeSpan Took)> TerminateAsync(TimeSpan within)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using (var term = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            await term.WaitForExitAsync();
+        try
+        {
+            using var cts = new CancellationTokenSource(within);
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Kill();
+            Assert.Fail($"{Name} was still running {within.TotalSeconds:0} s after SIGTERM and needed SIGKILL:\n{Output}");
+        }
+        return (_process.ExitCode, clock.Elapsed);
+    }
+
+    /// <summary>Stack-trace lines the process printed (lines starting with "   at "): a clean run has none.</summary>
+    public IReadOnlyList<string> StackTraceLines => [.. _output.Where(line => line.StartsWith("   at ", StringComparison.Ordinal))];
+
     /// <summary>SIGTERM, then SIGKILL if it has not left in time.</summary>
     public async Task StopAsync(TimeSpan? grace = null)
     {

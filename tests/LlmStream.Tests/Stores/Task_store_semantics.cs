@@ -42,7 +42,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     {
         var task = NewTask(Guid.NewGuid().ToString("N"));
         await _store.CreateAsync(task, "{}", default);
-        await _store.StartAttemptAsync(task.TaskId, task.SessionId, default);
+        await _store.StartAttemptAsync(task.TaskId, task.SessionId, null, default);
         return task;
     }
 
@@ -52,7 +52,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         var session = Guid.NewGuid().ToString("N");
         var task = NewTask(session);
         Assert.That(await _store.CreateAsync(task, StreamEvents.Queued(task.TaskId, "m", 3, "default"), default), Is.EqualTo(CreateResult.Created));
-        var attempt = await _store.StartAttemptAsync(task.TaskId, session, default);
+        var attempt = await _store.StartAttemptAsync(task.TaskId, session, null, default);
         Assert.That(attempt, Is.EqualTo(1));
         Assert.That(await _store.AppendTokensAsync(task.TaskId, session, 1,
             [StreamEvents.Token(task.TaskId, 1, "Hel"), StreamEvents.Token(task.TaskId, 1, "lo")], default), Is.True);
@@ -78,7 +78,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         var session = Guid.NewGuid().ToString("N");
         var task = NewTask(session);
         await _store.CreateAsync(task, "{}", default);
-        await _store.StartAttemptAsync(task.TaskId, session, default);
+        await _store.StartAttemptAsync(task.TaskId, session, null, default);
         for (var i = 0; i < 10; i++)
             await _store.AppendTokensAsync(task.TaskId, session, 1, [StreamEvents.Token(task.TaskId, 1, i.ToString(System.Globalization.CultureInfo.InvariantCulture))], default);
 
@@ -97,8 +97,8 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         var session = Guid.NewGuid().ToString("N");
         var task = NewTask(session);
         await _store.CreateAsync(task, "{}", default);
-        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, default), Is.EqualTo(1));
-        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, default), Is.EqualTo(2));
+        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, null, default), Is.EqualTo(1));
+        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, null, default), Is.EqualTo(2));
         Assert.That(await _store.AppendTokensAsync(task.TaskId, session, 1, ["{}"], default), Is.False, "attempt 1 is stale");
         Assert.That(await _store.AppendTokensAsync(task.TaskId, session, 2, ["{}"], default), Is.True);
         var stale = new TaskOutcome { TaskId = task.TaskId, SessionId = session, State = TaskState.Completed, Attempt = 1 };
@@ -114,8 +114,8 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         var task = NewTask(session);
         await _store.CreateAsync(task, "{}", default);
         await _store.FinishAsync(new TaskOutcome { TaskId = task.TaskId, SessionId = session, State = TaskState.Failed, Error = "x" }, "{}", default);
-        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, default), Is.Null);
-        Assert.That(await _store.StartAttemptAsync("unknown", session, default), Is.Null);
+        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, null, default), Is.Null);
+        Assert.That(await _store.StartAttemptAsync("unknown", session, null, default), Is.Null);
         Assert.That(await _store.CreateAsync(task, "{}", default), Is.EqualTo(CreateResult.DuplicateTask), "ids are unique");
     }
 
@@ -125,7 +125,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         var queued = NewTask(Guid.NewGuid().ToString("N"));
         await _store.CreateAsync(queued, "{}", default);
         Assert.That(await _store.WithdrawAsync(queued.TaskId, queued.SessionId, "not confirmed"), Is.True);
-        Assert.That(await _store.StartAttemptAsync(queued.TaskId, queued.SessionId, default), Is.Null, "a withdrawn task is never started");
+        Assert.That(await _store.StartAttemptAsync(queued.TaskId, queued.SessionId, null, default), Is.Null, "a withdrawn task is never started");
         var withdrawn = await _store.GetAsync(queued.TaskId, default);
         Assert.That((withdrawn!.State, withdrawn.Error, withdrawn.Attempt), Is.EqualTo((TaskState.Failed, "not confirmed", 0)));
         var error = (await _store.ReadAsync(queued.SessionId, "0", 10, default)).Single(e => e.Type == "error");
@@ -173,7 +173,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     public async Task One_call_appends_the_tokens_of_several_attempts_and_refuses_a_stale_one_alone()
     {
         var (a, b, c) = (await StartedTask(), await StartedTask(), await StartedTask());
-        await _store.StartAttemptAsync(b.TaskId, b.SessionId, default); // b is at attempt 2: attempt 1 is stale
+        await _store.StartAttemptAsync(b.TaskId, b.SessionId, null, default); // b is at attempt 2: attempt 1 is stale
 
         var stored = await _store.AppendTokensAsync(
         [

@@ -83,3 +83,40 @@ public sealed class Priority_slots
         await Task.Yield();
     }
 }
+
+public sealed class Closing_priority_slots
+{
+    [Test]
+    public async Task Start_nothing_new_and_let_the_waiting_go_once_the_running_have_ended()
+    {
+        var slots = new PrioritySlots(1, fairness: 10);
+        var running = await slots.AcquireAsync(1, default);
+        var waiting = slots.AcquireAsync(1, default).AsTask();
+
+        slots.Close();
+        Assert.That(waiting.IsCompleted, Is.False, "the running message may still finish: the waiting one is held, not let go");
+        running.Dispose();
+        Assert.That(async () => await waiting.WaitAsync(TimeSpan.FromSeconds(5)), Throws.InstanceOf<WorkerStoppingException>(),
+            "the freed slot goes to nobody; the waiting message goes back to the broker");
+        Assert.That(slots.InUse, Is.EqualTo(0));
+    }
+
+    [Test]
+    public async Task Let_the_waiting_go_at_once_when_nothing_runs()
+    {
+        var slots = new PrioritySlots(1, fairness: 10);
+        var running = await slots.AcquireAsync(0, default);
+        var waiting = slots.AcquireAsync(0, default).AsTask();
+        running.Dispose();
+        (await waiting.WaitAsync(TimeSpan.FromSeconds(5))).Dispose(); // granted before the stop
+        var late = slots.AcquireAsync(2, default).AsTask();
+        Assert.That(late.IsCompleted, Is.True, "a free slot before the stop is granted");
+        (await late).Dispose();
+
+        var held = slots.AcquireAsync(0, CancellationToken.None);
+        slots.Close();
+        Assert.That(async () => await slots.AcquireAsync(0, new CancellationTokenSource(TimeSpan.FromMilliseconds(300)).Token),
+            Throws.InstanceOf<OperationCanceledException>(), "after the stop a new arrival waits, even with every slot free, until the broker cancels it");
+        (await held).Dispose();
+    }
+}

@@ -42,6 +42,10 @@ public sealed class Settings
     [TestCase("LLM_TIMEOUT", "abc", "LLM_TIMEOUT must be a whole number, not 'abc'")]
     [TestCase("CHAT_CONCURRENCY", "4.5", "CHAT_CONCURRENCY must be a whole number, not '4.5'")]
     [TestCase("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "OTEL_EXPORTER_OTLP_ENDPOINT='collector:4317' must be an http:// or https:// URL")]
+    [TestCase("SHUTDOWN_TIMEOUT", "0", "SHUTDOWN_TIMEOUT must be between 1 and 3600 seconds")]
+    [TestCase("LLM_MODEL_CONTEXT_TOKENS", "llama3:8192", "LLM_MODEL_CONTEXT_TOKENS: 'llama3:8192' is not model=number")]
+    [TestCase("ORPHAN_GRACE_SECONDS", "1", "ORPHAN_GRACE_SECONDS must be between 3 and 86400")]
+    [TestCase("HOST", " ", "HOST must not be empty")]
     public async Task Stop_the_gateway_at_start_with_one_line_naming_a_bad_setting(string setting, string value, string expected)
     {
         await using var gateway = ServiceProcess.StartDotnet("gateway", RepoPaths.Gateway, new Dictionary<string, string>
@@ -55,5 +59,59 @@ public sealed class Settings
         var fatal = gateway.Output.Split('\n').Where(l => l.Contains("FTL")).ToList();
         Assert.That(fatal, Has.Count.EqualTo(1), gateway.Output);
         Assert.That(fatal[0], Does.Contain(expected));
+    }
+
+    [Test]
+    public async Task Stop_the_gateway_with_one_line_naming_PORT_when_the_port_is_taken()
+    {
+        var port = FreePort.Next();
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+        taken.Start();
+        await using var gateway = ServiceProcess.StartDotnet("gateway", RepoPaths.Gateway, new Dictionary<string, string>
+        {
+            ["HOST"] = "127.0.0.1",
+            ["PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+        Assert.That(await gateway.WaitForExitAsync(TimeSpan.FromSeconds(60)), Is.EqualTo(1), gateway.Output);
+        var lines = gateway.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(1), gateway.Output);
+        Assert.That(lines[0], Does.Contain("FTL").And.Contain($"127.0.0.1:{port}").And.Contain("PORT"));
+    }
+
+    [Test]
+    public void Apply_rate_limits_to_a_real_provider_and_none_to_the_simulated_model()
+    {
+        var simulated = new ServiceDefaults.RateLimiting.RateLimitOptions();
+        simulated.ApplyDefaults(simulated: true);
+        Assert.That((simulated.RequestsPerMinute, simulated.TokensPerMinute), Is.EqualTo((0, 0)));
+
+        var real = new ServiceDefaults.RateLimiting.RateLimitOptions();
+        real.ApplyDefaults(simulated: false);
+        Assert.That((real.RequestsPerMinute, real.TokensPerMinute), Is.EqualTo((500, 100_000)));
+
+        var set = new ServiceDefaults.RateLimiting.RateLimitOptions { RequestsPerMinuteSetting = 60, TokensPerMinuteSetting = 0 };
+        set.ApplyDefaults(simulated: true);
+        Assert.That((set.RequestsPerMinute, set.TokensPerMinute), Is.EqualTo((60, 0)), "what is set holds whatever the provider");
+    }
+
+    [TestCase("gpt-4o-mini", 128_000)]
+    [TestCase("gpt-4o-mini-2024-07-18", 128_000)]
+    [TestCase("gpt-4.1-nano", 1_047_576)]
+    [TestCase("gpt-4", 8_192)]
+    [TestCase("gpt-3.5-turbo-0125", 16_385)]
+    [TestCase("llama3", 8_192)]
+    [TestCase("my-deployment", 32_000)]
+    public void Know_a_models_context_window_by_its_name(string model, int tokens)
+    {
+        var options = new ModelOptions { ContextTokens = 32_000, ModelContextTokens = "llama3=8192" };
+        Assert.That(options.ContextLimit(model), Is.EqualTo(tokens));
+    }
+
+    [Test]
+    public void Listen_on_loopback_alone_in_the_single_process_default()
+    {
+        Assert.That(new LlmStream.Gateway.GatewayOptions().ListenHost(singleProcess: true), Is.EqualTo("127.0.0.1"));
+        Assert.That(new LlmStream.Gateway.GatewayOptions().ListenHost(singleProcess: false), Is.EqualTo("0.0.0.0"));
+        Assert.That(new LlmStream.Gateway.GatewayOptions { Host = "0.0.0.0" }.ListenHost(singleProcess: true), Is.EqualTo("0.0.0.0"));
     }
 }
