@@ -84,6 +84,7 @@ bench: test-deps build-dotnet
 	@echo "| measure | target | measured |"; echo "|---|---|---|"; cat TestResults/bench-targets.md
 	@echo "| broker | requests | POST /chat per s | completed chats per s |"; cat TestResults/bench-brokers.md
 	@cat TestResults/bench-streams.md
+	@echo "| short chats (time to first token) | p50 ms | p99 ms | max ms |"; echo "|---|---|---|---|"; cat TestResults/bench-hostile.md
 
 ## clean: build outputs and test results; with a Docker engine also the compose containers, network and volumes (down -v)
 clean:

@@ -69,7 +69,7 @@ public static class ChatApi
                 extensions: new Dictionary<string, object?> { ["field"] = "Idempotency-Key" });
         if (!catalog.Serves(message.Model))
             return UnknownModel(message.Model, catalog);
-        var (promptTokens, refusal) = budget.Check(message, "message");
+        var (promptTokens, refusal) = await budget.CheckAsync(message, "message", http.HttpContext.RequestAborted);
         if (refusal is not null)
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { [refusal.Param] = [refusal.Message] }, detail: refusal.Message,
                 extensions: new Dictionary<string, object?> { ["code"] = refusal.Code });

@@ -169,6 +169,7 @@ public static class GatewayExtensions
             scalar.ShowDeveloperTools = DeveloperToolsVisibility.Never;
             scalar.Agent = new ScalarAgentOptions { Disabled = true };
             scalar.Mcp = new ScalarMcpOptions { Disabled = true };
+            scalar.CustomCss = "a[href^='https://scalar.com'] { display: none; }"; // its "Powered by" link
         });
         return app;
     }

@@ -98,7 +98,7 @@ public static class OpenAiApi
             await OpenAiError.ModelNotFoundAsync(http, message.Model);
             return;
         }
-        var (promptTokens, refusal) = budget.Check(message, "messages");
+        var (promptTokens, refusal) = await budget.CheckAsync(message, "messages", http.RequestAborted);
         if (refusal is not null)
         {
             await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest, refusal.Message, refusal.Param, code: refusal.Code);

@@ -16,8 +16,29 @@ public sealed record PromptRefusal(string Code, string Param, string Message);
 /// </summary>
 public sealed class PromptBudget(PromptTokens tokens, IOptions<ModelOptions> models, IOptions<RateLimitOptions> limits)
 {
+    /// <summary>Prompts this long or longer take turns to be counted, so that together they hold one core at most.</summary>
+    const int LongPrompt = 32 * 1024;
+
+    readonly SemaphoreSlim _longPrompts = new(1, 1);
+
     /// <param name="promptParam">What names the prompt in the API's words: message (/chat) or messages (/v1).</param>
-    public (int Tokens, PromptRefusal? Refusal) Check(ChatRequested request, string promptParam)
+    public async Task<(int Tokens, PromptRefusal? Refusal)> CheckAsync(ChatRequested request, string promptParam, CancellationToken cancellationToken)
+    {
+        if (ChatPrompt.Texts(request).Sum(t => t.Length) < LongPrompt)
+            return Check(request, promptParam);
+        // Counting a megabyte takes a core for half a second: long prompts wait for each other, not short ones for them.
+        await _longPrompts.WaitAsync(cancellationToken);
+        try
+        {
+            return Check(request, promptParam);
+        }
+        finally
+        {
+            _longPrompts.Release();
+        }
+    }
+
+    (int Tokens, PromptRefusal? Refusal) Check(ChatRequested request, string promptParam)
     {
         var count = tokens.CountPrompt(request);
         var context = models.Value.ContextLimit(request.Model);

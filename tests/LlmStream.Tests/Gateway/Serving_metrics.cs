@@ -16,8 +16,9 @@ public sealed class Serving_metrics
     [OneTimeSetUp]
     public void Start()
     {
-        // Slow enough that a stream stays open for a moment while the test scrapes.
-        _factory = new GatewayFactory(new Dictionary<string, string> { ["SIMULATED_TOKENS_PER_SECOND"] = "40" });
+        // Slow enough that a stream stays open for a moment while the test scrapes; a request limit set, since the
+        // simulated model has none by default, for the rate-limit gauge to report.
+        _factory = new GatewayFactory(new Dictionary<string, string> { ["SIMULATED_TOKENS_PER_SECOND"] = "40", ["LLM_RPM"] = "6000" });
         _http = _factory.CreateClient();
     }
 
