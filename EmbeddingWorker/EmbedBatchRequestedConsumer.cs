@@ -106,7 +106,7 @@ public sealed class EmbedBatchRequestedConsumer(
         {
             logger.LogWarning("Embedding task {TaskId} failed: {Reason}", request.TaskId, e.Message);
             Activity.Current.Fail(e.Message);
-            await store.FinishAsync(request.TaskId, EmbeddingState.Failed, e.Message, CancellationToken.None);
+            await store.FinishAsync(request.TaskId, EmbeddingState.Failed, e.Message, CancellationToken.None, e.Failure);
             return;
         }
 
@@ -153,7 +153,7 @@ public sealed class EmbedBatchRequestedConsumer(
                 if (!failure.IsTransient || attempt > settings.RetryLimit)
                 {
                     activity.Fail(failure.Reason);
-                    throw new ChunkFailedException($"{what} failed{(failure.IsTransient ? $" after {attempt} attempts" : "")}: {failure.Reason}");
+                    throw new ChunkFailedException($"{what} failed{(failure.IsTransient ? $" after {attempt} attempts" : "")}: {failure.Reason}", failure.ForClient());
                 }
 
                 metrics.Retry(LlmStreamMetrics.Embeddings, failure.IsRateLimit ? "rate_limit" : "transient");
@@ -199,4 +199,8 @@ public sealed class EmbedBatchRequestedConsumer(
 }
 
 /// <summary>A chunk failed for good (not transient, or out of retries): its batch fails with this reason.</summary>
-public sealed class ChunkFailedException(string message) : Exception(message);
+/// <param name="failure">How the failure reads to an OpenAI client; a server error when the provider did not say.</param>
+public sealed class ChunkFailedException(string message, FailureDetail? failure = null) : Exception(message)
+{
+    public FailureDetail Failure { get; } = failure ?? FailureDetail.Internal with { Message = message };
+}

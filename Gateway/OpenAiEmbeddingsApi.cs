@@ -83,9 +83,16 @@ public static class OpenAiEmbeddingsApi
 
         if (task is not { State: EmbeddingState.Completed })
         {
-            await OpenAiError.WriteAsync(http, StatusCodes.Status502BadGateway,
-                task?.Error ?? (task?.State == EmbeddingState.Cancelled ? "the embedding task was cancelled (DELETE /embeddings/{task_id})" : "the embedding task expired before it finished"),
-                null, "server_error");
+            // As for chats: the provider's own refusal passes through, and what no retry mends says so.
+            var reason = task?.Error ?? (task?.State == EmbeddingState.Cancelled ? "the embedding task was cancelled (DELETE /embeddings/{task_id})" : "the embedding task expired before it finished");
+            var failure = task?.Failure ?? (task?.State == EmbeddingState.Cancelled
+                ? new FailureDetail(409, "invalid_request_error", "cancelled", null, reason)
+                : new FailureDetail(502, "server_error", null, null, reason));
+            if (failure.Retryable)
+                http.Response.Headers.RetryAfter = "5";
+            else
+                http.Response.Headers["x-should-retry"] = "false";
+            await OpenAiError.WriteAsync(http, failure.Status, failure.Message ?? reason, failure.Param, failure.Type, failure.Code);
             return;
         }
 

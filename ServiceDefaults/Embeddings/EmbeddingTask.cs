@@ -49,6 +49,9 @@ public sealed record EmbeddingTask
     public int? Dimensions { get; init; }
     public int PromptTokens { get; init; }
     public string? Error { get; init; }
+
+    /// <summary>For a failed batch: how the failure reads to an OpenAI client.</summary>
+    public Tasks.FailureDetail? Failure { get; init; }
 }
 
 /// <summary>The vectors of one chunk: texts <see cref="First"/> to First + Count − 1 of the batch, row after row.</summary>

@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Tasks;
 namespace LlmStream.ServiceDefaults.Embeddings;
 
 /// <summary>
@@ -24,7 +25,8 @@ public interface IEmbeddingStore
     /// Ends the task: completed only once every chunk is stored, failed with <paramref name="error"/> unless it already
     /// ended. Wakes readers waiting on <see cref="EmbeddingWake.Key"/>. False when it had already ended (or expired).
     /// </summary>
-    Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken);
+    /// <param name="failure">How a failure reads to an OpenAI client (the provider's own 4xx, or a retryable status).</param>
+    Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken, FailureDetail? failure = null);
 
     /// <summary>
     /// Fails a task that no worker has started (still queued), for a send the broker did not confirm. False when a

@@ -70,13 +70,13 @@ public sealed class InProcessEmbeddingStore(StreamSignals signals, TimeProvider 
         }
     }
 
-    public Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken) =>
-        Finish(taskId, state, error, onlyIfQueued: false);
+    public Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken, FailureDetail? failure = null) =>
+        Finish(taskId, state, error, onlyIfQueued: false, failure);
 
     public Task<bool> WithdrawAsync(string taskId, string error, CancellationToken cancellationToken) =>
         Finish(taskId, EmbeddingState.Failed, error, onlyIfQueued: true);
 
-    Task<bool> Finish(string taskId, EmbeddingState state, string? error, bool onlyIfQueued)
+    Task<bool> Finish(string taskId, EmbeddingState state, string? error, bool onlyIfQueued, FailureDetail? failure = null)
     {
         lock (_lock)
         {
@@ -84,7 +84,7 @@ public sealed class InProcessEmbeddingStore(StreamSignals signals, TimeProvider 
                 return Task.FromResult(false);
             if (state == EmbeddingState.Completed && (entry.Task.State != EmbeddingState.Running || entry.Task.ChunksDone != entry.Task.ChunksTotal))
                 throw new InvalidOperationException($"embedding task {taskId} cannot complete before all its chunks are stored");
-            entry.Task = entry.Task with { State = state, Error = error, FinishedAt = clock.GetUtcNow() };
+            entry.Task = entry.Task with { State = state, Error = error, Failure = failure, FinishedAt = clock.GetUtcNow() };
             entry.ExpiresAt = clock.GetUtcNow() + retention;
             // Counted before the lock lets anyone read the terminal state: whoever sees the task ended sees it counted.
             counters?.Record(WorkQueues.Embeddings.Work, state.ToWire());

@@ -76,6 +76,7 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
             Dimensions = OptionalInt("dimensions"),
             PromptTokens = Int("prompt_tokens"),
             Error = f.GetValueOrDefault("error"),
+            Failure = f.TryGetValue("failure", out var failure) ? System.Text.Json.JsonSerializer.Deserialize<FailureDetail>(failure, StreamEvents.Json) : null,
         };
     }
 
@@ -150,23 +151,25 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
         if ARGV[2] == 'completed' and (task[1] ~= 'running' or task[2] ~= task[3]) then return -2 end
         redis.call('HSET', KEYS[1], 'state', ARGV[2], 'finished_at', ARGV[3])
         if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
+        if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'failure', ARGV[7]) end
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         redis.call('PUBLISH', 'llmstream:wake', ARGV[5])
         {{RedisTaskCounters.IncrementLua(2)}}
         return 1
         """;
 
-    public Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken) =>
-        FinishAsync(taskId, state, error, onlyFrom: null);
+    public Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, CancellationToken cancellationToken, FailureDetail? failure = null) =>
+        FinishAsync(taskId, state, error, onlyFrom: null, failure);
 
     public Task<bool> WithdrawAsync(string taskId, string error, CancellationToken cancellationToken) =>
         FinishAsync(taskId, EmbeddingState.Failed, error, onlyFrom: EmbeddingState.Queued);
 
-    async Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, EmbeddingState? onlyFrom)
+    async Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, EmbeddingState? onlyFrom, FailureDetail? failure = null)
     {
         RedisKey[] keys = [TaskKey(taskId), .. counters?.Keys(WorkQueues.Embeddings.Work, state.ToWire()) ?? []];
         var result = (long)await Db.ScriptEvaluateAsync(FinishScript, keys,
-            [Ttl, state.ToWire(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), error ?? "", EmbeddingWake.Key(taskId), onlyFrom?.ToWire() ?? ""]);
+            [Ttl, state.ToWire(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), error ?? "", EmbeddingWake.Key(taskId), onlyFrom?.ToWire() ?? "",
+                failure is null ? "" : System.Text.Json.JsonSerializer.Serialize(failure, StreamEvents.Json)]);
         if (result == -2)
             throw new InvalidOperationException($"embedding task {taskId} cannot complete before all its chunks are stored");
         if (result == 1)

@@ -279,6 +279,7 @@ public sealed class FakeBehavior
             _stampTokens = false;
             _chunkSize = 1;
             _requiredApiKey = null;
+            _knownModels = null;
             _chatScripts.Clear();
             _embeddingFailures.Clear();
             _requests.Clear();

@@ -209,4 +209,16 @@ public sealed class Embedding_batches(string broker)
             Assert.That(vector, Is.EqualTo(FakeBehavior.EmbeddingOf(texts[i], Dimensions)).Within(1e-6f), $"vector {i} belongs to text {i}");
         }
     }
+
+    [Test]
+    public async Task A_model_the_provider_does_not_serve_is_its_404_with_one_call()
+    {
+        _cluster.Provider.Behavior.KnownModels = ["text-embedding-3-small"];
+        var response = await _http.PostAsJsonAsync("/v1/embeddings", new { model = "text-embedding-9", input = new[] { "a", "b" } });
+        var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.NotFound), error.ToString());
+        Assert.That(error.GetProperty("code").GetString(), Is.EqualTo("model_not_found"));
+        Assert.That(response.Headers.GetValues("x-should-retry"), Is.EqualTo(new[] { "false" }), "OpenAI's SDKs must not call again");
+        Assert.That(_cluster.Provider.Behavior.EmbeddingRequests, Is.EqualTo(1), "a 4xx is not retried by the worker either");
+    }
 }
