@@ -51,7 +51,7 @@ public sealed class ChatRequestedConsumer(
             throw new WorkerStoppingException($"the worker stopped ({e.GetType().Name})", context.CancellationToken);
         }
         catch (Exception e) when (e is not TransientProviderException && !context.CancellationToken.IsCancellationRequested
-                                  && !(e is RedisException && context.GetRetryAttempt() < workerOptions.Value.RetryLimit))
+                                  && !(e.IsRedisFailure() && context.GetRetryAttempt() < workerOptions.Value.RetryLimit))
         {
             // Whatever ends this message for good (error queue, dead letters) also ends its task, so the session
             // gets its terminal event and can take new work. A task that already ended is left as it is.
@@ -180,7 +180,7 @@ public sealed class ChatRequestedConsumer(
             await Fail(request, attempt.Value, reason, new FailureDetail(504, "server_error", "timeout", null, reason, Retryable: true));
             return;
         }
-        catch (Exception e) when (e is not RedisException && !context.CancellationToken.IsCancellationRequested)
+        catch (Exception e) when (!e.IsRedisFailure() && !context.CancellationToken.IsCancellationRequested)
         {
             var failure = ProviderFailure.From(e);
             metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "error");
@@ -255,7 +255,7 @@ public sealed class ChatRequestedConsumer(
         {
             await store.FailAsync(request.TaskId, request.SessionId, reason);
         }
-        catch (RedisException e)
+        catch (Exception e) when (e.IsRedisFailure())
         {
             logger.LogError("Task {TaskId} could not be marked failed: {Reason}", request.TaskId, e.Message);
         }

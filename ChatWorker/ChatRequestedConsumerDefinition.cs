@@ -22,6 +22,7 @@ public sealed class ChatRequestedConsumerDefinition(IOptions<WorkerOptions> opti
         {
             retry.Handle<TransientProviderException>();
             retry.Handle<StackExchange.Redis.RedisException>(); // the task store or stream briefly unreachable
+            retry.Handle<StackExchange.Redis.RedisTimeoutException>(); // or slow to answer (not a RedisException)
             retry.Exponential(settings.RetryLimit, baseInterval, TimeSpan.FromSeconds(60), baseInterval * 2);
         });
     }

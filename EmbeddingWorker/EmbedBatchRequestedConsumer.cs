@@ -47,7 +47,7 @@ public sealed class EmbedBatchRequestedConsumer(
             throw new WorkerStoppingException($"the worker stopped ({e.GetType().Name})", context.CancellationToken);
         }
         catch (Exception e) when (!context.CancellationToken.IsCancellationRequested
-                                  && !(e is RedisException && context.GetRetryAttempt() < workerOptions.Value.RetryLimit))
+                                  && !(e.IsRedisFailure() && context.GetRetryAttempt() < workerOptions.Value.RetryLimit))
         {
             // Whatever ends this message for good also ends its task, so a client waiting on it gets an answer.
             await TryFail(context.Message.TaskId, $"the worker could not run the batch ({e.GetType().Name}: {ProviderFailure.FirstLine(e.Message)})");
@@ -139,7 +139,7 @@ public sealed class EmbedBatchRequestedConsumer(
                 await rateLimiter.SettleAsync(request.Model, reserved, used, CancellationToken.None);
                 return ToChunk(embeddings, index, first, count, used);
             }
-            catch (Exception e) when (e is not (ChunkFailedException or RedisException) && !cancellationToken.IsCancellationRequested)
+            catch (Exception e) when (e is not ChunkFailedException && !e.IsRedisFailure() && !cancellationToken.IsCancellationRequested)
             {
                 var failure = ProviderFailure.From(e);
                 metrics.ProviderCall(LlmStreamMetrics.Embeddings, request.Model, LlmStreamMetrics.Since(callStarted), "error");
@@ -189,7 +189,7 @@ public sealed class EmbedBatchRequestedConsumer(
         {
             await store.FinishAsync(taskId, EmbeddingState.Failed, reason, CancellationToken.None);
         }
-        catch (RedisException e)
+        catch (Exception e) when (e.IsRedisFailure())
         {
             logger.LogError("Embedding task {TaskId} could not be marked failed: {Reason}", taskId, e.Message);
         }

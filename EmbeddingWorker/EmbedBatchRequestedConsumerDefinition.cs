@@ -20,6 +20,7 @@ public sealed class EmbedBatchRequestedConsumerDefinition(IOptions<WorkerOptions
         consumerConfigurator.UseMessageRetry(retry =>
         {
             retry.Handle<StackExchange.Redis.RedisException>();
+            retry.Handle<StackExchange.Redis.RedisTimeoutException>();
             retry.Exponential(settings.RetryLimit, baseInterval, TimeSpan.FromSeconds(60), baseInterval * 2);
         });
     }

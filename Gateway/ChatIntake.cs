@@ -54,7 +54,7 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Out
                     return new IntakeResult(IntakeOutcome.Repeated, bound.TaskId, bound.SessionId);
                 }
             }
-            catch (RedisException e)
+            catch (Exception e) when (e.IsRedisFailure())
             {
                 outages.Store.Failed(e);
                 return new IntakeResult(IntakeOutcome.StoreUnavailable, request.TaskId, request.SessionId);
@@ -65,7 +65,7 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Out
         if (outcome != IntakeOutcome.Accepted && idempotencyKey is not null)
         {
             try { await store.ReleaseIdempotencyKeyAsync(scope, idempotencyKey, CancellationToken.None); }
-            catch (RedisException) { } // it expires with the retention period
+            catch (Exception e) when (e.IsRedisFailure()) { } // it expires with the retention period
         }
         return new IntakeResult(outcome, request.TaskId, request.SessionId);
     }
@@ -91,7 +91,7 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Out
             if (created != CreateResult.Created)
                 return IntakeOutcome.SessionBusy;
         }
-        catch (RedisException e)
+        catch (Exception e) when (e.IsRedisFailure())
         {
             outages.Store.Failed(e);
             return IntakeOutcome.StoreUnavailable;

@@ -4,6 +4,7 @@ using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Embeddings;
 using LlmStream.ServiceDefaults.Telemetry;
 using StackExchange.Redis;
+using LlmStream.ServiceDefaults.Tasks;
 
 namespace LlmStream.Gateway;
 
@@ -39,7 +40,7 @@ public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispa
                 throw new InvalidOperationException($"embedding task id {request.TaskId} is already taken");
             outages.Store.Succeeded();
         }
-        catch (RedisException e)
+        catch (Exception e) when (e.IsRedisFailure())
         {
             outages.Store.Failed(e);
             return IntakeOutcome.StoreUnavailable;

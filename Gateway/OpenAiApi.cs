@@ -152,7 +152,7 @@ public static class OpenAiApi
                         logger.LogWarning("Task {TaskId} failed mid-answer on a /v1 stream; ended instead of retried", result.TaskId);
                     }
                 }
-                catch (RedisException e)
+                catch (Exception e) when (e.IsRedisFailure())
                 {
                     // The client still gets its error event; the retry then runs to its end unread.
                     logger.LogWarning(e, "Task {TaskId} failed mid-answer on a /v1 stream and could not be ended", result.TaskId);

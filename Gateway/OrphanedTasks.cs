@@ -30,8 +30,9 @@ public sealed class OrphanedTasks(
                 {
                     await SweepAsync(redis);
                 }
-                catch (RedisException e)
+                catch (Exception e) when (e.IsRedisFailure())
                 {
+                    // Redis is away (the intake says so once): the next pass tries again; a background check never stops the gateway.
                     logger.LogDebug("Orphan check skipped: {Reason}", e.Message);
                 }
             }

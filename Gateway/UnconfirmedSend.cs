@@ -1,5 +1,6 @@
 using LlmStream.ServiceDefaults.Bus;
 using StackExchange.Redis;
+using LlmStream.ServiceDefaults.Tasks;
 
 namespace LlmStream.Gateway;
 
@@ -31,7 +32,7 @@ public static class UnconfirmedSend
             logger.LogWarning("The broker did not confirm task {TaskId}, but the task is {State} already: a worker got it; accepted ({Reason})", taskId, state, failure.Message);
             return false;
         }
-        catch (RedisException redis)
+        catch (Exception redis) when (redis.IsRedisFailure())
         {
             // Broker and store failed together: the refusal cannot be recorded, so a message that did get through
             // would still run. Said here, where an operator looks.

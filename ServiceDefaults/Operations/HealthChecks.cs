@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
+using LlmStream.ServiceDefaults.Tasks;
 
 namespace LlmStream.ServiceDefaults.Operations;
 
@@ -87,7 +88,7 @@ public sealed class WorkersHealthCheck(IWorkerRegistry registry, TimeProvider cl
         {
             alive = await registry.AliveAsync(clock.GetUtcNow());
         }
-        catch (RedisException e)
+        catch (Exception e) when (e.IsRedisFailure())
         {
             return HealthCheckResult.Unhealthy($"worker heartbeats cannot be read: {e.Message}");
         }

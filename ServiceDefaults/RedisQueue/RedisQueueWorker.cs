@@ -9,6 +9,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
+using LlmStream.ServiceDefaults.Tasks;
 
 namespace LlmStream.ServiceDefaults.RedisQueue;
 
@@ -77,7 +78,7 @@ internal sealed class RedisQueueWorker(
                         if (free - fetched > 0)
                             fetched += await Fetch(free - fetched, reclaim: false, stoppingToken);
                     }
-                    catch (RedisException e)
+                    catch (Exception e) when (e.IsRedisFailure())
                     {
                         logger.LogWarning("Redis unavailable while reading work ({Reason}); trying again", e.Message);
                         await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
@@ -216,7 +217,7 @@ internal sealed class RedisQueueWorker(
             await DeadLetter(entry, "undecodable message: " + e.Message);
             return;
         }
-        catch (RedisException e)
+        catch (Exception e) when (e.IsRedisFailure())
         {
             // Redis itself failed: left pending, the message is delivered again (MAX_DELIVERIES still bounds it).
             logger.LogWarning("Message {EntryId} on {Queue} left pending, Redis failed: {Reason}", entry.EntryId, entry.Queue, e.Message);
@@ -247,7 +248,7 @@ internal sealed class RedisQueueWorker(
             if (!await queue.AckAsync(entry, _consumer))
                 logger.LogWarning("Message {EntryId} was taken over by another worker before its acknowledgement", entry.EntryId);
         }
-        catch (RedisException e)
+        catch (Exception e) when (e.IsRedisFailure())
         {
             // Not acknowledged: delivered again later, and the consumer's idempotency makes that harmless.
             logger.LogWarning("Could not acknowledge {EntryId}: {Reason}", entry.EntryId, e.Message);
@@ -275,7 +276,7 @@ internal sealed class RedisQueueWorker(
         {
             await queue.ReleaseAsync(entry, _consumer);
         }
-        catch (RedisException e)
+        catch (Exception e) when (e.IsRedisFailure())
         {
             // Left pending: reclaimed once it has been idle for REDIS_CLAIM_IDLE_SECONDS.
             logger.LogWarning("Could not hand back {EntryId}: {Reason}", entry.EntryId, e.Message);
@@ -288,7 +289,7 @@ internal sealed class RedisQueueWorker(
         {
             await queue.DeadLetterAsync(entry, reason, _consumer);
         }
-        catch (RedisException e)
+        catch (Exception e) when (e.IsRedisFailure())
         {
             // Left pending: another delivery will follow, and MAX_DELIVERIES still bounds it.
             logger.LogError("Could not dead-letter {EntryId}: {Reason}", entry.EntryId, e.Message);
@@ -305,7 +306,7 @@ internal sealed class RedisQueueWorker(
         {
             await registration.DeadLettered(services, entry.Body, reason);
         }
-        catch (Exception e) when (e is UndecodableMessageException or RedisException)
+        catch (Exception e) when (e is UndecodableMessageException || e.IsRedisFailure())
         {
             logger.LogError("The task of dead-lettered message {EntryId} could not be ended: {Reason}", entry.EntryId, e.Message);
         }
@@ -327,7 +328,7 @@ internal sealed class RedisQueueWorker(
                         return;
                     }
                 }
-                catch (RedisException e)
+                catch (Exception e) when (e.IsRedisFailure())
                 {
                     logger.LogWarning("Could not renew the claim on {EntryId}: {Reason}", entry.EntryId, e.Message);
                 }

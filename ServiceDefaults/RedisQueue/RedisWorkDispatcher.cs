@@ -2,6 +2,7 @@ using System.Diagnostics;
 using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Telemetry;
 using StackExchange.Redis;
+using LlmStream.ServiceDefaults.Tasks;
 
 namespace LlmStream.ServiceDefaults.RedisQueue;
 
@@ -21,7 +22,7 @@ public sealed class RedisWorkDispatcher(RedisWorkQueue queue) : IWorkDispatcher
         {
             await queue.SendAsync(name, messageId, MessageBodies.TypeName(typeof(T)), MessageBodies.Serialize(message));
         }
-        catch (RedisException e)
+        catch (Exception e) when (e.IsRedisFailure())
         {
             activity.Fail(e.Message);
             throw new BrokerUnavailableException($"Redis did not accept the message for queue '{name}': {e.Message}", e);
