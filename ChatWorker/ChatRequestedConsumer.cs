@@ -3,13 +3,15 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using LlmStream.Contracts;
-using LlmStream.ServiceDefaults.Bus;
-using LlmStream.ServiceDefaults.Models;
-using LlmStream.ServiceDefaults.Operations;
-using LlmStream.ServiceDefaults.RateLimiting;
-using LlmStream.ServiceDefaults.Settings;
-using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.Messaging.Workers;
+using LlmStream.Providers;
+using LlmStream.Providers.RateLimiting;
+using LlmStream.ServiceDefaults.Hosting;
+using LlmStream.ServiceDefaults.Redis;
 using LlmStream.ServiceDefaults.Telemetry;
+using LlmStream.Sessions.Cancellation;
+using LlmStream.Sessions.Streams;
+using LlmStream.Sessions.Tasks;
 using MassTransit;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
@@ -31,7 +33,7 @@ public sealed class ChatRequestedConsumer(
     TokenBatcher tokenBatcher,
     WorkerActivity worker,
     IOptions<ModelOptions> modelOptions,
-    IOptions<WorkerOptions> workerOptions,
+    IOptions<RetryOptions> retryOptions,
     IOptions<RateLimitOptions> rateLimitOptions,
     LlmStreamMetrics metrics,
     ILogger<ChatRequestedConsumer> logger) : IConsumer<ChatRequested>
@@ -51,7 +53,7 @@ public sealed class ChatRequestedConsumer(
             throw new WorkerStoppingException($"the worker stopped ({e.GetType().Name})", context.CancellationToken);
         }
         catch (Exception e) when (e is not TransientProviderException && !context.CancellationToken.IsCancellationRequested
-                                  && !(e.IsRedisFailure() && context.GetRetryAttempt() < workerOptions.Value.RetryLimit))
+                                  && !(e.IsRedisFailure() && context.GetRetryAttempt() < retryOptions.Value.RetryLimit))
         {
             // Whatever ends this message for good (error queue, dead letters) also ends its task, so the session
             // gets its terminal event and can take new work. A task that already ended is left as it is.
@@ -193,7 +195,7 @@ public sealed class ChatRequestedConsumer(
                 logger.LogWarning("Provider rate limit hit for {Model}: the cluster pauses it for {Pause}", request.Model, pause);
                 failure = failure with { RetryAfter = null }; // the next attempt waits for the pause in the limiter
             }
-            var retriesLeft = failure.IsTransient && context.GetRetryAttempt() < workerOptions.Value.RetryLimit;
+            var retriesLeft = failure.IsTransient && context.GetRetryAttempt() < retryOptions.Value.RetryLimit;
             if (retriesLeft)
             {
                 logger.LogWarning("Task {TaskId} attempt {Attempt} failed transiently ({Reason}); it will be retried", request.TaskId, attempt, failure.Reason);

@@ -1,5 +1,4 @@
-using LlmStream.ServiceDefaults.Models;
-using LlmStream.ServiceDefaults.Settings;
+using LlmStream.Providers;
 using MassTransit;
 using Microsoft.Extensions.Options;
 
@@ -9,7 +8,7 @@ namespace LlmStream.ChatWorker;
 /// The one retry layer for chat generations (the SDK's own retries are off): transient provider failures only,
 /// RETRY_LIMIT times with exponential backoff from RETRY_BASE_MS. The consumer adds a provider's Retry-After.
 /// </summary>
-public sealed class ChatRequestedConsumerDefinition(IOptions<WorkerOptions> options) : ConsumerDefinition<ChatRequestedConsumer>
+public sealed class ChatRequestedConsumerDefinition(IOptions<RetryOptions> options) : ConsumerDefinition<ChatRequestedConsumer>
 {
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
         IConsumerConfigurator<ChatRequestedConsumer> consumerConfigurator, IRegistrationContext context)

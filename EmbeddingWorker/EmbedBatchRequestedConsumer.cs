@@ -1,12 +1,13 @@
 using System.Diagnostics;
 using LlmStream.Contracts;
-using LlmStream.ServiceDefaults.Bus;
-using LlmStream.ServiceDefaults.Embeddings;
-using LlmStream.ServiceDefaults.Models;
-using LlmStream.ServiceDefaults.RateLimiting;
-using LlmStream.ServiceDefaults.Settings;
-using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.Providers;
+using LlmStream.Providers.RateLimiting;
+using LlmStream.ServiceDefaults.Hosting;
+using LlmStream.ServiceDefaults.Redis;
 using LlmStream.ServiceDefaults.Telemetry;
+using LlmStream.Sessions.Cancellation;
+using LlmStream.Sessions.Embeddings;
+using LlmStream.Sessions.Streams;
 using MassTransit;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
@@ -26,7 +27,7 @@ public sealed class EmbedBatchRequestedConsumer(
     IRateLimiter rateLimiter,
     PromptTokens promptTokens,
     IOptions<EmbeddingOptions> embeddingOptions,
-    IOptions<WorkerOptions> workerOptions,
+    IOptions<RetryOptions> retryOptions,
     LlmStreamMetrics metrics,
     TaskCancellation cancellation,
     ILogger<EmbedBatchRequestedConsumer> logger) : IConsumer<EmbedBatchRequested>
@@ -47,7 +48,7 @@ public sealed class EmbedBatchRequestedConsumer(
             throw new WorkerStoppingException($"the worker stopped ({e.GetType().Name})", context.CancellationToken);
         }
         catch (Exception e) when (!context.CancellationToken.IsCancellationRequested
-                                  && !(e.IsRedisFailure() && context.GetRetryAttempt() < workerOptions.Value.RetryLimit))
+                                  && !(e.IsRedisFailure() && context.GetRetryAttempt() < retryOptions.Value.RetryLimit))
         {
             // Whatever ends this message for good also ends its task, so a client waiting on it gets an answer.
             await TryFail(context.Message.TaskId, $"the worker could not run the batch ({e.GetType().Name}: {ProviderFailure.FirstLine(e.Message)})");
@@ -118,7 +119,7 @@ public sealed class EmbedBatchRequestedConsumer(
     async Task<EmbeddingChunk> EmbedChunk(EmbedBatchRequested request, int index, int first, int count, int reserved, CancellationToken cancellationToken)
     {
         var generator = models.EmbeddingsFor(request.Model);
-        var settings = workerOptions.Value;
+        var settings = retryOptions.Value;
         var texts = request.Texts.Skip(first).Take(count).ToList();
         var generationOptions = request.Dimensions is { } d ? new EmbeddingGenerationOptions { Dimensions = d } : null;
         // One span per chunk, retries included: parallel chunks show side by side under the batch's consume span.

@@ -1,4 +1,4 @@
-using LlmStream.ServiceDefaults.Settings;
+using LlmStream.Providers;
 using MassTransit;
 using Microsoft.Extensions.Options;
 
@@ -8,7 +8,7 @@ namespace LlmStream.EmbeddingWorker;
 /// Provider failures are retried per chunk inside the consumer; the message itself is retried only when Redis
 /// (where chunks are stored) was briefly unreachable, and a retry runs only the chunks still missing.
 /// </summary>
-public sealed class EmbedBatchRequestedConsumerDefinition(IOptions<WorkerOptions> options) : ConsumerDefinition<EmbedBatchRequestedConsumer>
+public sealed class EmbedBatchRequestedConsumerDefinition(IOptions<RetryOptions> options) : ConsumerDefinition<EmbedBatchRequestedConsumer>
 {
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
         IConsumerConfigurator<EmbedBatchRequestedConsumer> consumerConfigurator, IRegistrationContext context)

@@ -1,13 +1,13 @@
 using LlmStream.EmbeddingWorker;
-using LlmStream.ServiceDefaults.Bus;
 using LlmStream.ServiceDefaults.Hosting;
 
 ServiceDefaultsExtensions.CreateBootstrapLogger();
 
 var builder = Host.CreateApplicationBuilder(args);
-builder.AddServiceDefaults();
-builder.AddLlmStreamBus(consumers => consumers.AddEmbeddingWorker(builder.Configuration));
-builder.AddEmbeddingWorkerChecks();
+var deployment = builder.AddServiceDefaults();
+builder.AddEmbeddingWorker(deployment);
+builder.AddMessaging(deployment, consumers => consumers.AddEmbeddingConsumer(builder.Configuration));
+builder.AddEmbeddingWorkerProcessChecks();
 
 var host = builder.Build();
 return host.HasValidSettings() ? host.RunService() : 1;

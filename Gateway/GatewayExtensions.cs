@@ -1,29 +1,34 @@
-using System.Text.Json;
 using LlmStream.ChatWorker;
 using LlmStream.EmbeddingWorker;
-using LlmStream.ServiceDefaults.Bus;
-using LlmStream.ServiceDefaults.Embeddings;
+using LlmStream.Gateway.Access;
+using LlmStream.Providers;
+using LlmStream.Gateway.OpenAi;
+using LlmStream.Gateway.Embeddings;
+using LlmStream.Gateway.Intake;
+using LlmStream.Gateway.Operations;
+using LlmStream.Gateway.Chat;
+using System.Text.Json;
+using LlmStream.Gateway;
 using LlmStream.ServiceDefaults.Hosting;
-using LlmStream.ServiceDefaults.Models;
-using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Settings;
-using LlmStream.ServiceDefaults.Tasks;
 using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Options;
 using Scalar.AspNetCore;
 
-namespace LlmStream.Gateway;
+namespace Microsoft.AspNetCore.Builder;
 
 public static class GatewayExtensions
 {
-    public static WebApplicationBuilder AddGateway(this WebApplicationBuilder builder)
+    /// <summary>
+    /// The gateway's services: its HTTP APIs' intake, access control and operations, over the sessions, providers and
+    /// messaging of the deployment. In the single-process default (BROKER=inmemory) it also runs the chat and embedding
+    /// workers.
+    /// </summary>
+    public static WebApplicationBuilder AddGateway(this WebApplicationBuilder builder, Deployment deployment)
     {
-        builder.Services.AddOptions<GatewayOptions>().Bind(builder.Configuration).ValidateOnStart();
-        builder.Services.AddSingleton<IValidateOptions<GatewayOptions>, SettingsValidator<GatewayOptions>>();
+        builder.AddValidatedSettings<GatewayOptions>();
         var options = builder.Configuration.Settings<GatewayOptions>();
-        // BROKER=inmemory is the single-process default: the workers run inside the gateway.
-        var broker = builder.Configuration.Settings<BrokerOptions>();
-        var embedded = broker.TryGetKind(out var kind) && kind == BrokerKind.InMemory;
+        var embedded = deployment.IsSingleProcess;
         builder.WebHost.UseUrls($"http://{options.ListenHost(embedded)}:{options.Port}");
         // JsonBody enforces MAX_REQUEST_BYTES with a 413 problem. Kestrel's own limit is a looser backstop, so it
         // can still drain a moderately larger body after answering and the client reads the 413 instead of a reset.
@@ -31,22 +36,33 @@ public static class GatewayExtensions
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize =
             Math.Max(16L * 1024 * 1024, 4L * Math.Max(options.MaxRequestBytes, embeddingLimits.MaxRequestBytes)));
 
-        builder.AddLlmStreamBus(consumers =>
+        builder.AddSessions(deployment);
+        builder.AddProviders(deployment);
+        if (embedded)
+        {
+            builder.AddChatWorker(deployment);
+            builder.AddEmbeddingWorker(deployment);
+        }
+        builder.AddMessaging(deployment, consumers =>
         {
             if (embedded)
-                consumers.AddChatWorker(builder.Configuration).AddEmbeddingWorker(builder.Configuration);
+                consumers.AddChatConsumer(builder.Configuration).AddEmbeddingConsumer(builder.Configuration);
         });
-        builder.AddStreamWakeUps();
-        builder.AddClusterView();
+        builder.AddStreamWakeUps(deployment);
+        // /stats, the gauges of /metrics, the workers in /health/full, and the orphaned-task check.
+        builder.Services.AddSingleton<ClusterStats>();
+        builder.Services.AddHostedService<ClusterGauges>();
+        builder.Services.AddHealthChecks().AddCheck<WorkersHealthCheck>("workers");
+        builder.Services.AddHostedService<OrphanedTasks>();
 
         builder.Services.AddSingleton<Outages>();
         builder.Services.AddSingleton<ChatIntake>();
         builder.Services.AddSingleton<PromptBudget>();
         builder.Services.AddSingleton<EmbeddingIntake>();
-        builder.Services.AddOptions<ApiKeyOptions>().Bind(builder.Configuration).ValidateOnStart();
-        builder.Services.AddSingleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>();
+        builder.Services.AddOptions<LlmStream.Gateway.Access.ApiKeyOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<LlmStream.Gateway.Access.ApiKeyOptions>, ApiKeyOptionsValidator>();
         // API_KEY_RPM holds across gateways when they share Redis.
-        if (broker.UsesRedisStore)
+        if (deployment.UsesRedis)
             builder.Services.AddSingleton<IApiKeyBudget, RedisApiKeyBudget>();
         else
             builder.Services.AddSingleton<IApiKeyBudget, InProcessApiKeyBudget>();
@@ -66,7 +82,6 @@ public static class GatewayExtensions
         });
         builder.Services.AddOpenApi();
         builder.Services.AddHostedService<GatewayStartupReport>();
-        builder.Services.AddHostedService<OrphanedTasks>();
         builder.AddPrometheusMetrics();
         // CORS_ORIGINS lets pages served elsewhere (the compose web service) call the API; unset, no CORS headers at all.
         if (options.AllowedOrigins.Count > 0)
@@ -173,32 +188,4 @@ public static class GatewayExtensions
         });
         return app;
     }
-}
-
-/// <summary>Prints where to open the product and what it runs on, labelling the simulated model.</summary>
-public sealed class GatewayStartupReport(
-    IOptions<GatewayOptions> gateway, IOptions<BrokerOptions> broker, IOptions<ApiKeyOptions> keys, ModelClients models,
-    IHostApplicationLifetime lifetime, ILogger<GatewayStartupReport> logger) : IHostedService
-{
-    public Task StartAsync(CancellationToken cancellationToken)
-    {
-        lifetime.ApplicationStarted.Register(() =>
-        {
-            var listen = gateway.Value.ListenHost(broker.Value.Kind == BrokerKind.InMemory);
-            var host = listen is "0.0.0.0" or "+" or "*" or "::" or "[::]" or "127.0.0.1" ? "localhost" : listen;
-            var url = $"http://{host}:{gateway.Value.Port}";
-            var mode = broker.Value.Kind == BrokerKind.InMemory
-                ? "single process: in-memory bus, chat and embedding workers in this process, " + (broker.Value.UsesRedisStore ? "streams in Redis" : "in-process stream store")
-                : $"{broker.Value.Kind} broker, streams in Redis";
-            logger.LogInformation("LlmStream gateway ready ({Mode}); model provider: {Provider}", mode, models.Describe());
-            logger.LogInformation("Open {ChatUrl} for the chat page, {DashboardUrl} for the dashboard, {DocsUrl} for the API reference",
-                url + "/", url + "/dashboard.html", url + "/docs");
-            if (listen is not ("127.0.0.1" or "localhost" or "::1" or "[::1]") && string.IsNullOrWhiteSpace(keys.Value.ApiKeys) && !models.IsSimulated)
-                logger.LogWarning("Listening on {Host} with no API_KEYS: anyone who reaches port {Port} can spend the model provider's key; set API_KEYS",
-                    listen, gateway.Value.Port);
-        });
-        return Task.CompletedTask;
-    }
-
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

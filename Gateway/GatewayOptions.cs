@@ -27,6 +27,16 @@ public sealed class GatewayOptions : IValidatableObject
 
     public TimeSpan KeepAlive => TimeSpan.FromSeconds(KeepAliveSeconds);
 
+    /// <summary>
+    /// A task whose worker has been gone this long, with no new attempt started elsewhere, ends failed: its message was
+    /// lost with the worker (e.g. a broker node and the worker failed together). Longer than any redelivery takes:
+    /// RabbitMQ gives a vanished worker's messages back after its 60 s heartbeat, Redis after REDIS_CLAIM_IDLE_SECONDS.
+    /// </summary>
+    [ConfigurationKeyName("ORPHAN_GRACE_SECONDS"), Range(3, 86_400, ErrorMessage = "ORPHAN_GRACE_SECONDS must be between {1} and {2}")]
+    public int OrphanGraceSeconds { get; set; } = 300;
+
+    public TimeSpan OrphanGrace => TimeSpan.FromSeconds(OrphanGraceSeconds);
+
     /// <summary>Origins whose pages may call the API (the compose web service), comma-separated; empty: none.</summary>
     [ConfigurationKeyName("CORS_ORIGINS")]
     public string? CorsOrigins { get; set; }

@@ -1,11 +1,15 @@
-using LlmStream.Gateway;
+using LlmStream.Gateway.Chat;
+using LlmStream.Gateway.Embeddings;
+using LlmStream.Gateway.OpenAi;
+using LlmStream.Gateway.Operations;
+using LlmStream.Gateway.Streaming;
 using LlmStream.ServiceDefaults.Hosting;
 
 ServiceDefaultsExtensions.CreateBootstrapLogger();
 
 var builder = WebApplication.CreateBuilder(args);
-builder.AddServiceDefaults();
-builder.AddGateway();
+var deployment = builder.AddServiceDefaults();
+builder.AddGateway(deployment);
 
 var app = builder.Build();
 if (!app.HasValidSettings() || !app.CanListen())

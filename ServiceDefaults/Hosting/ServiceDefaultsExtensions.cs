@@ -1,9 +1,6 @@
-using LlmStream.ServiceDefaults.Embeddings;
-using LlmStream.ServiceDefaults.Models;
-using LlmStream.ServiceDefaults.Operations;
-using LlmStream.ServiceDefaults.RateLimiting;
+using LlmStream.ServiceDefaults.Health;
+using LlmStream.ServiceDefaults.Redis;
 using LlmStream.ServiceDefaults.Settings;
-using LlmStream.ServiceDefaults.Tasks;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Routing;
@@ -25,8 +22,11 @@ public static class ServiceDefaultsExtensions
             .WriteTo.Console(formatProvider: System.Globalization.CultureInfo.InvariantCulture)
             .CreateBootstrapLogger();
 
-    /// <summary>Logging, telemetry, validated settings, task store and health checks: what every LlmStream service shares.</summary>
-    public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder)
+    /// <summary>
+    /// Logging, telemetry, validated settings, a clean stop, the liveness check and (when the deployment uses it) the Redis
+    /// connection: what every LlmStream service shares. Returns the deployment's shape, for the other registrations.
+    /// </summary>
+    public static Deployment AddServiceDefaults(this IHostApplicationBuilder builder)
     {
         builder.Services.AddSerilog((services, logger) => logger
             .ReadFrom.Configuration(builder.Configuration)
@@ -34,7 +34,7 @@ public static class ServiceDefaultsExtensions
             .MinimumLevel.Override("Microsoft.AspNetCore", LogEventLevel.Warning)
             .MinimumLevel.Override("MassTransit", LogEventLevel.Warning)
             // A message let go by a stopping worker goes back to the broker: expected, not a fault with a stack trace.
-            .Filter.ByExcluding(e => e.Exception is Bus.WorkerStoppingException || e.Exception?.GetBaseException() is Bus.WorkerStoppingException)
+            .Filter.ByExcluding(e => e.Exception is WorkerStoppingException || e.Exception?.GetBaseException() is WorkerStoppingException)
             // A send the broker did not take is reported by whoever sent it (the gateway's outage log, once per outage),
             // not again by MassTransit for every send with a stack trace.
             .Filter.ByExcluding(e => e.MessageTemplate.Text.StartsWith("S-FAULT", StringComparison.Ordinal))
@@ -50,28 +50,23 @@ public static class ServiceDefaultsExtensions
                     outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj} {Properties:j}{TraceSuffix:l}{NewLine}{Exception}",
                     formatProvider: System.Globalization.CultureInfo.InvariantCulture)));
 
+        var deployment = Deployment.From(builder.Configuration);
+        builder.Services.AddSingleton(deployment);
+        builder.Services.AddSingleton(TimeProvider.System);
         builder.AddTelemetry();
-        builder.AddSettings();
-        builder.AddGracefulStop();
-        builder.AddTaskStore();
-        builder.AddRateLimiting();
-        builder.Services.AddSingleton<ModelClients>();
-        builder.Services.AddSingleton<ModelCatalog>();
-        builder.AddOperations();
-        return builder;
-    }
-
-    /// <summary>Every setting is bound from the environment and validated at start: a bad one stops the process with one line naming it.</summary>
-    public static IHostApplicationBuilder AddSettings(this IHostApplicationBuilder builder)
-    {
         builder.Services.AddOptions<BrokerOptions>().Bind(builder.Configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<BrokerOptions>, BrokerOptionsValidator>();
-        builder.Services.AddOptions<ModelOptions>().Bind(builder.Configuration).ValidateOnStart();
-        builder.Services.AddSingleton<IValidateOptions<ModelOptions>, ModelOptionsValidator>();
-        builder.Services.AddOptions<WorkerOptions>().Bind(builder.Configuration).ValidateOnStart();
-        builder.Services.AddSingleton<IValidateOptions<WorkerOptions>, SettingsValidator<WorkerOptions>>();
-        builder.Services.AddOptions<EmbeddingOptions>().Bind(builder.Configuration).ValidateOnStart();
-        builder.Services.AddSingleton<IValidateOptions<EmbeddingOptions>, SettingsValidator<EmbeddingOptions>>();
+        builder.AddGracefulStop();
+        builder.Services.AddHealthChecks().AddCheck("self", () => HealthCheckResult.Healthy(), [HealthTags.Live]);
+        builder.Services.AddRedisConnection(deployment);
+        return deployment;
+    }
+
+    /// <summary>Binds <typeparamref name="T"/> from the environment and validates its data annotations at start.</summary>
+    public static IHostApplicationBuilder AddValidatedSettings<T>(this IHostApplicationBuilder builder) where T : class
+    {
+        builder.Services.AddOptions<T>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<T>, SettingsValidator<T>>();
         return builder;
     }
 
@@ -88,7 +83,7 @@ public static class ServiceDefaultsExtensions
         return builder;
     }
 
-    /// <summary>Health endpoints for orchestrators (see <see cref="OperationsExtensions.MapHealthEndpoints"/>).</summary>
+    /// <summary>Health endpoints for orchestrators (see <see cref="HealthEndpoints.MapHealthEndpoints"/>).</summary>
     public static IEndpointRouteBuilder MapDefaultEndpoints(this IEndpointRouteBuilder app) => app.MapHealthEndpoints();
 
     /// <summary>

@@ -1,7 +1,5 @@
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.ServiceDefaults.Telemetry;
-using MassTransit.Logging;
-using MassTransit.Monitoring;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -26,6 +24,9 @@ namespace LlmStream.ServiceDefaults.Hosting;
 public static class TelemetryExtensions
 {
     public const string MetricsPath = "/metrics";
+
+    /// <summary>The activity source and meter MassTransit reports on (its DiagnosticHeaders.DefaultListenerName and InstrumentationOptions.MeterName).</summary>
+    const string MassTransitName = "MassTransit";
 
     /// <summary>service.name when OTEL_SERVICE_NAME is not set, by the service's assembly.</summary>
     static readonly Dictionary<string, string> DefaultServiceNames = new(StringComparer.OrdinalIgnoreCase)
@@ -55,7 +56,7 @@ public static class TelemetryExtensions
             {
                 tracing
                     .AddSource(LlmStreamTelemetry.SourceName)
-                    .AddSource(DiagnosticHeaders.DefaultListenerName) // MassTransit's send and consume spans
+                    .AddSource(MassTransitName) // MassTransit's send and consume spans
                     .AddAspNetCoreInstrumentation(aspNet => aspNet.Filter = http => !IsProbe(http))
                     .AddHttpClientInstrumentation();
                 if (otlp)
@@ -65,7 +66,7 @@ public static class TelemetryExtensions
             {
                 metrics
                     .AddMeter(LlmStreamTelemetry.MeterName)
-                    .AddMeter(InstrumentationOptions.MeterName) // MassTransit's receive and consume counts and durations
+                    .AddMeter(MassTransitName) // MassTransit's receive and consume counts and durations
                     .AddAspNetCoreInstrumentation()
                     .AddHttpClientInstrumentation()
                     .AddRuntimeInstrumentation();

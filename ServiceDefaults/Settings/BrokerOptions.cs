@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
 

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace LlmStream.ServiceDefaults.Settings;

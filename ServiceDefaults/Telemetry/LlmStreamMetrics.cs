@@ -13,6 +13,9 @@ public sealed class LlmStreamMetrics
     public const string Chat = "chat";
     public const string Embeddings = "embeddings";
 
+    /// <summary>The model label of every model the settings do not name.</summary>
+    public const string OtherModel = "other";
+
     readonly Counter<long> _chatsAccepted;
     readonly Counter<long> _embeddingBatchesAccepted;
     readonly Counter<long> _tasksFinished;
@@ -26,9 +29,9 @@ public sealed class LlmStreamMetrics
 
     /// <param name="models">Model labels take only the names the settings give (others count as "other"): clients choose
     /// model names, and a label per name would grow the series without bound.</param>
-    public LlmStreamMetrics(IMeterFactory meterFactory, Models.ModelCatalog? models = null)
+    public LlmStreamMetrics(IMeterFactory meterFactory, IModelLabels? models = null)
     {
-        _modelLabel = models is null ? _ => Models.ModelCatalog.OtherLabel : models.Label;
+        _modelLabel = models is null ? _ => OtherModel : models.Label;
         Meter = meterFactory.Create(LlmStreamTelemetry.MeterName);
         _chatsAccepted = Meter.CreateCounter<long>("llmstream.chats.accepted", "{chat}",
             "Chats accepted by a gateway and queued, by queue");

@@ -4,7 +4,7 @@ using System.Globalization;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using LlmStream.ServiceDefaults.Bus;
+using LlmStream.Messaging;
 using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
 using RabbitMQ.Client;

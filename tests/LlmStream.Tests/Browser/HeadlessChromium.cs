@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Tests.Infrastructure;
 using Microsoft.Playwright;
 

@@ -1,5 +1,6 @@
 using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
+using LlmStream.Tests.Unit;
 
 namespace LlmStream.Tests.Chaos;
 

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
 

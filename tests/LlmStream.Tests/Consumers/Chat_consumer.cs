@@ -1,11 +1,17 @@
+using LlmStream.ServiceDefaults.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
 using LlmStream.ChatWorker;
 using LlmStream.Contracts;
 using LlmStream.FakeOpenAI;
-using LlmStream.ServiceDefaults.Models;
-using LlmStream.ServiceDefaults.RateLimiting;
-using LlmStream.ServiceDefaults.Settings;
-using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.Messaging.Workers;
+using LlmStream.Providers;
+using LlmStream.Providers.RateLimiting;
 using LlmStream.ServiceDefaults.Telemetry;
+using LlmStream.Sessions.Cancellation;
+using LlmStream.Sessions.Streams;
+using LlmStream.Sessions.Tasks;
+using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
 using MassTransit;
 using MassTransit.Testing;
@@ -19,7 +25,8 @@ namespace LlmStream.Tests.Consumers;
 public sealed class Chat_consumer
 {
     FakeOpenAiServer _provider = null!;
-    ServiceProvider _services = null!;
+    IHost _host = null!;
+    IServiceProvider _services = null!;
     ITestHarness _harness = null!;
     ITaskStore _store = null!;
 
@@ -27,28 +34,20 @@ public sealed class Chat_consumer
     public async Task Start()
     {
         _provider = await FakeOpenAiServer.StartAsync();
-        var services = new ServiceCollection();
-        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
-        services.AddSingleton(TimeProvider.System);
-        services.AddSingleton<StreamSignals>();
-        services.AddSingleton<ITaskStore>(sp => new InProcessTaskStore(sp.GetRequiredService<StreamSignals>(), TimeProvider.System, TimeSpan.FromHours(1)));
-        services.AddOptions<ModelOptions>().Configure(o =>
+        // The worker's own registration, as its process makes it (AddChatWorker), with the test harness for a bus.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
-            o.OpenAiBaseUrl = _provider.BaseUrl.ToString();
-            o.OpenAiApiKey = "test-key";
-            o.LlmTimeoutSeconds = 2;
+            ["OPENAI_BASE_URL"] = _provider.BaseUrl.ToString(),
+            ["OPENAI_API_KEY"] = "test-key",
+            ["LLM_TIMEOUT"] = "2",
+            ["RETRY_BASE_MS"] = "50",
         });
-        services.AddSingleton<ModelClients>();
-        services.AddOptions<RateLimitOptions>();
-        services.AddSingleton<IRateLimiter, InProcessRateLimiter>();
-        services.AddSingleton<PromptTokens>();
-        services.AddSingleton(new TaskCancellation());
-        services.AddSingleton<TokenBatcher>();
-        services.AddSingleton<LlmStream.ServiceDefaults.Operations.WorkerActivity>();
-        services.AddMetrics().AddSingleton<LlmStreamMetrics>();
-        services.AddOptions<WorkerOptions>().Configure(o => o.RetryBaseMilliseconds = 50);
-        services.AddMassTransitTestHarness(bus => bus.AddConsumer<ChatRequestedConsumer, ChatRequestedConsumerDefinition>());
-        _services = services.BuildServiceProvider(validateScopes: true);
+        var deployment = builder.AddServiceDefaults();
+        builder.AddChatWorker(deployment);
+        builder.Services.AddMassTransitTestHarness(bus => bus.AddConsumer<ChatRequestedConsumer, ChatRequestedConsumerDefinition>());
+        _host = builder.Build();
+        _services = _host.Services;
         _harness = _services.GetTestHarness();
         _harness.TestTimeout = TimeSpan.FromSeconds(30);
         await _harness.Start();
@@ -59,7 +58,7 @@ public sealed class Chat_consumer
     public async Task Stop()
     {
         await _harness.Stop();
-        await _services.DisposeAsync();
+        _host.Dispose();
         await _provider.DisposeAsync();
     }
 

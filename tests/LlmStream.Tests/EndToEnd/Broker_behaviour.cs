@@ -1,7 +1,9 @@
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Tests.Infrastructure;
+using LlmStream.Tests.Unit;
 using StackExchange.Redis;
 
 namespace LlmStream.Tests.EndToEnd;
@@ -68,8 +70,11 @@ public sealed class Broker_behaviour(string broker)
     [Test]
     public async Task Starts_high_before_default_before_low_under_backlog()
     {
-        // A generation that holds the only slot until the time limit, while a backlog builds up behind it.
+        // A generation that holds the only slot until the time limit, while a backlog builds up behind it. Each of the
+        // others takes a moment (100 ms a token): long enough for RabbitMQ to refill the worker's prefetch meanwhile, so
+        // what starts next is chosen among everything posted, not among what happened to have arrived.
         _cluster.Provider.Behavior.HangNext();
+        _cluster.Provider.Behavior.TokenDelay = TimeSpan.FromMilliseconds(100);
         var blocker = await _cluster.PostChatAsync(_http, new { message = "blocker" });
         Assert.That(await _cluster.Provider.WaitUntilAsync(b => b.ChatRequests == 1, TimeSpan.FromSeconds(30)), Is.True, _cluster.Logs());
 

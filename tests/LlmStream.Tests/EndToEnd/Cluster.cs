@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using LlmStream.FakeOpenAI;
 using LlmStream.Tests.Infrastructure;
+using LlmStream.Tests.Unit;
 
 namespace LlmStream.Tests.EndToEnd;
 

@@ -1,7 +1,6 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 using LlmStream.FakeOpenAI;
-using LlmStream.Tests.Infrastructure;
 
 namespace LlmStream.Tests.EndToEnd;
 

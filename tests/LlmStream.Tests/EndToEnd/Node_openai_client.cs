@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using LlmStream.ServiceDefaults.Models;
+using LlmStream.Providers;
 using LlmStream.Tests.Infrastructure;
 
 namespace LlmStream.Tests.EndToEnd;

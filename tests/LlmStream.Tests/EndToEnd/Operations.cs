@@ -1,7 +1,8 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using LlmStream.Tests.Infrastructure;
+using LlmStream.ServiceDefaults.Telemetry;
+using LlmStream.Tests.Unit;
 
 namespace LlmStream.Tests.EndToEnd;
 

@@ -4,7 +4,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using LlmStream.ServiceDefaults.Models;
+using LlmStream.Providers;
 using OpenAI;
 using OpenAI.Chat;
 

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using LlmStream.ServiceDefaults.Models;
+using LlmStream.Providers;
 
 namespace LlmStream.Tests.Gateway;
 

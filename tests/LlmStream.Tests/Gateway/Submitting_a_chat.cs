@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using LlmStream.ServiceDefaults.Models;
+using LlmStream.Providers;
 using LlmStream.Tests.Infrastructure;
 
 namespace LlmStream.Tests.Gateway;

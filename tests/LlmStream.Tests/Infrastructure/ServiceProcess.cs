@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text;
+using LlmStream.ServiceDefaults.Telemetry;
+using LlmStream.Tests.Unit;
 
 namespace LlmStream.Tests.Infrastructure;
 

@@ -1,6 +1,7 @@
-using LlmStream.ServiceDefaults.Embeddings;
-using LlmStream.ServiceDefaults.Operations;
-using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.Sessions.Counting;
+using LlmStream.Sessions.Embeddings;
+using LlmStream.Sessions.Streams;
+using LlmStream.Sessions.Tasks;
 
 namespace LlmStream.Tests.Stores;
 

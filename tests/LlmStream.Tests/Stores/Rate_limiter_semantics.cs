@@ -1,4 +1,4 @@
-using LlmStream.ServiceDefaults.RateLimiting;
+using LlmStream.Providers.RateLimiting;
 using Microsoft.Extensions.Options;
 
 namespace LlmStream.Tests.Stores;

@@ -1,6 +1,6 @@
 using System.Diagnostics.Metrics;
-using LlmStream.ServiceDefaults.Operations;
 using LlmStream.ServiceDefaults.Telemetry;
+using LlmStream.Sessions.Counting;
 using LlmStream.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;

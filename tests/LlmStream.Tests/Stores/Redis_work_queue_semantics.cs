@@ -1,5 +1,5 @@
 using System.Text;
-using LlmStream.ServiceDefaults.RedisQueue;
+using LlmStream.Messaging.RedisStreams;
 using LlmStream.Tests.Infrastructure;
 using StackExchange.Redis;
 

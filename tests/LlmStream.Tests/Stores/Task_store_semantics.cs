@@ -1,7 +1,8 @@
 using System.Text.Json;
-using LlmStream.ServiceDefaults.Operations;
-using LlmStream.ServiceDefaults.Tasks;
-using LlmStream.Tests.Infrastructure;
+using LlmStream.ChatWorker;
+using LlmStream.Sessions.Counting;
+using LlmStream.Sessions.Streams;
+using LlmStream.Sessions.Tasks;
 using StackExchange.Redis;
 
 namespace LlmStream.Tests.Stores;
@@ -214,7 +215,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
             Assert.That(watch.TakePushed(lastId), Is.Null);
             return;
         }
-        IReadOnlyList<LlmStream.ServiceDefaults.Tasks.StreamEntry>? pushed = [];
+        IReadOnlyList<LlmStream.Sessions.Streams.StreamEntry>? pushed = [];
         for (var i = 0; i < 100 && pushed is { Count: 0 }; i++)
         {
             Assert.That(await watch.WaitAsync(TimeSpan.FromSeconds(10), default), Is.True);

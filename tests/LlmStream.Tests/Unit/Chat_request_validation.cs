@@ -1,5 +1,5 @@
 using System.Text.Json;
-using LlmStream.Gateway;
+using LlmStream.Gateway.Chat;
 
 namespace LlmStream.Tests.Unit;
 

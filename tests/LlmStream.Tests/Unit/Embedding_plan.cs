@@ -1,5 +1,6 @@
-using LlmStream.ServiceDefaults.Embeddings;
-using LlmStream.ServiceDefaults.Models;
+using LlmStream.EmbeddingWorker;
+using LlmStream.Providers;
+using LlmStream.Sessions.Embeddings;
 
 namespace LlmStream.Tests.Unit;
 

@@ -1,7 +1,6 @@
 using System.Diagnostics.Metrics;
-using LlmStream.ServiceDefaults.Models;
-using LlmStream.ServiceDefaults.RateLimiting;
-using LlmStream.ServiceDefaults.Settings;
+using LlmStream.Providers;
+using LlmStream.Providers.RateLimiting;
 using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;

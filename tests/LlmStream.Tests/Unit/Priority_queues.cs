@@ -1,4 +1,4 @@
-using LlmStream.ServiceDefaults.Bus;
+using LlmStream.Messaging;
 
 namespace LlmStream.Tests.Unit;
 

@@ -1,4 +1,5 @@
-using LlmStream.ServiceDefaults.Bus;
+using LlmStream.Messaging;
+using LlmStream.ServiceDefaults.Hosting;
 
 namespace LlmStream.Tests.Unit;
 

@@ -1,5 +1,5 @@
 using System.Text;
-using LlmStream.ServiceDefaults.RateLimiting;
+using LlmStream.Providers;
 using Microsoft.ML.Tokenizers;
 
 namespace LlmStream.Tests.Unit;

@@ -1,6 +1,6 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
-using LlmStream.ServiceDefaults.Models;
+using LlmStream.Providers;
 
 namespace LlmStream.Tests.Unit;
 

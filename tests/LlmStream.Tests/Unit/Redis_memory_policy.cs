@@ -1,4 +1,4 @@
-using LlmStream.ServiceDefaults.Operations;
+using LlmStream.ServiceDefaults.Redis;
 
 namespace LlmStream.Tests.Unit;
 

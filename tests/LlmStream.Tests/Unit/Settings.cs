@@ -1,3 +1,6 @@
+using LlmStream.Gateway;
+using LlmStream.Providers;
+using LlmStream.Providers.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.Tests.Infrastructure;
 
@@ -81,15 +84,15 @@ public sealed class Settings
     [Test]
     public void Apply_rate_limits_to_a_real_provider_and_none_to_the_simulated_model()
     {
-        var simulated = new ServiceDefaults.RateLimiting.RateLimitOptions();
+        var simulated = new LlmStream.Providers.RateLimiting.RateLimitOptions();
         simulated.ApplyDefaults(simulated: true);
         Assert.That((simulated.RequestsPerMinute, simulated.TokensPerMinute), Is.EqualTo((0, 0)));
 
-        var real = new ServiceDefaults.RateLimiting.RateLimitOptions();
+        var real = new LlmStream.Providers.RateLimiting.RateLimitOptions();
         real.ApplyDefaults(simulated: false);
         Assert.That((real.RequestsPerMinute, real.TokensPerMinute), Is.EqualTo((500, 100_000)));
 
-        var set = new ServiceDefaults.RateLimiting.RateLimitOptions { RequestsPerMinuteSetting = 60, TokensPerMinuteSetting = 0 };
+        var set = new LlmStream.Providers.RateLimiting.RateLimitOptions { RequestsPerMinuteSetting = 60, TokensPerMinuteSetting = 0 };
         set.ApplyDefaults(simulated: true);
         Assert.That((set.RequestsPerMinute, set.TokensPerMinute), Is.EqualTo((60, 0)), "what is set holds whatever the provider");
     }

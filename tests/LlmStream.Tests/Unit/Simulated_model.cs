@@ -1,5 +1,5 @@
 using System.Text;
-using LlmStream.ServiceDefaults.Models;
+using LlmStream.Providers;
 using Microsoft.Extensions.AI;
 
 namespace LlmStream.Tests.Unit;

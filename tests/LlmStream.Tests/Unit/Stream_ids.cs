@@ -1,4 +1,4 @@
-using LlmStream.ServiceDefaults.Tasks;
+using LlmStream.Sessions.Streams;
 
 namespace LlmStream.Tests.Unit;
 

@@ -1,0 +1,118 @@
+using System.Diagnostics;
+using LlmStream.Contracts;
+using LlmStream.Messaging;
+using LlmStream.ServiceDefaults.Redis;
+using LlmStream.ServiceDefaults.Telemetry;
+using LlmStream.Sessions.Streams;
+using LlmStream.Sessions.Tasks;
+using StackExchange.Redis;
+
+namespace LlmStream.Gateway.Intake;
+
+/// <summary>BrokerUnavailable: the send failed and the task's record says so; BrokerDown: refused before anything was written.</summary>
+public enum IntakeOutcome { Accepted, Repeated, SessionBusy, StoreUnavailable, BrokerUnavailable, BrokerDown, IdempotencyKeyReused }
+
+/// <summary>What became of a request; on Repeated the ids are those of the task the Idempotency-Key is bound to.</summary>
+public readonly record struct IntakeResult(IntakeOutcome Outcome, string TaskId, string SessionId);
+
+/// <summary>
+/// Accepts a chat for every API (/chat and /v1): the task record and queued event first, then the message
+/// on the queue its priority selects. From the first write on, the request is either queued or visibly failed, and a
+/// failed one never reaches the model.
+/// </summary>
+public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Outages outages, LlmStreamMetrics metrics, ILogger<ChatIntake> logger)
+{
+    public const string BrokerDown = "the message broker is unavailable; the request was not queued";
+    public const string StoreDown = "the task store (Redis) is unavailable; nothing was queued";
+
+    /// <summary>Idempotency-Key: 1 to 255 visible ASCII characters.</summary>
+    public static bool IsValidIdempotencyKey(string key) => key.Length is > 0 and <= 255 && key.All(c => c is > ' ' and <= '~');
+
+    /// <summary>A request's fingerprint for Idempotency-Key: its path and exact body.</summary>
+    public static string Fingerprint(HttpRequest http, System.Text.Json.JsonElement body) =>
+        Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(http.Path + "\n" + body.GetRawText())))[..32];
+
+    /// <param name="idempotencyKey">Repeating a request with the same key (within <paramref name="scope"/>) returns the first task instead of
+    /// starting another; the same key with another request (another <paramref name="fingerprint"/>) is refused.</param>
+    public async Task<IntakeResult> SubmitAsync(ChatRequested request, string? idempotencyKey = null, string scope = "anonymous", string fingerprint = "")
+    {
+        // Every line logged for this intake carries the ids, as the worker's lines for the same task do.
+        using var logScope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
+        Activity.Current.TagTask(request.TaskId, request.SessionId);
+        // Known to be down: refused at once, before anything is written, instead of after a client timeout.
+        if (outages.StoreRefuses())
+            return new IntakeResult(IntakeOutcome.StoreUnavailable, request.TaskId, request.SessionId);
+        if (outages.Broker.Refuses())
+            return new IntakeResult(IntakeOutcome.BrokerDown, request.TaskId, request.SessionId);
+        if (idempotencyKey is not null)
+        {
+            try
+            {
+                if (await store.BindIdempotencyKeyAsync(scope, idempotencyKey, new IdempotencyBinding(request.TaskId, request.SessionId, fingerprint), CancellationToken.None) is { } bound)
+                {
+                    if (bound.Fingerprint.Length > 0 && fingerprint.Length > 0 && bound.Fingerprint != fingerprint)
+                        return new IntakeResult(IntakeOutcome.IdempotencyKeyReused, bound.TaskId, bound.SessionId);
+                    logger.LogInformation("Idempotency-Key repeated: task {TaskId}", bound.TaskId);
+                    return new IntakeResult(IntakeOutcome.Repeated, bound.TaskId, bound.SessionId);
+                }
+            }
+            catch (Exception e) when (e.IsRedisFailure())
+            {
+                outages.Store.Failed(e);
+                return new IntakeResult(IntakeOutcome.StoreUnavailable, request.TaskId, request.SessionId);
+            }
+        }
+
+        var outcome = await CreateAndDispatch(request);
+        if (outcome != IntakeOutcome.Accepted && idempotencyKey is not null)
+        {
+            try { await store.ReleaseIdempotencyKeyAsync(scope, idempotencyKey, CancellationToken.None); }
+            catch (Exception e) when (e.IsRedisFailure()) { } // it expires with the retention period
+        }
+        return new IntakeResult(outcome, request.TaskId, request.SessionId);
+    }
+
+    async Task<IntakeOutcome> CreateAndDispatch(ChatRequested request)
+    {
+        var queue = WorkQueues.Chat.QueueFor(request.Priority);
+        var task = new TaskRecord
+        {
+            TaskId = request.TaskId,
+            SessionId = request.SessionId,
+            State = TaskState.Queued,
+            Model = request.Model,
+            Priority = request.Priority,
+            UserId = request.UserId,
+            ApiKeyName = request.ApiKeyName,
+            CreatedAt = request.AcceptedAt,
+        };
+        try
+        {
+            var created = await store.CreateAsync(task, StreamEvents.Queued(task.TaskId, task.Model, task.Priority, queue), CancellationToken.None);
+            outages.Store.Succeeded();
+            if (created != CreateResult.Created)
+                return IntakeOutcome.SessionBusy;
+        }
+        catch (Exception e) when (e.IsRedisFailure())
+        {
+            outages.Store.Failed(e);
+            return IntakeOutcome.StoreUnavailable;
+        }
+
+        try
+        {
+            await outages.DispatchAsync(dispatcher, request, WorkQueues.Chat, request.Priority);
+        }
+        catch (BrokerUnavailableException e)
+        {
+            if (await UnconfirmedSend.RefusedAsync(e, task.TaskId, logger,
+                    () => store.WithdrawAsync(task.TaskId, task.SessionId, BrokerDown),
+                    async () => (await store.GetAsync(task.TaskId, CancellationToken.None))?.State.ToWire()))
+                return IntakeOutcome.BrokerUnavailable;
+        }
+
+        metrics.ChatAccepted(queue);
+        logger.LogInformation("Queued task {TaskId} for session {SessionId} on {Queue}", task.TaskId, task.SessionId, queue);
+        return IntakeOutcome.Accepted;
+    }
+}

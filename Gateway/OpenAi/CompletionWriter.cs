@@ -1,0 +1,273 @@
+using System.Text.Json;
+using LlmStream.Providers;
+using LlmStream.ServiceDefaults.Telemetry;
+using LlmStream.Sessions.Streams;
+using LlmStream.Sessions.Tasks;
+
+namespace LlmStream.Gateway.OpenAi;
+
+/// <summary>Turns a task's stream events into OpenAI's chat.completion / chat.completion.chunk wire format.</summary>
+public sealed class CompletionWriter(string id, long created, string model)
+{
+    static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
+    static readonly byte[] KeepAliveComment = ": keep-alive\n\n"u8.ToArray();
+
+    /// <summary>Stands for a wait with nothing new: written as an SSE comment, which OpenAI's SDKs skip.</summary>
+    public static readonly StreamEntry KeepAlive = new("", "keep-alive", "{}");
+
+    /// <summary>role chunk, one chunk per token, the finish_reason chunk, the usage chunk when asked for, [DONE].</summary>
+    /// <remarks>
+    /// Nothing is written until there is something to say (a token, the end, or a keep-alive once the wait outlasts
+    /// SSE_KEEPALIVE_SECONDS): a request that fails before that, such as the provider's 404 for an unknown model, gets
+    /// the failure's own status and error object, as from OpenAI, instead of a 200 stream with an error inside.
+    /// </remarks>
+    /// <param name="fromAttempt">Tokens of earlier attempts are skipped: a retry replaced them before this stream joined.</param>
+    /// <param name="endTask">Ends the task as failed with the reason given, when a retry would start a second answer.</param>
+    public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, bool includeUsage, int fromAttempt,
+        ITaskStore store, string taskId, Func<string, Task> endTask)
+    {
+        var response = http.Response;
+        using var open = http.RequestServices.GetRequiredService<LlmStreamMetrics>().StreamOpened("openai");
+        var begun = false;
+        async Task Begin()
+        {
+            if (begun)
+                return;
+            begun = true;
+            response.ContentType = "text/event-stream";
+            response.Headers.CacheControl = "no-cache";
+            response.Headers["X-Accel-Buffering"] = "no";
+            await Chunk(response, w => { w.WriteString("role", "assistant"); w.WriteString("content", ""); }, null);
+        }
+
+        var tokensSent = false;
+        try
+        {
+            await foreach (var entry in events)
+            {
+                if (ReferenceEquals(entry, KeepAlive))
+                {
+                    await Begin();
+                    await response.Body.WriteAsync(KeepAliveComment);
+                    await response.Body.FlushAsync();
+                    continue;
+                }
+                using var data = JsonDocument.Parse(entry.Data);
+                var root = data.RootElement;
+                switch (entry.Type)
+                {
+                    case StreamEventTypes.Started when root.GetProperty("attempt").GetInt32() > 1 && tokensSent:
+                        // A retry after tokens went out cannot be expressed in this format (there is no "forget what you
+                        // got"): the task ends here, so the retry is stopped instead of answering again unseen.
+                        const string reason = "the provider failed mid-answer and a streamed answer cannot start over; repeat the request";
+                        await endTask(reason);
+                        await ErrorEvent(response, new FailureDetail(502, "server_error", "provider_unavailable", null, reason, Retryable: true), reason);
+                        return;
+                    case StreamEventTypes.Token when root.GetProperty("attempt").GetInt32() < fromAttempt:
+                        break;
+                    case StreamEventTypes.Token:
+                        await Begin();
+                        tokensSent = true;
+                        var text = root.GetProperty("text").GetString();
+                        await Chunk(response, w => w.WriteString("content", text), null);
+                        break;
+                    case StreamEventTypes.Done:
+                        await Begin();
+                        var finish = root.TryGetProperty("finish_reason", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString()! : "stop";
+                        if (root.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array)
+                        {
+                            // The model's calls, each whole in one delta (a valid split of OpenAI's tool-call deltas).
+                            var index = 0;
+                            foreach (var call in calls.EnumerateArray())
+                            {
+                                var i = index++;
+                                await Chunk(response, w =>
+                                {
+                                    w.WriteStartArray("tool_calls");
+                                    WriteToolCall(w, call, i);
+                                    w.WriteEndArray();
+                                }, null);
+                            }
+                        }
+                        await Chunk(response, _ => { }, finish);
+                        if (includeUsage && root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
+                            await UsageChunk(response, usage);
+                        await response.Body.WriteAsync(Done);
+                        await response.Body.FlushAsync();
+                        return;
+                    case StreamEventTypes.Error or StreamEventTypes.Cancelled:
+                        var task = await store.GetAsync(taskId, CancellationToken.None);
+                        if (!begun)
+                            await OpenAiError.WriteEndedAsync(http, task);
+                        else
+                            await ErrorEvent(response, OpenAiError.FailureOf(task), task?.Error ?? "the task ended without an answer");
+                        return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            // The client left; the generation goes on (DELETE /chat/{task_id} cancels it).
+        }
+        catch (OperationCanceledException)
+        {
+            // This gateway stops and its SHUTDOWN_TIMEOUT has passed; the generation goes on. OpenAI's SDKs retry with
+            // the same Idempotency-Key, which joins the same task on another gateway.
+            if (!begun)
+                await OpenAiError.WriteStoppingAsync(http);
+            else
+                await ErrorEvent(response, Stopping, Stopping.Message!);
+        }
+    }
+
+    static readonly FailureDetail Stopping = new(503, "server_error", "service_unavailable", null,
+        "this gateway is stopping; the answer goes on: repeat the request with the same Idempotency-Key, or read GET /chat/{task_id}", Retryable: true);
+
+    /// <summary>Waits (asynchronously) for the task's end, then answers with the whole chat.completion.</summary>
+    public async Task WriteWholeAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, ITaskStore store, string taskId)
+    {
+        StreamEntry? last = null;
+        try
+        {
+            await foreach (var entry in events)
+                last = entry;
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (OperationCanceledException)
+        {
+            await OpenAiError.WriteStoppingAsync(http); // this gateway stops, see StreamAsync
+            return;
+        }
+
+        var task = await store.GetAsync(taskId, CancellationToken.None);
+        if (last?.Type != StreamEventTypes.Done || task is null)
+        {
+            await OpenAiError.WriteEndedAsync(http, task);
+            return;
+        }
+
+        http.Response.ContentType = "application/json";
+        await using var w = new Utf8JsonWriter(http.Response.Body);
+        w.WriteStartObject();
+        w.WriteString("id", id);
+        w.WriteString("object", "chat.completion");
+        w.WriteNumber("created", created);
+        w.WriteString("model", model);
+        w.WriteStartArray("choices");
+        w.WriteStartObject();
+        w.WriteNumber("index", 0);
+        w.WriteStartObject("message");
+        w.WriteString("role", "assistant");
+        using var calls = task.ToolCalls is null ? null : JsonDocument.Parse(task.ToolCalls);
+        if (calls is not null && string.IsNullOrEmpty(task.Result))
+            w.WriteNull("content");
+        else
+            w.WriteString("content", task.Result);
+        w.WriteNull("refusal");
+        if (calls is not null)
+        {
+            w.WriteStartArray("tool_calls");
+            var index = 0;
+            foreach (var call in calls.RootElement.EnumerateArray())
+                WriteToolCall(w, call, index++, withIndex: false);
+            w.WriteEndArray();
+        }
+        w.WriteEndObject();
+        w.WriteNull("logprobs");
+        w.WriteString("finish_reason", task.FinishReason ?? "stop");
+        w.WriteEndObject();
+        w.WriteEndArray();
+        if (task.Usage is { } usage)
+        {
+            w.WriteStartObject("usage");
+            w.WriteNumber("prompt_tokens", usage.PromptTokens);
+            w.WriteNumber("completion_tokens", usage.CompletionTokens);
+            w.WriteNumber("total_tokens", usage.TotalTokens);
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+    }
+
+    static void WriteToolCall(Utf8JsonWriter w, JsonElement call, int index, bool withIndex = true)
+    {
+        w.WriteStartObject();
+        if (withIndex)
+            w.WriteNumber("index", index);
+        w.WriteString("id", call.GetProperty("id").GetString());
+        w.WriteString("type", "function");
+        w.WriteStartObject("function");
+        w.WriteString("name", call.GetProperty("name").GetString());
+        w.WriteString("arguments", call.GetProperty("arguments").GetString());
+        w.WriteEndObject();
+        w.WriteEndObject();
+    }
+
+    async Task Chunk(HttpResponse response, Action<Utf8JsonWriter> delta, string? finishReason)
+    {
+        await Event(response, w =>
+        {
+            Head(w);
+            w.WriteStartArray("choices");
+            w.WriteStartObject();
+            w.WriteNumber("index", 0);
+            w.WriteStartObject("delta");
+            delta(w);
+            w.WriteEndObject();
+            w.WriteNull("logprobs");
+            if (finishReason is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finishReason);
+            w.WriteEndObject();
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
+    }
+
+    Task UsageChunk(HttpResponse response, JsonElement usage) => Event(response, w =>
+    {
+        Head(w);
+        w.WriteStartArray("choices");
+        w.WriteEndArray();
+        w.WritePropertyName("usage");
+        usage.WriteTo(w);
+        w.WriteEndObject();
+    });
+
+    /// <summary>An error inside a stream that has begun: OpenAI's error object as a data line, then [DONE].</summary>
+    static async Task ErrorEvent(HttpResponse response, FailureDetail failure, string message)
+    {
+        await Event(response, w =>
+        {
+            w.WriteStartObject();
+            w.WritePropertyName("error");
+            OpenAiError.WriteObject(w, failure.Message ?? message, failure.Type, failure.Param, failure.Code);
+            w.WriteEndObject();
+        });
+        await response.Body.WriteAsync(Done);
+        await response.Body.FlushAsync();
+    }
+
+    void Head(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteString("id", id);
+        w.WriteString("object", "chat.completion.chunk");
+        w.WriteNumber("created", created);
+        w.WriteString("model", model);
+        w.WriteNull("system_fingerprint");
+    }
+
+    static async Task Event(HttpResponse response, Action<Utf8JsonWriter> write)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
+        "data: "u8.CopyTo(buffer.GetSpan(6));
+        buffer.Advance(6);
+        using (var w = new Utf8JsonWriter(buffer))
+            write(w);
+        "\n\n"u8.CopyTo(buffer.GetSpan(2));
+        buffer.Advance(2);
+        await response.Body.WriteAsync(buffer.WrittenMemory);
+        await response.Body.FlushAsync();
+    }
+}

@@ -1,0 +1,271 @@
+using LlmStream.ServiceDefaults.Telemetry;
+using System.Globalization;
+using System.Text.Json;
+using LlmStream.Sessions.Counting;
+using LlmStream.Sessions.Streams;
+using StackExchange.Redis;
+using StreamEntry = LlmStream.Sessions.Streams.StreamEntry;
+
+namespace LlmStream.Sessions.Tasks;
+
+/// <summary>
+/// Task records are hashes, sessions are Redis streams; every change that touches both runs as one Lua
+/// script, and each stream append publishes the session id on one wake channel (read by gateways).
+/// </summary>
+public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null) : ITaskStore
+{
+    public const string WakeChannel = "llmstream:wake";
+
+    static RedisKey TaskKey(string taskId) => "llmstream:task:" + taskId;
+
+    /// <summary>Tasks a worker has started and that have not ended, scored by when their current attempt started.</summary>
+    static readonly RedisKey Running = "llmstream:running";
+    public static RedisKey StreamKey(string sessionId) => "llmstream:stream:" + sessionId;
+
+    const string CreateScript = """
+        if redis.call('EXISTS', KEYS[1]) == 1 then return 'duplicate' end
+        local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+        if last then
+          local t = last[2][2]
+          if t ~= 'done' and t ~= 'error' and t ~= 'cancelled' then return 'busy' end
+        end
+        redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+        redis.call('EXPIRE', KEYS[1], ARGV[1])
+        local id = redis.call('XADD', KEYS[2], '*', 't', 'queued', 'd', ARGV[2])
+        redis.call('EXPIRE', KEYS[2], ARGV[1])
+        redis.call('PUBLISH', 'llmstream:wake', ARGV[3])
+        return id
+        """;
+
+    // Every start counts an attempt: attempt 0 means no worker has started the task (TaskStoreOutcomes.WithdrawAsync).
+    // The attempt's worker and its start go on record for the orphan check (OrphanedTasks).
+    const string StartScript = """
+        local state = redis.call('HGET', KEYS[1], 'state')
+        if not state then return -1 end
+        if state ~= 'queued' and state ~= 'started' then return 0 end
+        local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+        redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[2], 'worker', ARGV[5])
+        redis.call('ZADD', KEYS[3], ARGV[2], ARGV[6])
+        redis.call('XADD', KEYS[2], '*', 't', 'started', 'd', ARGV[4] .. attempt .. '}')
+        redis.call('EXPIRE', KEYS[2], ARGV[1])
+        redis.call('PUBLISH', 'llmstream:wake', ARGV[3])
+        return attempt
+        """;
+
+    // KEYS: the task and stream key of each append, in pairs. ARGV: per append its attempt, session id, number of
+    // events, then the events. One wake message carries every stored event with the id before them (see WakeMessage),
+    // so gateways write them to their clients without reading them back.
+    const string AppendScript = """
+        local stored = {}
+        local wake = {}
+        local a = 1
+        for k = 1, #KEYS, 2 do
+          local count = tonumber(ARGV[a + 2])
+          local task = redis.call('HMGET', KEYS[k], 'state', 'attempt')
+          if task[1] == 'started' and task[2] == ARGV[a] then
+            local last = redis.call('XREVRANGE', KEYS[k + 1], '+', '-', 'COUNT', 1)[1]
+            wake[#wake + 1] = ARGV[a + 1]
+            wake[#wake + 1] = last and last[1] or '0'
+            wake[#wake + 1] = count
+            for i = a + 3, a + 2 + count do
+              wake[#wake + 1] = redis.call('XADD', KEYS[k + 1], '*', 't', 'token', 'd', ARGV[i])
+              wake[#wake + 1] = ARGV[i]
+            end
+            stored[#stored + 1] = 1
+          else
+            stored[#stored + 1] = 0
+          end
+          a = a + 3 + count
+        end
+        if #wake > 0 then redis.call('PUBLISH', 'llmstream:wake', '#\n' .. table.concat(wake, '\n')) end
+        return stored
+        """;
+
+    // KEYS: the task, the stream, the running set, then (when counting) the outcome's counters (RedisTaskCounters.Keys).
+    // ARGV: retention, event type and data, session, the attempt and the worker it must still be at ('' for any), the task id, then fields.
+    static readonly string FinishScript = $$"""
+        local task = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'worker')
+        if not task[1] then return -1 end
+        if task[1] == 'completed' or task[1] == 'failed' or task[1] == 'cancelled' then return 0 end
+        if ARGV[5] ~= '' and task[2] ~= ARGV[5] then return 0 end
+        if ARGV[6] ~= '' and task[3] ~= ARGV[6] then return 0 end
+        redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+        redis.call('EXPIRE', KEYS[1], ARGV[1])
+        redis.call('XADD', KEYS[2], '*', 't', ARGV[2], 'd', ARGV[3])
+        redis.call('EXPIRE', KEYS[2], ARGV[1])
+        redis.call('ZREM', KEYS[3], ARGV[7])
+        redis.call('PUBLISH', 'llmstream:wake', ARGV[4])
+        {{RedisTaskCounters.IncrementLua(4)}}
+        return 1
+        """;
+
+    IDatabase Db => redis.GetDatabase();
+
+    string Ttl => ((long)retention.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+
+    public async Task<CreateResult> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken)
+    {
+        var args = new List<RedisValue> { Ttl, queuedEventData, task.SessionId };
+        args.AddRange(
+        [
+            "state", task.State.ToWire(),
+            "session", task.SessionId,
+            "model", task.Model,
+            "priority", task.Priority,
+            "attempt", task.Attempt,
+            "created_at", task.CreatedAt.ToUnixTimeMilliseconds(),
+        ]);
+        if (task.UserId is not null)
+            args.AddRange(["user", task.UserId]);
+        if (task.ApiKeyName is not null)
+            args.AddRange(["api_key", task.ApiKeyName]);
+
+        var result = (string?)await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId), StreamKey(task.SessionId)], [.. args]);
+        return result switch
+        {
+            "duplicate" => CreateResult.DuplicateTask,
+            "busy" => CreateResult.SessionBusy,
+            _ => CreateResult.Created,
+        };
+    }
+
+    public async Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, CancellationToken cancellationToken)
+    {
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var result = (long)await Db.ScriptEvaluateAsync(StartScript, [TaskKey(taskId), StreamKey(sessionId), Running],
+            [Ttl, now, sessionId, StreamEvents.StartedPrefix(taskId), workerId ?? "", taskId]);
+        return result > 0 ? (int)result : null;
+    }
+
+    public async Task<bool[]> AppendTokensAsync(IReadOnlyList<TokenAppend> appends, CancellationToken cancellationToken)
+    {
+        var keys = new RedisKey[appends.Count * 2];
+        var args = new List<RedisValue>(appends.Count * 4);
+        for (var i = 0; i < appends.Count; i++)
+        {
+            var append = appends[i];
+            keys[2 * i] = TaskKey(append.TaskId);
+            keys[2 * i + 1] = StreamKey(append.SessionId);
+            args.Add(append.Attempt);
+            args.Add(append.SessionId);
+            args.Add(append.EventData.Count);
+            foreach (var data in append.EventData)
+                args.Add(data);
+        }
+        var results = (RedisResult[])(await Db.ScriptEvaluateAsync(AppendScript, keys, [.. args]))!;
+        var stored = new bool[appends.Count];
+        for (var i = 0; i < stored.Length; i++)
+            stored[i] = (long)results[i] == 1;
+        return stored;
+    }
+
+    public async Task<bool> FinishAsync(TaskOutcome outcome, string terminalEventData, CancellationToken cancellationToken)
+    {
+        var args = new List<RedisValue>
+        {
+            Ttl, StreamEventTypes.ForOutcome(outcome.State), terminalEventData, outcome.SessionId,
+            outcome.Attempt?.ToString(CultureInfo.InvariantCulture) ?? "", outcome.Worker ?? "", outcome.TaskId,
+            "state", outcome.State.ToWire(),
+            "finished_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+        };
+        if (outcome.Result is not null) args.AddRange(["result", outcome.Result]);
+        if (outcome.Error is not null) args.AddRange(["error", outcome.Error]);
+        if (outcome.Failure is not null) args.AddRange(["failure", JsonSerializer.Serialize(outcome.Failure, StreamEvents.Json)]);
+        if (outcome.FinishReason is not null) args.AddRange(["finish_reason", outcome.FinishReason]);
+        if (outcome.Usage is not null) args.AddRange(["usage", JsonSerializer.Serialize(outcome.Usage, StreamEvents.Json)]);
+        if (outcome.ToolCalls is not null) args.AddRange(["tool_calls", outcome.ToolCalls]);
+
+        RedisKey[] keys = [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId), Running, .. counters?.Keys(LlmStreamMetrics.Chat, outcome.State.ToWire()) ?? []];
+        var result = (long)await Db.ScriptEvaluateAsync(FinishScript, keys, [.. args]);
+        if (result == 1)
+            counters?.Counted(LlmStreamMetrics.Chat, outcome.State.ToWire());
+        return result == 1;
+    }
+
+    public async Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken)
+    {
+        var entries = await Db.HashGetAllAsync(TaskKey(taskId));
+        if (entries.Length == 0)
+            return null;
+        var f = entries.ToDictionary(e => e.Name.ToString(), e => e.Value.ToString());
+        return new TaskRecord
+        {
+            TaskId = taskId,
+            SessionId = f["session"],
+            State = TaskStates.FromWire(f["state"]),
+            Model = f["model"],
+            Priority = int.Parse(f["priority"], CultureInfo.InvariantCulture),
+            UserId = f.GetValueOrDefault("user"),
+            ApiKeyName = f.GetValueOrDefault("api_key"),
+            Attempt = int.Parse(f["attempt"], CultureInfo.InvariantCulture),
+            CreatedAt = FromMs(f["created_at"]),
+            StartedAt = f.TryGetValue("started_at", out var started) ? FromMs(started) : null,
+            FinishedAt = f.TryGetValue("finished_at", out var finished) ? FromMs(finished) : null,
+            Result = f.GetValueOrDefault("result"),
+            Error = f.GetValueOrDefault("error"),
+            Failure = f.TryGetValue("failure", out var failure) ? JsonSerializer.Deserialize<FailureDetail>(failure, StreamEvents.Json) : null,
+            FinishReason = f.GetValueOrDefault("finish_reason"),
+            Usage = f.TryGetValue("usage", out var usage) ? JsonSerializer.Deserialize<TokenUsage>(usage, StreamEvents.Json) : null,
+            RateLimitedUntil = f.TryGetValue("rate_limited_until", out var limited) ? FromMs(limited) : null,
+            ToolCalls = f.GetValueOrDefault("tool_calls"),
+            Worker = f.GetValueOrDefault("worker"),
+        };
+    }
+
+    /// <summary>Tasks whose current attempt started before <paramref name="before"/> and that have not ended, oldest first.</summary>
+    public async Task<IReadOnlyList<string>> StartedBeforeAsync(DateTimeOffset before, int count) =>
+        [.. (await Db.SortedSetRangeByScoreAsync(Running, double.NegativeInfinity, before.ToUnixTimeMilliseconds(), take: count)).Select(v => v.ToString())];
+
+    /// <summary>Takes a task off the running set (it ended, or its record expired).</summary>
+    public Task ForgetRunningAsync(string taskId) => Db.SortedSetRemoveAsync(Running, taskId);
+
+    // Only on a task that still exists: HSET on an expired hash would recreate it without fields or TTL.
+    const string SetRateLimitedScript = """
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        if ARGV[1] == '' then redis.call('HDEL', KEYS[1], 'rate_limited_until')
+        else redis.call('HSET', KEYS[1], 'rate_limited_until', ARGV[1]) end
+        return 1
+        """;
+
+    public Task SetRateLimitedUntilAsync(string taskId, DateTimeOffset? until, CancellationToken cancellationToken) =>
+        Db.ScriptEvaluateAsync(SetRateLimitedScript, [TaskKey(taskId)],
+            [until is { } u ? u.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture) : ""]);
+
+    public async Task<IReadOnlyList<StreamEntry>> ReadAsync(string sessionId, string afterId, int count, CancellationToken cancellationToken)
+    {
+        // "(" makes the start exclusive (Redis 6.2+): exactly the entries after the last one seen.
+        var start = afterId == "0" ? "-" : "(" + afterId;
+        var entries = await Db.StreamRangeAsync(StreamKey(sessionId), start, "+", count);
+        var result = new StreamEntry[entries.Length];
+        for (var i = 0; i < entries.Length; i++)
+            result[i] = new StreamEntry(entries[i].Id!, entries[i]["t"]!, entries[i]["d"]!);
+        return result;
+    }
+
+    static RedisKey IdempotencyKey(string scope, string key) => $"llmstream:idempotency:{scope}:{key}";
+
+    public async Task<IdempotencyBinding?> BindIdempotencyKeyAsync(string scope, string key, IdempotencyBinding binding, CancellationToken cancellationToken)
+    {
+        var redisKey = IdempotencyKey(scope, key);
+        if (await Db.StringSetAsync(redisKey, $"{binding.TaskId} {binding.SessionId} {binding.Fingerprint}", retention, When.NotExists))
+            return null;
+        return (string?)await Db.StringGetAsync(redisKey) switch
+        {
+            { } bound when bound.Split(' ') is [var task, var session, var fingerprint] => new IdempotencyBinding(task, session, fingerprint),
+            { } bound when bound.Split(' ') is [var task, var session] => new IdempotencyBinding(task, session, ""), // bound before fingerprints
+            _ => null, // expired between the two calls: treat as new
+        };
+    }
+
+    public Task ReleaseIdempotencyKeyAsync(string scope, string key, CancellationToken cancellationToken) =>
+        Db.KeyDeleteAsync(IdempotencyKey(scope, key));
+
+    public async Task<StreamEntry?> LastAsync(string sessionId, CancellationToken cancellationToken)
+    {
+        var entries = await Db.StreamRangeAsync(StreamKey(sessionId), "-", "+", 1, Order.Descending);
+        return entries.Length == 0 ? null : new StreamEntry(entries[0].Id!, entries[0]["t"]!, entries[0]["d"]!);
+    }
+
+    static DateTimeOffset FromMs(string value) =>
+        DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(value, CultureInfo.InvariantCulture));
+}
