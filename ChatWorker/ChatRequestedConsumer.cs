@@ -1,7 +1,4 @@
-using System.ClientModel;
 using System.Diagnostics;
-using System.Text;
-using System.Text.Json;
 using LlmStream.Contracts;
 using LlmStream.Messaging.Workers;
 using LlmStream.Providers;
@@ -13,9 +10,7 @@ using LlmStream.Sessions.Cancellation;
 using LlmStream.Sessions.Streams;
 using LlmStream.Sessions.Tasks;
 using MassTransit;
-using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
-using StackExchange.Redis;
 
 namespace LlmStream.ChatWorker;
 
@@ -62,176 +57,201 @@ public sealed class ChatRequestedConsumer(
         }
     }
 
+    /// <summary>The steps of one generation; each returns early when the task has ended or was cancelled meanwhile.</summary>
     async Task Generate(ConsumeContext<ChatRequested> context)
     {
         var request = context.Message;
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
-
-        // Looked up before anything is reserved: a message for a task that ended (cancelled while queued, or
-        // redelivered after it finished) takes nothing from the rate limit, and a live task never waits for a dead
-        // one's reservation.
-        if (await store.GetAsync(request.TaskId, context.CancellationToken) is not { } task || task.State.IsTerminal())
-        {
-            logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
+        if (!await IsStillWantedAsync(request, context.CancellationToken))
             return;
-        }
-
         // Registered before the rate-limit wait, so DELETE also frees a task that waits for the limit.
         using var cancelled = cancellation.Register(request.TaskId);
-        var messages = Messages(request);
-        // Counted by the gateway, in time linear in the prompt (a worker must not spend minutes on one hostile message).
-        var reserved = (request.PromptTokens ?? promptTokens.CountPrompt(request)) + rateLimitOptions.Value.ExpectedCompletionTokens;
-        using (var waitToken = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled.Token))
-        {
-            try
-            {
-                await WaitForRateLimit(request, reserved, waitToken.Token);
-            }
-            catch (OperationCanceledException) when (cancelled.Token.IsCancellationRequested)
-            {
-                logger.LogInformation("Task {TaskId} was cancelled while it waited for the rate limit", request.TaskId);
-                return;
-            }
-        }
+        if (await ReserveAsync(request, cancelled.Token, context.CancellationToken) is not { } reserved)
+            return;
+        if (await StartAttemptAsync(request, reserved, context.CancellationToken) is not { } attempt)
+            return;
+        if (await StreamAnswerAsync(context, attempt, reserved, cancelled.Token) is { } answer)
+            await CompleteAsync(request, attempt, reserved, answer);
+    }
 
-        var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, worker.Id, context.CancellationToken);
+    /// <summary>
+    /// Looked up before anything is reserved: a message for a task that ended (cancelled while queued, or redelivered
+    /// after it finished) takes nothing from the rate limit, and a live task never waits for a dead one's reservation.
+    /// </summary>
+    async Task<bool> IsStillWantedAsync(ChatRequested request, CancellationToken cancellationToken)
+    {
+        if (await store.GetAsync(request.TaskId, cancellationToken) is { } task && !task.State.IsTerminal())
+            return true;
+        logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
+        return false;
+    }
+
+    /// <summary>
+    /// Waits (without polling) until the cluster-wide limits grant the prompt (counted by the gateway, in time linear in
+    /// its length) and the expected completion; the tokens reserved, or null when the task was cancelled meanwhile.
+    /// </summary>
+    async Task<int?> ReserveAsync(ChatRequested request, CancellationToken cancelled, CancellationToken stopping)
+    {
+        var reserved = (request.PromptTokens ?? promptTokens.CountPrompt(request)) + rateLimitOptions.Value.ExpectedCompletionTokens;
+        using var waitToken = CancellationTokenSource.CreateLinkedTokenSource(stopping, cancelled);
+        try
+        {
+            await WaitForRateLimit(request, reserved, waitToken.Token);
+            return reserved;
+        }
+        catch (OperationCanceledException) when (cancelled.IsCancellationRequested)
+        {
+            logger.LogInformation("Task {TaskId} was cancelled while it waited for the rate limit", request.TaskId);
+            return null;
+        }
+    }
+
+    /// <summary>The next attempt, announced in the stream; null (and the reservation given back) when the task ended meanwhile.</summary>
+    async Task<int?> StartAttemptAsync(ChatRequested request, int reserved, CancellationToken cancellationToken)
+    {
+        var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, worker.Id, cancellationToken);
         if (attempt is null)
         {
             await rateLimiter.TryReleaseAsync(request.Model, reserved, logger); // nothing was sent
             logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
-            return;
+            return null;
         }
-
         logger.LogInformation("Generating task {TaskId} with {Model}, attempt {Attempt}", request.TaskId, request.Model, attempt);
+        return attempt;
+    }
+
+    /// <summary>
+    /// Calls the provider and appends every token to the session's stream as it comes. The whole answer, or null when
+    /// the attempt ended otherwise: cancelled, fenced off by a newer attempt, past LLM_TIMEOUT, or failed (a transient
+    /// failure with retries left throws, for the retry policy).
+    /// </summary>
+    async Task<Answer?> StreamAnswerAsync(ConsumeContext<ChatRequested> context, int attempt, int reserved, CancellationToken cancelled)
+    {
+        var request = context.Message;
         // A child of the consume span: the provider's HTTP call inside it carries this trace in its traceparent header.
         using var activity = LlmStreamTelemetry.Source.StartActivity("chat.generate");
         activity.TagTask(request.TaskId, request.SessionId);
         activity?.SetTag(LlmStreamTelemetry.ModelTag, request.Model);
-        activity?.SetTag(LlmStreamTelemetry.AttemptTag, attempt.Value);
-        var callStarted = Stopwatch.GetTimestamp();
-        var generated = 0;
+        activity?.SetTag(LlmStreamTelemetry.AttemptTag, attempt);
         var timeLimit = modelOptions.Value.LlmTimeout;
-        using var limit = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled.Token);
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelled);
         limit.CancelAfter(timeLimit);
-
+        var answer = new Answer();
+        var call = new ProviderCall(request.Model, metrics);
         // A call that stops early used its prompt and what it generated so far: the rest of the reservation goes back.
-        Task GiveBackUnused() => rateLimiter.TrySettleAsync(request.Model, reserved, reserved - rateLimitOptions.Value.ExpectedCompletionTokens + generated, logger);
-
-        var text = new StringBuilder();
-        var toolCalls = new List<ToolCall>();
-        UsageDetails? usage = null;
-        ChatFinishReason? finishReason = null;
+        Task GiveBackUnused() => rateLimiter.TrySettleAsync(request.Model, reserved, reserved - rateLimitOptions.Value.ExpectedCompletionTokens + answer.Tokens, logger);
         try
         {
-            var client = models.For(request.Model);
-            var tokens = tokenBatcher.Start(request.TaskId, request.SessionId, attempt.Value);
-            await foreach (var update in client.GetStreamingResponseAsync(messages, Options(request), limit.Token))
+            var tokens = tokenBatcher.Start(request.TaskId, request.SessionId, attempt);
+            await foreach (var update in models.For(request.Model).GetStreamingResponseAsync(ProviderRequest.Messages(request), ProviderRequest.Options(request), limit.Token))
             {
                 var token = update.Text;
-                if (token.Length > 0)
+                if (token.Length > 0 && answer.Tokens == 0)
+                    call.FirstToken();
+                answer.Add(update);
+                if (token.Length > 0 && !tokens.Add(StreamEvents.Token(request.TaskId, attempt, token)))
                 {
-                    if (generated++ == 0)
-                        metrics.TimeToFirstToken(request.Model, LlmStreamMetrics.Since(callStarted));
-                    if (!tokens.Add(StreamEvents.Token(request.TaskId, attempt.Value, token)))
-                    {
-                        // Cancelled, or another attempt took over: leaving the loop cancels the provider call.
-                        logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; generation stopped", request.TaskId, attempt);
-                        metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "cancelled");
-                        await GiveBackUnused();
-                        return;
-                    }
-                    text.Append(token);
+                    // Cancelled, or another attempt took over: leaving the loop cancels the provider call.
+                    logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; generation stopped", request.TaskId, attempt);
+                    call.Ended("cancelled");
+                    await GiveBackUnused();
+                    return null;
                 }
-                usage = update.Contents.OfType<UsageContent>().FirstOrDefault()?.Details ?? usage;
-                finishReason = update.FinishReason ?? finishReason;
-                foreach (var call in update.Contents.OfType<FunctionCallContent>())
-                    toolCalls.Add(new ToolCall(call.CallId, call.Name, JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>())));
             }
-            metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "ok");
-            metrics.TokensGenerated(request.Model, usage?.OutputTokenCount ?? generated);
-            if (!await tokens.FlushAsync())
-            {
-                logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; its outcome is dropped", request.TaskId, attempt);
-                return;
-            }
+            call.Ended("ok");
+            metrics.TokensGenerated(request.Model, answer.Usage?.OutputTokenCount ?? answer.Tokens);
+            if (await tokens.FlushAsync())
+                return answer;
+            logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; its outcome is dropped", request.TaskId, attempt);
+            return null;
         }
-        catch (Exception) when (cancelled.Token.IsCancellationRequested)
+        catch (Exception) when (cancelled.IsCancellationRequested)
         {
             // DELETE /chat/{id}: the gateway already ended the task with a cancelled event.
             logger.LogInformation("Task {TaskId} was cancelled; the provider call stopped", request.TaskId);
-            metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "cancelled");
+            call.Ended("cancelled");
             await GiveBackUnused();
-            return;
+            return null;
         }
         catch (Exception e) when (context.CancellationToken.IsCancellationRequested)
         {
             // The worker is stopping and SHUTDOWN_TIMEOUT has passed: the message goes back to the broker, and another
             // worker runs the task as a new attempt (its started event tells clients to drop this attempt's text).
             logger.LogInformation("Task {TaskId} attempt {Attempt} stopped with this worker; its message goes back to the broker", request.TaskId, attempt);
-            metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "cancelled");
+            call.Ended("cancelled");
             await GiveBackUnused();
             // With the consume's own token (and no inner exception: MassTransit looks at the base one) it is a
             // cancellation to MassTransit, not a fault logged with a stack trace.
             throw new WorkerStoppingException($"the worker stopped during the generation ({e.GetType().Name})", context.CancellationToken);
         }
-        catch (Exception) when (limit.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        catch (Exception) when (limit.IsCancellationRequested)
         {
             // The SDK may surface the cancellation as an I/O error mid-stream: it is still the time limit.
-            metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "timeout");
+            call.Ended("timeout");
             var reason = $"the generation exceeded the time limit of {timeLimit.TotalSeconds:0} s (LLM_TIMEOUT)";
-            await Fail(request, attempt.Value, reason, new FailureDetail(504, "server_error", "timeout", null, reason, Retryable: true));
-            return;
+            await Fail(request, attempt, reason, new FailureDetail(504, "server_error", "timeout", null, reason, Retryable: true));
+            return null;
         }
-        catch (Exception e) when (!e.IsRedisFailure() && !context.CancellationToken.IsCancellationRequested)
+        catch (Exception e) when (!e.IsRedisFailure())
         {
-            var failure = ProviderFailure.From(e);
-            metrics.ProviderCall(LlmStreamMetrics.Chat, request.Model, LlmStreamMetrics.Since(callStarted), "error");
+            call.Ended("error");
             await rateLimiter.SettleAsync(request.Model, reserved, reserved - rateLimitOptions.Value.ExpectedCompletionTokens, CancellationToken.None);
-            if (failure.IsRateLimit)
-            {
-                // The provider's own limit is cluster-wide: every worker holds back, not just this call.
-                var pause = failure.RetryAfter ?? TimeSpan.FromSeconds(1);
-                await rateLimiter.PauseAsync(request.Model, pause, CancellationToken.None);
-                logger.LogWarning("Provider rate limit hit for {Model}: the cluster pauses it for {Pause}", request.Model, pause);
-                failure = failure with { RetryAfter = null }; // the next attempt waits for the pause in the limiter
-            }
-            var retriesLeft = failure.IsTransient && context.GetRetryAttempt() < retryOptions.Value.RetryLimit;
-            if (retriesLeft)
-            {
-                logger.LogWarning("Task {TaskId} attempt {Attempt} failed transiently ({Reason}); it will be retried", request.TaskId, attempt, failure.Reason);
-                metrics.Retry(LlmStreamMetrics.Chat, failure.IsRateLimit ? "rate_limit" : "transient");
-                activity.Fail(failure.Reason);
-                if (failure.RetryAfter is { } wait)
-                    await Task.Delay(wait < MaxRetryAfter ? wait : MaxRetryAfter, context.CancellationToken); // the provider said when
-                throw new TransientProviderException(failure.Reason, e);
-            }
+            await ProviderFailedAsync(context, attempt, e, activity);
+            return null;
+        }
+    }
 
-            await Fail(request, attempt.Value, failure.Reason, failure.ForClient());
-            if (failure.IsTransient)
-                throw; // retries exhausted: the message goes to the error queue with the exception
-            return;
+    /// <summary>
+    /// The provider failed: a 429 pauses the model for the whole cluster; a transient failure with retries left throws
+    /// for the retry policy (after the provider's Retry-After); anything else ends the task with a reason a person can
+    /// read and the status an OpenAI client should see.
+    /// </summary>
+    async Task ProviderFailedAsync(ConsumeContext<ChatRequested> context, int attempt, Exception e, Activity? activity)
+    {
+        var request = context.Message;
+        var failure = ProviderFailure.From(e);
+        if (failure.IsRateLimit)
+        {
+            // The provider's own limit is cluster-wide: every worker holds back, not just this call.
+            var pause = failure.RetryAfter ?? TimeSpan.FromSeconds(1);
+            await rateLimiter.PauseAsync(request.Model, pause, CancellationToken.None);
+            logger.LogWarning("Provider rate limit hit for {Model}: the cluster pauses it for {Pause}", request.Model, pause);
+            failure = failure with { RetryAfter = null }; // the next attempt waits for the pause in the limiter
+        }
+        if (failure.IsTransient && context.GetRetryAttempt() < retryOptions.Value.RetryLimit)
+        {
+            logger.LogWarning("Task {TaskId} attempt {Attempt} failed transiently ({Reason}); it will be retried", request.TaskId, attempt, failure.Reason);
+            metrics.Retry(LlmStreamMetrics.Chat, failure.IsRateLimit ? "rate_limit" : "transient");
+            activity.Fail(failure.Reason);
+            if (failure.RetryAfter is { } wait)
+                await Task.Delay(wait < MaxRetryAfter ? wait : MaxRetryAfter, context.CancellationToken); // the provider said when
+            throw new TransientProviderException(failure.Reason, e);
         }
 
-        var tokenUsage = usage is null ? null : new TokenUsage(
-            (int)(usage.InputTokenCount ?? 0), (int)(usage.OutputTokenCount ?? 0),
-            (int)(usage.TotalTokenCount ?? (usage.InputTokenCount ?? 0) + (usage.OutputTokenCount ?? 0)));
-        var finish = finishReason?.Value ?? (toolCalls.Count > 0 ? "tool_calls" : "stop");
-        var calls = toolCalls.Count == 0 ? null : JsonSerializer.Serialize(toolCalls.Select(c => new { id = c.Id, name = c.Name, arguments = c.Arguments }));
-        if (tokenUsage is not null)
-            await rateLimiter.SettleAsync(request.Model, reserved, tokenUsage.TotalTokens, CancellationToken.None);
+        await Fail(request, attempt, failure.Reason, failure.ForClient());
+        if (failure.IsTransient)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e); // retries exhausted: the message goes to the error queue with it
+    }
+
+    /// <summary>Settles the rate limit to the usage the provider reported, then ends the task completed with its done event.</summary>
+    async Task CompleteAsync(ChatRequested request, int attempt, int reserved, Answer answer)
+    {
+        var usage = answer.TokenUsage;
+        if (usage is not null)
+            await rateLimiter.SettleAsync(request.Model, reserved, usage.TotalTokens, CancellationToken.None);
+        var calls = answer.ToolCallsJson;
         var finished = await store.FinishAsync(new TaskOutcome
         {
             TaskId = request.TaskId,
             SessionId = request.SessionId,
             State = TaskState.Completed,
             Attempt = attempt,
-            Result = text.ToString(),
-            FinishReason = finish,
-            Usage = tokenUsage,
+            Result = answer.Text,
+            FinishReason = answer.Finish,
+            Usage = usage,
             ToolCalls = calls,
-        }, StreamEvents.Done(request.TaskId, attempt.Value, finish, tokenUsage, calls), CancellationToken.None);
-
-        logger.LogInformation("Task {TaskId} {Outcome} with {Characters} characters", request.TaskId, finished ? "completed" : "was already ended", text.Length);
+        }, StreamEvents.Done(request.TaskId, attempt, answer.Finish, usage, calls), CancellationToken.None);
+        logger.LogInformation("Task {TaskId} {Outcome} with {Characters} characters", request.TaskId, finished ? "completed" : "was already ended", answer.Text.Length);
     }
 
     /// <summary>Waits (without polling) until the cluster-wide limits let this call through; the wait shows in the task's status.</summary>
@@ -268,100 +288,5 @@ public sealed class ChatRequestedConsumer(
         logger.LogWarning("Task {TaskId} failed: {Reason}", request.TaskId, reason);
         Activity.Current.Fail(reason);
         await store.FailAsync(request.TaskId, request.SessionId, reason, attempt, failure);
-    }
-
-    static ChatOptions? Options(ChatRequested request)
-    {
-        if (request is { Temperature: null, TopP: null, MaxTokens: null, Stop: null, Tools: null, FrequencyPenalty: null, PresencePenalty: null,
-                Seed: null, ParallelToolCalls: null, ResponseFormat: null, ReasoningEffort: null, Store: null, Metadata: null, EndUserId: null })
-            return null;
-        var jsonSchema = JsonSchemaFormat(request.ResponseFormat);
-        var needsOpenAiOptions = jsonSchema is not null || request.ReasoningEffort is not null || request.Store is not null
-            || request.Metadata is not null || request.EndUserId is not null;
-        return new ChatOptions
-        {
-            Temperature = request.Temperature,
-            TopP = request.TopP,
-            FrequencyPenalty = request.FrequencyPenalty,
-            PresencePenalty = request.PresencePenalty,
-            Seed = request.Seed,
-            AllowMultipleToolCalls = request.ParallelToolCalls,
-            ResponseFormat = request.ResponseFormat is not null && jsonSchema is null ? ChatResponseFormat.Json : null,
-            RawRepresentationFactory = needsOpenAiOptions ? _ => OpenAiOptions(request, jsonSchema) : null,
-            MaxOutputTokens = request.MaxTokens,
-            StopSequences = request.Stop is null ? null : [.. request.Stop],
-            // Declarations only: the caller runs its functions, as with OpenAI itself.
-            Tools = request.Tools is null ? null : [.. request.Tools.Select(t =>
-                AIFunctionFactory.CreateDeclaration(t.Name, t.Description, JsonDocument.Parse(t.Parameters).RootElement.Clone()))],
-            ToolMode = request.ToolChoice switch
-            {
-                null => null,
-                "auto" => ChatToolMode.Auto,
-                "none" => ChatToolMode.None,
-                "required" => ChatToolMode.RequireAny,
-                var name => ChatToolMode.RequireSpecific(name),
-            },
-        };
-    }
-
-    /// <summary>A json_schema response_format (checked by the gateway) as the OpenAI SDK's format, with its strict flag; null for any other.</summary>
-    static OpenAI.Chat.ChatResponseFormat? JsonSchemaFormat(string? responseFormat)
-    {
-        if (responseFormat is null)
-            return null;
-        using var document = JsonDocument.Parse(responseFormat);
-        if (document.RootElement.GetProperty("type").GetString() != "json_schema")
-            return null;
-        var schema = document.RootElement.GetProperty("json_schema");
-        return OpenAI.Chat.ChatResponseFormat.CreateJsonSchemaFormat(
-            schema.GetProperty("name").GetString()!,
-            BinaryData.FromString(schema.TryGetProperty("schema", out var body) && body.ValueKind == JsonValueKind.Object ? body.GetRawText() : "{}"),
-            schema.TryGetProperty("description", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null,
-            schema.TryGetProperty("strict", out var strict) && strict.ValueKind is JsonValueKind.True or JsonValueKind.False ? strict.GetBoolean() : null);
-    }
-
-    /// <summary>
-    /// What Microsoft.Extensions.AI's options have no place for, set on the OpenAI SDK's own options, which it starts
-    /// from: a json_schema's strict flag (what makes the provider hold to the schema), reasoning_effort, store, metadata
-    /// and the end user's id.
-    /// </summary>
-    static OpenAI.Chat.ChatCompletionOptions OpenAiOptions(ChatRequested request, OpenAI.Chat.ChatResponseFormat? jsonSchema)
-    {
-        var options = new OpenAI.Chat.ChatCompletionOptions { ResponseFormat = jsonSchema };
-#pragma warning disable OPENAI001 // the SDK marks reasoning effort as experimental
-        if (request.ReasoningEffort is { } effort)
-            options.ReasoningEffortLevel = new OpenAI.Chat.ChatReasoningEffortLevel(effort);
-#pragma warning restore OPENAI001
-        options.StoredOutputEnabled = request.Store;
-        options.EndUserId = request.EndUserId;
-        foreach (var (key, value) in request.Metadata ?? new Dictionary<string, string>())
-            options.Metadata[key] = value;
-        return options;
-    }
-
-    static ChatMessage Message(ChatTurn turn)
-    {
-        if (turn.Role == "tool")
-            return new ChatMessage(ChatRole.Tool, [new FunctionResultContent(turn.ToolCallId ?? "", turn.Content)]);
-        if (turn.ToolCalls is not { Count: > 0 } calls)
-            return new ChatMessage(new ChatRole(turn.Role), turn.Content);
-        var contents = new List<AIContent>();
-        if (turn.Content.Length > 0)
-            contents.Add(new TextContent(turn.Content));
-        foreach (var call in calls)
-            contents.Add(new FunctionCallContent(call.Id, call.Name,
-                JsonSerializer.Deserialize<Dictionary<string, object?>>(string.IsNullOrWhiteSpace(call.Arguments) ? "{}" : call.Arguments)));
-        return new ChatMessage(ChatRole.Assistant, contents);
-    }
-
-    static List<ChatMessage> Messages(ChatRequested request)
-    {
-        if (request.Conversation is { Count: > 0 } conversation)
-            return [.. conversation.Select(Message)];
-        var messages = new List<ChatMessage>(2);
-        if (!string.IsNullOrWhiteSpace(request.SystemPrompt))
-            messages.Add(new ChatMessage(ChatRole.System, request.SystemPrompt));
-        messages.Add(new ChatMessage(ChatRole.User, request.Message));
-        return messages;
     }
 }

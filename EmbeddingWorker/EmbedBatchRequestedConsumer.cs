@@ -11,7 +11,6 @@ using LlmStream.Sessions.Streams;
 using MassTransit;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
-using StackExchange.Redis;
 
 namespace LlmStream.EmbeddingWorker;
 

@@ -1,14 +1,12 @@
+using System.Text.Json;
 using LlmStream.ChatWorker;
 using LlmStream.EmbeddingWorker;
+using LlmStream.Gateway;
 using LlmStream.Gateway.Access;
-using LlmStream.Providers;
-using LlmStream.Gateway.OpenAi;
 using LlmStream.Gateway.Embeddings;
 using LlmStream.Gateway.Intake;
 using LlmStream.Gateway.Operations;
-using LlmStream.Gateway.Chat;
-using System.Text.Json;
-using LlmStream.Gateway;
+using LlmStream.Providers;
 using LlmStream.ServiceDefaults.Hosting;
 using LlmStream.ServiceDefaults.Settings;
 using Microsoft.Extensions.FileProviders;
@@ -131,7 +129,7 @@ public static class GatewayExtensions
                 return;
             }
             context.Response.Headers.Connection = "close";
-            await ChatApi.Unavailable(context.Response, "this gateway is stopping and takes no new work; send the request again (another gateway takes it)", retryAfterSeconds: 1)
+            await Problems.Unavailable(context.Response, "this gateway is stopping and takes no new work; send the request again (another gateway takes it)", retryAfterSeconds: 1)
                 .ExecuteAsync(context);
         });
     }

@@ -1,9 +1,9 @@
 namespace LlmStream.Messaging;
 
-/// <summary>Puts a command on the queue its priority selects; returns once the broker has accepted it.</summary>
+/// <summary>Puts a command on the queue its priority selected; returns once the broker has accepted it.</summary>
 public interface IWorkDispatcher
 {
-    Task DispatchAsync<T>(T message, WorkQueues queues, int priority, CancellationToken cancellationToken) where T : class;
+    Task DispatchAsync<T>(T message, WorkAddress address, CancellationToken cancellationToken) where T : class;
 }
 
 /// <summary>

@@ -6,10 +6,7 @@ using LlmStream.Messaging.Workers;
 using LlmStream.ServiceDefaults.Hosting;
 using LlmStream.ServiceDefaults.Settings;
 using MassTransit;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Options;
 
 namespace Microsoft.Extensions.Hosting;
 

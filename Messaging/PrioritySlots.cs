@@ -7,7 +7,7 @@ namespace LlmStream.Messaging;
 /// goes to the highest level waiting, and within a level to the highest message priority (the broker's order,
 /// kept for messages already delivered and waiting here), then the longest waiting; but after <c>fairness</c>
 /// grants in a row that passed over a waiting lower-level message, the next slot goes to the longest waiting
-/// message: low work is never starved.
+/// message (<see cref="FairTurns"/>, when the order is chosen here): low work is never starved.
 /// </summary>
 public sealed class PrioritySlots
 {
@@ -16,20 +16,27 @@ public sealed class PrioritySlots
     readonly Lock _lock = new();
     // Few waiters per level (the prefetch beyond the slots): a scan finds the next one.
     readonly List<Waiter>[] _waiting = [[], [], []];
-    readonly int _fairness;
     int _free;
-    int _bypassed;
     long _sequence;
     bool _closed;
 
-    public PrioritySlots(int slots, int fairness)
+    public PrioritySlots(int slots, int fairness) : this(slots, new FairTurns(fairness))
+    {
+    }
+
+    /// <param name="turns">
+    /// The fairness rule, when the order is chosen here among delivered messages (RabbitMQ's prefetch). Null when the
+    /// reader chooses it before delivery (Redis Streams reads no more than the free slots), so it is applied once.
+    /// </param>
+    public PrioritySlots(int slots, FairTurns? turns)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(fairness, 2);
         _free = slots;
-        _fairness = fairness;
+        _turns = turns;
         Capacity = slots;
     }
+
+    readonly FairTurns? _turns;
 
     public int Capacity { get; }
 
@@ -90,7 +97,7 @@ public sealed class PrioritySlots
             if (_free > 0 && !_closed && _waiting.All(q => q.Count == 0))
             {
                 _free--;
-                _bypassed = 0;
+                _turns?.CountStarts(1, passedOverLowerWork: false);
                 return new Slot(this, level);
             }
             waiter = new Waiter(_sequence++, priority);
@@ -150,7 +157,7 @@ public sealed class PrioritySlots
         foreach (var waiters in _waiting)
             waiters.RemoveAll(w => w.Completion.Task.IsCompleted);
 
-        if (_bypassed >= _fairness)
+        if (_turns?.IsDue == true)
         {
             List<Waiter>? oldestLevel = null;
             Waiter? oldest = null;
@@ -164,7 +171,7 @@ public sealed class PrioritySlots
             }
             if (oldest is not null)
             {
-                _bypassed = 0;
+                _turns.Given();
                 oldestLevel!.Remove(oldest);
                 return oldest;
             }
@@ -178,7 +185,7 @@ public sealed class PrioritySlots
             var passedOver = false;
             for (var lower = level + 1; lower < Levels; lower++)
                 passedOver |= _waiting[lower].Count > 0;
-            _bypassed = passedOver ? _bypassed + 1 : 0;
+            _turns?.CountStarts(1, passedOver);
             var next = waiters[0];
             foreach (var waiter in waiters)
             {

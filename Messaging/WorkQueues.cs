@@ -1,3 +1,5 @@
+using LlmStream.ServiceDefaults.Telemetry;
+
 namespace LlmStream.Messaging;
 
 /// <summary>
@@ -14,9 +16,9 @@ public sealed record WorkQueues(string Work, string High, string Default, string
     public const byte MaxQueuePriority = 10;
 
     /// <summary>Chat generations: the names the original used, shown as such in the RabbitMQ UI.</summary>
-    public static readonly WorkQueues Chat = new("chat", "high", "default", "low");
+    public static readonly WorkQueues Chat = new(LlmStreamMetrics.Chat, "high", "default", "low");
 
-    public static readonly WorkQueues Embeddings = new("embeddings", "embeddings-high", "embeddings-default", "embeddings-low");
+    public static readonly WorkQueues Embeddings = new(LlmStreamMetrics.Embeddings, "embeddings-high", "embeddings-default", "embeddings-low");
 
     public IReadOnlyList<string> All => [High, Default, Low];
 
@@ -41,6 +43,16 @@ public sealed record WorkQueues(string Work, string High, string Default, string
 
     public string QueueFor(int priority) => priority > 5 ? High : priority < -5 ? Low : Default;
 
+    /// <summary>Where a message of this priority goes: worked out once per request, and what the dispatcher sends to.</summary>
+    public WorkAddress For(int priority) => new(this, QueueFor(priority), priority);
+
     /// <summary>Position inside the chosen queue: 0 is the lowest priority of that queue.</summary>
     public static byte QueuePriority(int priority) => (byte)(priority > 5 ? priority - 6 : priority < -5 ? priority + 10 : priority + 5);
+}
+
+/// <summary>A message's destination: its kind of work, the queue its priority selects, and the priority itself.</summary>
+public readonly record struct WorkAddress(WorkQueues Queues, string Queue, int Priority)
+{
+    /// <summary>Position inside the queue (RabbitMQ's message priority).</summary>
+    public byte QueuePriority => WorkQueues.QueuePriority(Priority);
 }

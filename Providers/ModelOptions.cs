@@ -1,5 +1,4 @@
 using LlmStream.ServiceDefaults.Settings;
-using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
 

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using LlmStream.Contracts;
 using Microsoft.ML.Tokenizers;
 
 namespace LlmStream.Providers;

@@ -2,14 +2,12 @@ using LlmStream.Contracts;
 using LlmStream.Gateway.Access;
 using LlmStream.Gateway.Intake;
 using LlmStream.Gateway.Streaming;
-using LlmStream.Messaging;
 using LlmStream.Providers;
 using LlmStream.Sessions.Cancellation;
 using LlmStream.Sessions.Streams;
 using LlmStream.Sessions.Tasks;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
-using StackExchange.Redis;
 
 namespace LlmStream.Gateway.Chat;
 
@@ -39,8 +37,7 @@ public static class ChatApi
         DateTimeOffset? RateLimitedUntil, string? ApiKey, string? ErrorCode = null, bool? Retryable = null);
 
     static async Task<Results<Accepted<ChatAccepted>, ValidationProblem, ProblemHttpResult>> PostChat(
-        HttpRequest http, ChatIntake intake, ITaskStore store, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models,
-        ModelCatalog catalog, PromptBudget budget, TimeProvider clock)
+        HttpRequest http, ChatIntake intake, ITaskStore store, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
     {
         var (body, problem) = await JsonBody.ReadObjectAsync(http, gateway.Value.MaxRequestBytes, http.HttpContext.RequestAborted);
         if (problem is not null)
@@ -66,34 +63,24 @@ public static class ChatApi
             ApiKeyName = http.HttpContext.ApiKeyName(),
             AcceptedAt = clock.GetUtcNow(),
         };
-        var idempotencyKey = http.Headers["Idempotency-Key"].FirstOrDefault();
-        if (idempotencyKey is not null && !ChatIntake.IsValidIdempotencyKey(idempotencyKey))
-            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid Idempotency-Key",
-                detail: "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
-                extensions: new Dictionary<string, object?> { ["field"] = "Idempotency-Key" });
-        if (!catalog.Serves(message.Model))
-            return UnknownModel(message.Model, catalog);
-        var (promptTokens, refusal) = await budget.CheckAsync(message, "message", http.HttpContext.RequestAborted);
-        if (refusal is not null)
-            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { [refusal.Param] = [refusal.Message] }, detail: refusal.Message,
-                extensions: new Dictionary<string, object?> { ["code"] = refusal.Code });
-        message = message with { PromptTokens = promptTokens };
-
-        var result = await intake.SubmitAsync(message, idempotencyKey, http.HttpContext.IdempotencyScope(), ChatIntake.Fingerprint(http, body));
+        var admission = await intake.AdmitAsync(http, body, message, "message");
+        if (admission.Refusal is { } refusal)
+            return Problems.Refused(refusal);
+        var result = admission.Result;
         return result.Outcome switch
         {
             IntakeOutcome.Accepted or IntakeOutcome.Repeated => TypedResults.Accepted($"/chat/{result.TaskId}", new ChatAccepted("queued", result.TaskId, result.SessionId,
-                StreamApi.StreamUrl(result.SessionId), $"/chat/{result.TaskId}", WorkQueues.Chat.QueueFor(message.Priority))),
+                StreamApi.StreamUrl(result.SessionId), $"/chat/{result.TaskId}", result.Queue)),
             IntakeOutcome.SessionBusy => TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Session busy",
                 detail: $"session '{message.SessionId}' already has a task that has not ended; wait for its done, error or cancelled event, or cancel it",
                 extensions: new Dictionary<string, object?> { ["field"] = "session_id" }),
             IntakeOutcome.IdempotencyKeyReused => TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "Idempotency-Key reused",
-                detail: $"Idempotency-Key '{idempotencyKey}' was first used with another request (task {result.TaskId}); send that request again, or use a new key",
+                detail: $"Idempotency-Key '{http.Headers["Idempotency-Key"]}' was first used with another request (task {result.TaskId}); send that request again, or use a new key",
                 extensions: new Dictionary<string, object?> { ["field"] = "Idempotency-Key" }),
-            IntakeOutcome.StoreUnavailable => Unavailable(http.HttpContext.Response, ChatIntake.StoreDown),
-            IntakeOutcome.BrokerDown => Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown),
+            IntakeOutcome.StoreUnavailable => Problems.Unavailable(http.HttpContext.Response, ChatIntake.StoreDown),
+            IntakeOutcome.BrokerDown => Problems.Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown),
             // The task id names the record that says so: GET /chat/{id} shows it failed, and it never reaches the model.
-            _ => Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown, result.TaskId),
+            _ => Problems.Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown, result.TaskId),
         };
     }
 
@@ -136,20 +123,5 @@ public static class ChatApi
             ? TypedResults.Ok(new ChatCancelled(task.TaskId, "cancelled"))
             : TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Task already ended",
                 detail: $"task '{task_id}' has already {now?.State.ToWire() ?? "ended"}; there is nothing to cancel");
-    }
-
-    /// <summary>A model the simulated model does not serve: 404 model_not_found, as OpenAI answers, with the models it does serve.</summary>
-    public static ProblemHttpResult UnknownModel(string model, ModelCatalog catalog, string field = "model") =>
-        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown model",
-            detail: $"the model '{model}' does not exist here: the simulated model serves {string.Join(", ", catalog.Names)} (GET /v1/models)",
-            extensions: new Dictionary<string, object?> { ["field"] = field, ["code"] = "model_not_found" });
-
-    public static ProblemHttpResult Unavailable(HttpResponse response, string detail, string? taskId = null, int retryAfterSeconds = 5)
-    {
-        response.Headers.RetryAfter = retryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var extensions = new Dictionary<string, object?> { ["retry_after_seconds"] = retryAfterSeconds };
-        if (taskId is not null)
-            extensions["task_id"] = taskId;
-        return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Service unavailable", detail: detail, extensions: extensions);
     }
 }

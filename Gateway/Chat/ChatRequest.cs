@@ -13,8 +13,6 @@ namespace LlmStream.Gateway.Chat;
 /// <param name="UserId">Who asks, recorded on the task.</param>
 public sealed record ChatRequest(string Message, string? SessionId, string? Model, string? SystemPrompt, int? Priority, string? UserId)
 {
-    public const int MaxIdLength = 128;
-
     // "stream" is the original's flag: accepted (a boolean) so its clients work unchanged; answers always stream here.
     static readonly HashSet<string> Known = ["message", "session_id", "model", "system_prompt", "priority", "user_id", "stream"];
 
@@ -27,9 +25,9 @@ public sealed record ChatRequest(string Message, string? SessionId, string? Mode
         var message = String(body, "message", errors, required: true, maxLength: null);
         if (message is not null && string.IsNullOrWhiteSpace(message))
             errors["message"] = ["must not be blank"];
-        var sessionId = String(body, "session_id", errors, required: false, maxLength: MaxIdLength);
+        var sessionId = String(body, "session_id", errors, required: false, maxLength: Ids.MaxClientIdLength);
         if (sessionId is not null && !Ids.IsValidClientId(sessionId))
-            errors["session_id"] = [$"must be 1 to {MaxIdLength} characters of letters, digits, '-', '_', '.' or ':'"];
+            errors["session_id"] = [$"must be 1 to {Ids.MaxClientIdLength} characters of letters, digits, '-', '_', '.' or ':'"];
         var model = String(body, "model", errors, required: false, maxLength: 200);
         if (model is not null && string.IsNullOrWhiteSpace(model))
             errors["model"] = ["must not be blank; leave it out to use the default model"];

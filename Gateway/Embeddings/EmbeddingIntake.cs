@@ -6,7 +6,6 @@ using LlmStream.ServiceDefaults.Redis;
 using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Sessions.Embeddings;
 using LlmStream.Sessions.Tasks;
-using StackExchange.Redis;
 
 namespace LlmStream.Gateway.Embeddings;
 
@@ -17,10 +16,17 @@ namespace LlmStream.Gateway.Embeddings;
 /// </summary>
 public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispatcher, Outages outages, LlmStreamMetrics metrics, ILogger<EmbeddingIntake> logger)
 {
-    public async Task<IntakeOutcome> SubmitAsync(EmbedBatchRequested request)
+    /// <returns>What became of the batch, with the queue it went to (an embedding task has no session).</returns>
+    public async Task<IntakeResult> SubmitAsync(EmbedBatchRequested request)
     {
         using var logScope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId });
         Activity.Current.TagTask(request.TaskId);
+        var address = WorkQueues.Embeddings.For(request.Priority); // the queue, named once for this request
+        return new IntakeResult(await CreateAndDispatch(request, address), request.TaskId, "", address.Queue);
+    }
+
+    async Task<IntakeOutcome> CreateAndDispatch(EmbedBatchRequested request, WorkAddress address)
+    {
         if (outages.StoreRefuses())
             return IntakeOutcome.StoreUnavailable;
         if (outages.Broker.Refuses())
@@ -50,7 +56,7 @@ public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispa
 
         try
         {
-            await outages.DispatchAsync(dispatcher, request, WorkQueues.Embeddings, request.Priority);
+            await outages.DispatchAsync(dispatcher, request, address);
         }
         catch (BrokerUnavailableException e)
         {
@@ -60,7 +66,7 @@ public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispa
                 return IntakeOutcome.BrokerUnavailable;
         }
 
-        var queue = WorkQueues.Embeddings.QueueFor(request.Priority);
+        var queue = address.Queue;
         metrics.EmbeddingBatchAccepted(queue);
         logger.LogInformation("Queued embedding task {TaskId}: {Texts} texts on {Queue}", request.TaskId, request.Texts.Count, queue);
         return IntakeOutcome.Accepted;

@@ -1,8 +1,6 @@
-using System.Text;
 using System.Text.Json;
 using LlmStream.Messaging;
 using LlmStream.Providers;
-using LlmStream.ServiceDefaults.Telemetry;
 
 namespace LlmStream.Gateway.Embeddings;
 

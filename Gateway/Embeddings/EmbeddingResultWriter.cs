@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Text.Json;
-using LlmStream.Providers;
 using LlmStream.Sessions.Embeddings;
 
 namespace LlmStream.Gateway.Embeddings;

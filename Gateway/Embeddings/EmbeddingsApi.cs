@@ -1,9 +1,7 @@
 using System.Text.Json;
 using LlmStream.Contracts;
 using LlmStream.Gateway.Access;
-using LlmStream.Gateway.Chat;
 using LlmStream.Gateway.Intake;
-using LlmStream.Messaging;
 using LlmStream.Providers;
 using LlmStream.Sessions.Cancellation;
 using LlmStream.Sessions.Embeddings;
@@ -45,7 +43,7 @@ public static class EmbeddingsApi
             return TypedResults.ValidationProblem(errors, detail: "invalid field(s): " + string.Join(", ", errors.Keys));
         var model = request.Model ?? models.Value.EmbeddingModel;
         if (!catalog.Serves(model))
-            return ChatApi.UnknownModel(model, catalog);
+            return Problems.UnknownModel(model, catalog);
         var (counts, tooLong) = EmbeddingInput.Count(request.Texts, model, limits.Value.MaxTextTokens, tokens);
         if (tooLong is not null)
         {
@@ -66,13 +64,14 @@ public static class EmbeddingsApi
             ApiKeyName = http.HttpContext.ApiKeyName(),
             AcceptedAt = clock.GetUtcNow(),
         };
-        return await intake.SubmitAsync(message) switch
+        var result = await intake.SubmitAsync(message);
+        return result.Outcome switch
         {
             IntakeOutcome.Accepted => TypedResults.Accepted(StatusUrl(message.TaskId),
-                new EmbeddingsAccepted("queued", message.TaskId, StatusUrl(message.TaskId), WorkQueues.Embeddings.QueueFor(message.Priority), message.Texts.Count)),
-            IntakeOutcome.StoreUnavailable => ChatApi.Unavailable(http.HttpContext.Response, ChatIntake.StoreDown),
-            IntakeOutcome.BrokerDown => ChatApi.Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown),
-            _ => ChatApi.Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown, message.TaskId),
+                new EmbeddingsAccepted("queued", message.TaskId, StatusUrl(message.TaskId), result.Queue, message.Texts.Count)),
+            IntakeOutcome.StoreUnavailable => Problems.Unavailable(http.HttpContext.Response, ChatIntake.StoreDown),
+            IntakeOutcome.BrokerDown => Problems.Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown),
+            _ => Problems.Unavailable(http.HttpContext.Response, ChatIntake.BrokerDown, message.TaskId),
         };
     }
 

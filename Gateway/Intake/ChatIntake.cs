@@ -1,11 +1,12 @@
 using System.Diagnostics;
 using LlmStream.Contracts;
+using LlmStream.Gateway.Access;
+using LlmStream.Providers;
 using LlmStream.Messaging;
 using LlmStream.ServiceDefaults.Redis;
 using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Sessions.Streams;
 using LlmStream.Sessions.Tasks;
-using StackExchange.Redis;
 
 namespace LlmStream.Gateway.Intake;
 
@@ -13,14 +14,23 @@ namespace LlmStream.Gateway.Intake;
 public enum IntakeOutcome { Accepted, Repeated, SessionBusy, StoreUnavailable, BrokerUnavailable, BrokerDown, IdempotencyKeyReused }
 
 /// <summary>What became of a request; on Repeated the ids are those of the task the Idempotency-Key is bound to.</summary>
-public readonly record struct IntakeResult(IntakeOutcome Outcome, string TaskId, string SessionId);
+public readonly record struct IntakeResult(IntakeOutcome Outcome, string TaskId, string SessionId, string Queue = "");
+
+/// <summary>A request turned away before anything was written, in words each API renders in its own format.</summary>
+/// <param name="Field">What is at fault: a body field (model, message, messages, max_tokens) or a header (Idempotency-Key).</param>
+/// <param name="Code">OpenAI's code for it (model_not_found, context_length_exceeded...), when there is one.</param>
+public sealed record IntakeRefusal(int Status, string Field, string? Code, string Title, string Message);
+
+/// <summary>A request admitted (its intake result), or refused before anything was written.</summary>
+public readonly record struct Admission(IntakeResult Result, IntakeRefusal? Refusal);
 
 /// <summary>
 /// Accepts a chat for every API (/chat and /v1): the task record and queued event first, then the message
 /// on the queue its priority selects. From the first write on, the request is either queued or visibly failed, and a
 /// failed one never reaches the model.
 /// </summary>
-public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Outages outages, LlmStreamMetrics metrics, ILogger<ChatIntake> logger)
+public sealed class ChatIntake(
+    ITaskStore store, IWorkDispatcher dispatcher, Outages outages, ModelCatalog catalog, PromptBudget budget, LlmStreamMetrics metrics, ILogger<ChatIntake> logger)
 {
     public const string BrokerDown = "the message broker is unavailable; the request was not queued";
     public const string StoreDown = "the task store (Redis) is unavailable; nothing was queued";
@@ -32,6 +42,29 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Out
     public static string Fingerprint(HttpRequest http, System.Text.Json.JsonElement body) =>
         Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(http.Path + "\n" + body.GetRawText())))[..32];
 
+    /// <summary>
+    /// The steps every chat API takes, in one place: the Idempotency-Key header, the model (the simulated model serves
+    /// only what it lists), the prompt counted once and held to the model's context and the token limit, then
+    /// <see cref="SubmitAsync"/> with the count in the message.
+    /// </summary>
+    /// <param name="promptField">What names the prompt in the API's words: message (/chat) or messages (/v1).</param>
+    public async Task<Admission> AdmitAsync(HttpRequest http, System.Text.Json.JsonElement body, ChatRequested message, string promptField)
+    {
+        var idempotencyKey = http.Headers["Idempotency-Key"].FirstOrDefault();
+        if (idempotencyKey is not null && !IsValidIdempotencyKey(idempotencyKey))
+            return Refused(400, "Idempotency-Key", null, "Invalid Idempotency-Key", "the Idempotency-Key header must be 1 to 255 visible ASCII characters");
+        if (!catalog.Serves(message.Model))
+            return Refused(404, "model", "model_not_found", "Unknown model",
+                Problems.UnknownModelDetail(message.Model, catalog));
+        var (promptTokens, refusal) = await budget.CheckAsync(message, promptField, http.HttpContext.RequestAborted);
+        if (refusal is not null)
+            return Refused(400, refusal.Param, refusal.Code, "Prompt refused", refusal.Message);
+        return new Admission(await SubmitAsync(message with { PromptTokens = promptTokens }, idempotencyKey, http.HttpContext.IdempotencyScope(), Fingerprint(http, body)), null);
+    }
+
+    static Admission Refused(int status, string field, string? code, string title, string message) =>
+        new(default, new IntakeRefusal(status, field, code, title, message));
+
     /// <param name="idempotencyKey">Repeating a request with the same key (within <paramref name="scope"/>) returns the first task instead of
     /// starting another; the same key with another request (another <paramref name="fingerprint"/>) is refused.</param>
     public async Task<IntakeResult> SubmitAsync(ChatRequested request, string? idempotencyKey = null, string scope = "anonymous", string fingerprint = "")
@@ -39,6 +72,7 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Out
         // Every line logged for this intake carries the ids, as the worker's lines for the same task do.
         using var logScope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
         Activity.Current.TagTask(request.TaskId, request.SessionId);
+        var address = WorkQueues.Chat.For(request.Priority); // the queue, named once for this request
         // Known to be down: refused at once, before anything is written, instead of after a client timeout.
         if (outages.StoreRefuses())
             return new IntakeResult(IntakeOutcome.StoreUnavailable, request.TaskId, request.SessionId);
@@ -53,7 +87,7 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Out
                     if (bound.Fingerprint.Length > 0 && fingerprint.Length > 0 && bound.Fingerprint != fingerprint)
                         return new IntakeResult(IntakeOutcome.IdempotencyKeyReused, bound.TaskId, bound.SessionId);
                     logger.LogInformation("Idempotency-Key repeated: task {TaskId}", bound.TaskId);
-                    return new IntakeResult(IntakeOutcome.Repeated, bound.TaskId, bound.SessionId);
+                    return new IntakeResult(IntakeOutcome.Repeated, bound.TaskId, bound.SessionId, address.Queue);
                 }
             }
             catch (Exception e) when (e.IsRedisFailure())
@@ -63,18 +97,18 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Out
             }
         }
 
-        var outcome = await CreateAndDispatch(request);
+        var outcome = await CreateAndDispatch(request, address);
         if (outcome != IntakeOutcome.Accepted && idempotencyKey is not null)
         {
             try { await store.ReleaseIdempotencyKeyAsync(scope, idempotencyKey, CancellationToken.None); }
             catch (Exception e) when (e.IsRedisFailure()) { } // it expires with the retention period
         }
-        return new IntakeResult(outcome, request.TaskId, request.SessionId);
+        return new IntakeResult(outcome, request.TaskId, request.SessionId, address.Queue);
     }
 
-    async Task<IntakeOutcome> CreateAndDispatch(ChatRequested request)
+    async Task<IntakeOutcome> CreateAndDispatch(ChatRequested request, WorkAddress address)
     {
-        var queue = WorkQueues.Chat.QueueFor(request.Priority);
+        var queue = address.Queue;
         var task = new TaskRecord
         {
             TaskId = request.TaskId,
@@ -101,7 +135,7 @@ public sealed class ChatIntake(ITaskStore store, IWorkDispatcher dispatcher, Out
 
         try
         {
-            await outages.DispatchAsync(dispatcher, request, WorkQueues.Chat, request.Priority);
+            await outages.DispatchAsync(dispatcher, request, address);
         }
         catch (BrokerUnavailableException e)
         {

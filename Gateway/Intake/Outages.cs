@@ -115,12 +115,12 @@ public sealed class Outages
     public static readonly TimeSpan TrialSendTimeout = TimeSpan.FromSeconds(2);
 
     /// <summary>Sends through the dispatcher, keeping <see cref="Broker"/> up to date.</summary>
-    public async Task DispatchAsync<T>(IWorkDispatcher dispatcher, T message, WorkQueues queues, int priority) where T : class
+    public async Task DispatchAsync<T>(IWorkDispatcher dispatcher, T message, WorkAddress address) where T : class
     {
         using var trial = Broker.IsDown ? new CancellationTokenSource(TrialSendTimeout) : null;
         try
         {
-            await dispatcher.DispatchAsync(message, queues, priority, trial?.Token ?? CancellationToken.None);
+            await dispatcher.DispatchAsync(message, address, trial?.Token ?? CancellationToken.None);
             Broker.Succeeded();
         }
         catch (OperationCanceledException e) when (trial?.IsCancellationRequested == true)

@@ -1,6 +1,5 @@
 using LlmStream.Messaging;
 using LlmStream.ServiceDefaults.Redis;
-using StackExchange.Redis;
 
 namespace LlmStream.Gateway.Intake;
 

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using LlmStream.Providers;
+using LlmStream.Gateway.Streaming;
 using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Sessions.Streams;
 using LlmStream.Sessions.Tasks;
@@ -9,100 +9,92 @@ namespace LlmStream.Gateway.OpenAi;
 /// <summary>Turns a task's stream events into OpenAI's chat.completion / chat.completion.chunk wire format.</summary>
 public sealed class CompletionWriter(string id, long created, string model)
 {
-    static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
-    static readonly byte[] KeepAliveComment = ": keep-alive\n\n"u8.ToArray();
-
-    /// <summary>Stands for a wait with nothing new: written as an SSE comment, which OpenAI's SDKs skip.</summary>
-    public static readonly StreamEntry KeepAlive = new("", "keep-alive", "{}");
-
     /// <summary>role chunk, one chunk per token, the finish_reason chunk, the usage chunk when asked for, [DONE].</summary>
     /// <remarks>
     /// Nothing is written until there is something to say (a token, the end, or a keep-alive once the wait outlasts
     /// SSE_KEEPALIVE_SECONDS): a request that fails before that, such as the provider's 404 for an unknown model, gets
-    /// the failure's own status and error object, as from OpenAI, instead of a 200 stream with an error inside.
+    /// the failure's own status and error object, as from OpenAI, instead of a 200 stream with an error inside. The
+    /// chunks of one batch of events go out together.
     /// </remarks>
     /// <param name="fromAttempt">Tokens of earlier attempts are skipped: a retry replaced them before this stream joined.</param>
     /// <param name="endTask">Ends the task as failed with the reason given, when a retry would start a second answer.</param>
-    public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, bool includeUsage, int fromAttempt,
+    public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamBatch> batches, bool includeUsage, int fromAttempt,
         ITaskStore store, string taskId, Func<string, Task> endTask)
     {
-        var response = http.Response;
         using var open = http.RequestServices.GetRequiredService<LlmStreamMetrics>().StreamOpened("openai");
-        var begun = false;
-        async Task Begin()
+        SseWriter? sse = null;
+        SseWriter Begun()
         {
-            if (begun)
-                return;
-            begun = true;
-            response.ContentType = "text/event-stream";
-            response.Headers.CacheControl = "no-cache";
-            response.Headers["X-Accel-Buffering"] = "no";
-            await Chunk(response, w => { w.WriteString("role", "assistant"); w.WriteString("content", ""); }, null);
+            if (sse is null)
+            {
+                sse = SseWriter.Begin(http.Response);
+                Chunk(sse, w => { w.WriteString("role", "assistant"); w.WriteString("content", ""); }, null);
+            }
+            return sse;
         }
 
         var tokensSent = false;
         try
         {
-            await foreach (var entry in events)
+            await foreach (var batch in batches)
             {
-                if (ReferenceEquals(entry, KeepAlive))
+                if (batch.IsQuiet)
+                    Begun().KeepAlive();
+                foreach (var entry in batch.Entries)
                 {
-                    await Begin();
-                    await response.Body.WriteAsync(KeepAliveComment);
-                    await response.Body.FlushAsync();
-                    continue;
-                }
-                using var data = JsonDocument.Parse(entry.Data);
-                var root = data.RootElement;
-                switch (entry.Type)
-                {
-                    case StreamEventTypes.Started when root.GetProperty("attempt").GetInt32() > 1 && tokensSent:
-                        // A retry after tokens went out cannot be expressed in this format (there is no "forget what you
-                        // got"): the task ends here, so the retry is stopped instead of answering again unseen.
-                        const string reason = "the provider failed mid-answer and a streamed answer cannot start over; repeat the request";
-                        await endTask(reason);
-                        await ErrorEvent(response, new FailureDetail(502, "server_error", "provider_unavailable", null, reason, Retryable: true), reason);
-                        return;
-                    case StreamEventTypes.Token when root.GetProperty("attempt").GetInt32() < fromAttempt:
-                        break;
-                    case StreamEventTypes.Token:
-                        await Begin();
-                        tokensSent = true;
-                        var text = root.GetProperty("text").GetString();
-                        await Chunk(response, w => w.WriteString("content", text), null);
-                        break;
-                    case StreamEventTypes.Done:
-                        await Begin();
-                        var finish = root.TryGetProperty("finish_reason", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString()! : "stop";
-                        if (root.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array)
-                        {
-                            // The model's calls, each whole in one delta (a valid split of OpenAI's tool-call deltas).
-                            var index = 0;
-                            foreach (var call in calls.EnumerateArray())
+                    using var data = JsonDocument.Parse(entry.Data);
+                    var root = data.RootElement;
+                    switch (entry.Type)
+                    {
+                        case StreamEventTypes.Started when root.GetProperty("attempt").GetInt32() > 1 && tokensSent:
+                            // A retry after tokens went out cannot be expressed in this format (there is no "forget what you
+                            // got"): the task ends here, so the retry is stopped instead of answering again unseen.
+                            const string reason = "the provider failed mid-answer and a streamed answer cannot start over; repeat the request";
+                            await endTask(reason);
+                            await EndWithErrorAsync(Begun(), new FailureDetail(502, "server_error", "provider_unavailable", null, reason, Retryable: true), reason);
+                            return;
+                        case StreamEventTypes.Token when root.GetProperty("attempt").GetInt32() < fromAttempt:
+                            break;
+                        case StreamEventTypes.Token:
+                            tokensSent = true;
+                            var text = root.GetProperty("text").GetString();
+                            Chunk(Begun(), w => w.WriteString("content", text), null);
+                            break;
+                        case StreamEventTypes.Done:
+                            var done = Begun();
+                            var finish = root.TryGetProperty("finish_reason", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString()! : "stop";
+                            if (root.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array)
                             {
-                                var i = index++;
-                                await Chunk(response, w =>
+                                // The model's calls, each whole in one delta (a valid split of OpenAI's tool-call deltas).
+                                var index = 0;
+                                foreach (var call in calls.EnumerateArray())
                                 {
-                                    w.WriteStartArray("tool_calls");
-                                    WriteToolCall(w, call, i);
-                                    w.WriteEndArray();
-                                }, null);
+                                    var i = index++;
+                                    Chunk(done, w =>
+                                    {
+                                        w.WriteStartArray("tool_calls");
+                                        WriteToolCall(w, call, i);
+                                        w.WriteEndArray();
+                                    }, null);
+                                }
                             }
-                        }
-                        await Chunk(response, _ => { }, finish);
-                        if (includeUsage && root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
-                            await UsageChunk(response, usage);
-                        await response.Body.WriteAsync(Done);
-                        await response.Body.FlushAsync();
-                        return;
-                    case StreamEventTypes.Error or StreamEventTypes.Cancelled:
-                        var task = await store.GetAsync(taskId, CancellationToken.None);
-                        if (!begun)
-                            await OpenAiError.WriteEndedAsync(http, task);
-                        else
-                            await ErrorEvent(response, OpenAiError.FailureOf(task), task?.Error ?? "the task ended without an answer");
-                        return;
+                            Chunk(done, _ => { }, finish);
+                            if (includeUsage && root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
+                                UsageChunk(done, usage);
+                            done.Data("[DONE]"u8);
+                            await done.FlushAsync(CancellationToken.None);
+                            return;
+                        case StreamEventTypes.Error or StreamEventTypes.Cancelled:
+                            var task = await store.GetAsync(taskId, CancellationToken.None);
+                            if (sse is null)
+                                await OpenAiError.WriteEndedAsync(http, task);
+                            else
+                                await EndWithErrorAsync(sse, OpenAiError.FailureOf(task), task?.Error ?? "the task ended without an answer");
+                            return;
+                    }
                 }
+                if (sse is not null)
+                    await sse.FlushAsync(http.RequestAborted);
             }
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
@@ -113,10 +105,10 @@ public sealed class CompletionWriter(string id, long created, string model)
         {
             // This gateway stops and its SHUTDOWN_TIMEOUT has passed; the generation goes on. OpenAI's SDKs retry with
             // the same Idempotency-Key, which joins the same task on another gateway.
-            if (!begun)
+            if (sse is null)
                 await OpenAiError.WriteStoppingAsync(http);
             else
-                await ErrorEvent(response, Stopping, Stopping.Message!);
+                await EndWithErrorAsync(sse, Stopping, Stopping.Message!);
         }
     }
 
@@ -124,13 +116,13 @@ public sealed class CompletionWriter(string id, long created, string model)
         "this gateway is stopping; the answer goes on: repeat the request with the same Idempotency-Key, or read GET /chat/{task_id}", Retryable: true);
 
     /// <summary>Waits (asynchronously) for the task's end, then answers with the whole chat.completion.</summary>
-    public async Task WriteWholeAsync(HttpContext http, IAsyncEnumerable<StreamEntry> events, ITaskStore store, string taskId)
+    public async Task WriteWholeAsync(HttpContext http, IAsyncEnumerable<StreamBatch> batches, ITaskStore store, string taskId)
     {
         StreamEntry? last = null;
         try
         {
-            await foreach (var entry in events)
-                last = entry;
+            await foreach (var batch in batches)
+                last = batch.IsQuiet ? last : batch.Entries[^1];
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
         {
@@ -205,26 +197,23 @@ public sealed class CompletionWriter(string id, long created, string model)
         w.WriteEndObject();
     }
 
-    async Task Chunk(HttpResponse response, Action<Utf8JsonWriter> delta, string? finishReason)
+    void Chunk(SseWriter sse, Action<Utf8JsonWriter> delta, string? finishReason) => sse.Data(w =>
     {
-        await Event(response, w =>
-        {
-            Head(w);
-            w.WriteStartArray("choices");
-            w.WriteStartObject();
-            w.WriteNumber("index", 0);
-            w.WriteStartObject("delta");
-            delta(w);
-            w.WriteEndObject();
-            w.WriteNull("logprobs");
-            if (finishReason is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finishReason);
-            w.WriteEndObject();
-            w.WriteEndArray();
-            w.WriteEndObject();
-        });
-    }
+        Head(w);
+        w.WriteStartArray("choices");
+        w.WriteStartObject();
+        w.WriteNumber("index", 0);
+        w.WriteStartObject("delta");
+        delta(w);
+        w.WriteEndObject();
+        w.WriteNull("logprobs");
+        if (finishReason is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finishReason);
+        w.WriteEndObject();
+        w.WriteEndArray();
+        w.WriteEndObject();
+    });
 
-    Task UsageChunk(HttpResponse response, JsonElement usage) => Event(response, w =>
+    void UsageChunk(SseWriter sse, JsonElement usage) => sse.Data(w =>
     {
         Head(w);
         w.WriteStartArray("choices");
@@ -235,17 +224,17 @@ public sealed class CompletionWriter(string id, long created, string model)
     });
 
     /// <summary>An error inside a stream that has begun: OpenAI's error object as a data line, then [DONE].</summary>
-    static async Task ErrorEvent(HttpResponse response, FailureDetail failure, string message)
+    static async Task EndWithErrorAsync(SseWriter sse, FailureDetail failure, string message)
     {
-        await Event(response, w =>
+        sse.Data(w =>
         {
             w.WriteStartObject();
             w.WritePropertyName("error");
             OpenAiError.WriteObject(w, failure.Message ?? message, failure.Type, failure.Param, failure.Code);
             w.WriteEndObject();
         });
-        await response.Body.WriteAsync(Done);
-        await response.Body.FlushAsync();
+        sse.Data("[DONE]"u8);
+        await sse.FlushAsync(CancellationToken.None);
     }
 
     void Head(Utf8JsonWriter w)
@@ -256,18 +245,5 @@ public sealed class CompletionWriter(string id, long created, string model)
         w.WriteNumber("created", created);
         w.WriteString("model", model);
         w.WriteNull("system_fingerprint");
-    }
-
-    static async Task Event(HttpResponse response, Action<Utf8JsonWriter> write)
-    {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
-        "data: "u8.CopyTo(buffer.GetSpan(6));
-        buffer.Advance(6);
-        using (var w = new Utf8JsonWriter(buffer))
-            write(w);
-        "\n\n"u8.CopyTo(buffer.GetSpan(2));
-        buffer.Advance(2);
-        await response.Body.WriteAsync(buffer.WrittenMemory);
-        await response.Body.FlushAsync();
     }
 }

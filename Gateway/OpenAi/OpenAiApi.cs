@@ -1,7 +1,6 @@
-using System.Runtime.CompilerServices;
-using System.Text.Json;
 using LlmStream.Contracts;
 using LlmStream.Gateway.Access;
+using LlmStream.Gateway.Streaming;
 using LlmStream.Gateway.Intake;
 using LlmStream.Providers;
 using LlmStream.ServiceDefaults.Hosting;
@@ -10,7 +9,6 @@ using LlmStream.Sessions.Cancellation;
 using LlmStream.Sessions.Streams;
 using LlmStream.Sessions.Tasks;
 using Microsoft.Extensions.Options;
-using RedisException = StackExchange.Redis.RedisException;
 
 namespace LlmStream.Gateway.OpenAi;
 
@@ -45,7 +43,7 @@ public static class OpenAiApi
     }
 
     static async Task CreateChatCompletion(HttpContext http, ChatIntake intake, ITaskStore store, StreamSignals signals, TaskCancellation cancellation,
-        IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, ModelCatalog catalog, PromptBudget budget, GracefulStop stop,
+        IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, GracefulStop stop,
         TimeProvider clock, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger(typeof(OpenAiApi).FullName!);
@@ -89,32 +87,24 @@ public static class OpenAiApi
             Metadata = request.Metadata,
             EndUserId = request.User,
         };
-        var idempotencyKey = http.Request.Headers["Idempotency-Key"].FirstOrDefault();
-        if (idempotencyKey is not null && !ChatIntake.IsValidIdempotencyKey(idempotencyKey))
+        var admission = await intake.AdmitAsync(http.Request, body, message, "messages");
+        if (admission.Refusal is { } refusal)
         {
-            await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest, "the Idempotency-Key header must be 1 to 255 visible ASCII characters", "Idempotency-Key");
+            // OpenAI's own words for a model it does not serve; the others as the intake put them.
+            if (refusal.Code == "model_not_found")
+                await OpenAiError.ModelNotFoundAsync(http, message.Model);
+            else
+                await OpenAiError.WriteAsync(http, refusal.Status, refusal.Message, refusal.Field, code: refusal.Code);
             return;
         }
-        if (!catalog.Serves(message.Model))
-        {
-            await OpenAiError.ModelNotFoundAsync(http, message.Model);
-            return;
-        }
-        var (promptTokens, refusal) = await budget.CheckAsync(message, "messages", http.RequestAborted);
-        if (refusal is not null)
-        {
-            await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest, refusal.Message, refusal.Param, code: refusal.Code);
-            return;
-        }
-        message = message with { PromptTokens = promptTokens };
-        var result = await intake.SubmitAsync(message, idempotencyKey, http.IdempotencyScope(), ChatIntake.Fingerprint(http.Request, body));
+        var result = admission.Result;
         switch (result.Outcome)
         {
             case IntakeOutcome.Accepted or IntakeOutcome.Repeated:
                 break;
             case IntakeOutcome.IdempotencyKeyReused:
                 await OpenAiError.WriteAsync(http, StatusCodes.Status422UnprocessableEntity,
-                    $"Idempotency-Key '{idempotencyKey}' was first used with another request; send that request again, or use a new key", "Idempotency-Key");
+                    $"Idempotency-Key '{http.Request.Headers["Idempotency-Key"]}' was first used with another request; send that request again, or use a new key", "Idempotency-Key");
                 return;
             case IntakeOutcome.StoreUnavailable or IntakeOutcome.BrokerDown:
                 http.Response.Headers.RetryAfter = "5";
@@ -140,7 +130,7 @@ public static class OpenAiApi
             var fromAttempt = result.Outcome == IntakeOutcome.Repeated
                 ? Math.Max(1, (await store.GetAsync(result.TaskId, http.RequestAborted))?.Attempt ?? 1)
                 : 1;
-            var events = Follow(store, signals, result.SessionId, gateway.Value.KeepAlive, waiting.Token);
+            var events = StreamFollower.FollowAsync(store, signals, result.SessionId, "0", gateway.Value.KeepAlive, waiting.Token);
             await completion.StreamAsync(http, events, request.IncludeUsage, fromAttempt, store, result.TaskId, async reason =>
             {
                 // Only this request's clients read the task (this one, and repeats with its key): ending it stops the
@@ -163,99 +153,8 @@ public static class OpenAiApi
         }
         else
         {
-            await completion.WriteWholeAsync(http, Follow(store, signals, result.SessionId, null, waiting.Token), store, result.TaskId);
+            await completion.WriteWholeAsync(http, StreamFollower.FollowAsync(store, signals, result.SessionId, "0", gateway.Value.KeepAlive, waiting.Token),
+                store, result.TaskId);
         }
-    }
-
-    /// <summary>
-    /// The task's events until its terminal one; the session belongs to this request (and its repeats) alone. With
-    /// <paramref name="keepAlive"/>, a wait that long with nothing new yields a keep-alive entry (no data).
-    /// </summary>
-    static async IAsyncEnumerable<StreamEntry> Follow(ITaskStore store, StreamSignals signals, string sessionId, TimeSpan? keepAlive,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        using var watch = signals.Watch(sessionId);
-        var last = "0";
-        while (true)
-        {
-            var entries = await watch.ReadAfterAsync(store, last, 256, cancellationToken);
-            foreach (var entry in entries)
-            {
-                yield return entry;
-                last = entry.Id;
-                if (entry.IsTerminal)
-                    yield break;
-            }
-            if (entries.Count > 0)
-                continue;
-            var woken = await watch.WaitAsync(keepAlive ?? TimeSpan.FromSeconds(15), cancellationToken);
-            if (!woken && keepAlive is not null)
-                yield return CompletionWriter.KeepAlive;
-        }
-    }
-}
-
-/// <summary>OpenAI's error object: <c>{"error":{"message","type","param","code"}}</c>.</summary>
-public static class OpenAiError
-{
-    public static Task WriteAsync(HttpContext http, int status, string message, string? param, string? type = null, string? code = null)
-    {
-        http.Response.StatusCode = status;
-        return http.Response.WriteAsJsonAsync(new
-        {
-            error = new
-            {
-                message,
-                type = type ?? (status >= 500 ? "server_error" : "invalid_request_error"),
-                param,
-                code,
-            },
-        });
-    }
-
-    /// <summary>OpenAI's answer for a model it does not serve; its SDKs do not retry a 404.</summary>
-    public static Task ModelNotFoundAsync(HttpContext http, string model) =>
-        WriteAsync(http, StatusCodes.Status404NotFound, $"The model '{model}' does not exist or you do not have access to it.", "model", code: "model_not_found");
-
-    /// <summary>A stopping gateway's answer: 503 with Retry-After, which OpenAI's SDKs retry (with the same Idempotency-Key).</summary>
-    public static Task WriteStoppingAsync(HttpContext http)
-    {
-        http.Response.Headers.RetryAfter = "1";
-        http.Response.Headers.Connection = "close";
-        return WriteAsync(http, StatusCodes.Status503ServiceUnavailable,
-            "this gateway is stopping: repeat the request (with the same Idempotency-Key to join the task already running)", null, "server_error", "service_unavailable");
-    }
-
-    /// <summary>How a task that ended without an answer reads to an OpenAI client.</summary>
-    public static FailureDetail FailureOf(TaskRecord? task) => task switch
-    {
-        { State: TaskState.Cancelled } => new FailureDetail(409, "invalid_request_error", "cancelled", null, "the request was cancelled"),
-        { Failure: { } failure } => failure,
-        { Error: { } error } => FailureDetail.Internal with { Message = error },
-        _ => FailureDetail.Internal with { Message = "the task ended without an answer" },
-    };
-
-    /// <summary>
-    /// A task that ended without an answer, as the response: its status and error object, and what OpenAI's SDKs read to
-    /// decide on a retry: <c>x-should-retry: false</c> when no retry can mend it, <c>Retry-After</c> when one may.
-    /// </summary>
-    public static Task WriteEndedAsync(HttpContext http, TaskRecord? task)
-    {
-        var failure = FailureOf(task);
-        if (failure.Retryable)
-            http.Response.Headers.RetryAfter = "5";
-        else
-            http.Response.Headers["x-should-retry"] = "false";
-        return WriteAsync(http, failure.Status, failure.Message ?? task?.Error ?? "the task ended without an answer", failure.Param, failure.Type, failure.Code);
-    }
-
-    public static void WriteObject(System.Text.Json.Utf8JsonWriter w, string message, string type, string? param, string? code)
-    {
-        w.WriteStartObject();
-        w.WriteString("message", message);
-        w.WriteString("type", type);
-        if (param is null) w.WriteNull("param"); else w.WriteString("param", param);
-        if (code is null) w.WriteNull("code"); else w.WriteString("code", code);
-        w.WriteEndObject();
     }
 }

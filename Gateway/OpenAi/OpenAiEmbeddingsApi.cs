@@ -67,7 +67,7 @@ public static class OpenAiEmbeddingsApi
         };
         // Watch before submitting, so the end of a fast batch cannot slip past.
         using var watch = signals.Watch(EmbeddingWake.Key(message.TaskId));
-        var outcome = await intake.SubmitAsync(message);
+        var outcome = (await intake.SubmitAsync(message)).Outcome;
         if (outcome != IntakeOutcome.Accepted)
         {
             http.Response.Headers.RetryAfter = "5";

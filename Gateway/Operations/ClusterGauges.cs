@@ -1,8 +1,6 @@
 using System.Diagnostics.Metrics;
 using LlmStream.Messaging;
 using LlmStream.ServiceDefaults.Telemetry;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 
 namespace LlmStream.Gateway.Operations;
 

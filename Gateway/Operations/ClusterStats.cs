@@ -5,7 +5,6 @@ using LlmStream.Messaging.Workers;
 using LlmStream.Providers.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.Sessions.Counting;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 
 namespace LlmStream.Gateway.Operations;

@@ -4,7 +4,6 @@ using LlmStream.ServiceDefaults.Redis;
 using LlmStream.Sessions.Streams;
 using LlmStream.Sessions.Tasks;
 using Microsoft.Extensions.Options;
-using StackExchange.Redis;
 
 namespace LlmStream.Gateway.Operations;
 

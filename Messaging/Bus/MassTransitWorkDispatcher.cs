@@ -12,9 +12,9 @@ public sealed class MassTransitWorkDispatcher(IBus bus, IOptions<BrokerOptions> 
 
     readonly BrokerKind _kind = options.Value.Kind;
 
-    public async Task DispatchAsync<T>(T message, WorkQueues queues, int priority, CancellationToken cancellationToken) where T : class
+    public async Task DispatchAsync<T>(T message, WorkAddress destination, CancellationToken cancellationToken) where T : class
     {
-        var queue = queues.QueueFor(priority);
+        var queue = destination.Queue;
         var messageId = NewId.NextGuid();
         await waiting.AddAsync(queue, messageId, clock.GetUtcNow());
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -24,7 +24,7 @@ public sealed class MassTransitWorkDispatcher(IBus bus, IOptions<BrokerOptions> 
             Uri address;
             if (_kind == BrokerKind.RabbitMq)
             {
-                await topology.EnsureDeclaredAsync(queues, timeout.Token);
+                await topology.EnsureDeclaredAsync(destination.Queues, timeout.Token);
                 // The queue already exists with its arguments; "queue:" would redeclare it without them.
                 address = new Uri($"exchange:{queue}");
             }
@@ -37,7 +37,7 @@ public sealed class MassTransitWorkDispatcher(IBus bus, IOptions<BrokerOptions> 
             await endpoint.Send(message, context =>
             {
                 context.MessageId = messageId;
-                context.TrySetPriority(WorkQueues.QueuePriority(priority));
+                context.TrySetPriority(destination.QueuePriority);
             }, timeout.Token);
         }
         catch (Exception e)

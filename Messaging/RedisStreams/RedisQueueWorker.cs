@@ -30,9 +30,10 @@ internal sealed class RedisQueueWorker(
 {
     readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}";
     readonly SemaphoreSlim _wake = new(0, 1);
-    readonly PrioritySlots _slots = Tracked(activity, registration.Queues, new PrioritySlots(registration.Concurrency, options.Value.PriorityFairness));
+    readonly PrioritySlots _slots = Tracked(activity, registration.Queues, new PrioritySlots(registration.Concurrency, turns: null));
+    // The fairness rule is applied here, to which stream is read next; the slots only bound the concurrency.
+    readonly FairTurns _turns = new(options.Value.PriorityFairness);
     readonly HashSet<Task> _running = [];
-    int _bypassed; // reads in a row that took higher-priority work while lower-priority work waited
 
     static PrioritySlots Tracked(WorkerActivity activity, WorkQueues queues, PrioritySlots slots)
     {
@@ -112,8 +113,8 @@ internal sealed class RedisQueueWorker(
     async Task<int> Fetch(int count, bool reclaim, CancellationToken stoppingToken)
     {
         var names = registration.Queues.All;
-        // After PRIORITY_FAIRNESS reads in a row passed over waiting lower-priority work, read from the bottom once.
-        var fair = !reclaim && _bypassed >= options.Value.PriorityFairness;
+        // On a fair turn (PRIORITY_FAIRNESS reads in a row passed over lower-level work), read one message from the bottom.
+        var fair = !reclaim && _turns.IsDue;
         int[] order = fair ? [2, 1, 0] : [0, 1, 2];
 
         var fetched = 0;
@@ -149,7 +150,12 @@ internal sealed class RedisQueueWorker(
         }
 
         if (!reclaim && fetched > 0)
-            _bypassed = fair ? 0 : await LowerWorkWaits(lowestLevelRead) ? _bypassed + fetched : 0;
+        {
+            if (fair)
+                _turns.Given();
+            else
+                _turns.CountStarts(fetched, await LowerWorkWaits(lowestLevelRead));
+        }
         return fetched;
     }
 

@@ -1,16 +1,15 @@
 using System.Diagnostics;
 using LlmStream.ServiceDefaults.Redis;
 using LlmStream.ServiceDefaults.Telemetry;
-using StackExchange.Redis;
 
 namespace LlmStream.Messaging.RedisStreams;
 
 /// <summary>BROKER=redis: a command is accepted once XADD on its priority stream succeeded.</summary>
 public sealed class RedisWorkDispatcher(RedisWorkQueue queue) : IWorkDispatcher
 {
-    public async Task DispatchAsync<T>(T message, WorkQueues queues, int priority, CancellationToken cancellationToken) where T : class
+    public async Task DispatchAsync<T>(T message, WorkAddress address, CancellationToken cancellationToken) where T : class
     {
-        var name = queues.QueueFor(priority);
+        var name = address.Queue;
         var messageId = Guid.NewGuid().ToString("N");
         // The entry carries this span's id, so the worker's consume continues the request's trace.
         using var activity = LlmStreamTelemetry.Source.StartActivity($"{name} send", ActivityKind.Producer);

@@ -1,5 +1,4 @@
 using System.Globalization;
-using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
 

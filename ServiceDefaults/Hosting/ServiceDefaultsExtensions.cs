@@ -2,7 +2,6 @@ using LlmStream.ServiceDefaults.Health;
 using LlmStream.ServiceDefaults.Redis;
 using LlmStream.ServiceDefaults.Settings;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;

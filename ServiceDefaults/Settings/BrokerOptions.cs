@@ -1,4 +1,3 @@
-using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
 

@@ -1,5 +1,4 @@
 using System.ComponentModel.DataAnnotations;
-using LlmStream.ServiceDefaults.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace LlmStream.ServiceDefaults.Settings;

@@ -1,5 +1,4 @@
 using System.Globalization;
-using LlmStream.Sessions.Tasks;
 using Microsoft.Extensions.Hosting;
 using StackExchange.Redis;
 
@@ -8,7 +7,7 @@ namespace LlmStream.Sessions.Streams;
 /// <summary>The one Redis pub/sub subscription of a gateway process: every stream append wakes that session's local readers.</summary>
 public sealed class RedisWakeSubscriber(IConnectionMultiplexer redis, StreamSignals signals) : IHostedService
 {
-    static readonly RedisChannel Channel = RedisChannel.Literal(RedisTaskStore.WakeChannel);
+    static readonly RedisChannel Channel = RedisChannel.Literal(WakeMessage.Channel);
 
     public Task StartAsync(CancellationToken cancellationToken) =>
         redis.GetSubscriber().SubscribeAsync(Channel, (_, message) => WakeMessage.Dispatch(((string?)message).AsSpan(), signals));
@@ -18,12 +17,15 @@ public sealed class RedisWakeSubscriber(IConnectionMultiplexer redis, StreamSign
 }
 
 /// <summary>
-/// What the stores publish on <see cref="RedisTaskStore.WakeChannel"/>: either a bare session id (or an embedding
+/// What the stores publish on <see cref="Channel"/>: either a bare session id (or an embedding
 /// task's wake key), or "#" and then, line by line, for each session its id, the id of the entry before the new
 /// ones, their number, and each new token event's id and data (one line of JSON).
 /// </summary>
 public static class WakeMessage
 {
+    /// <summary>The one channel every stream append is published on (the stores' scripts name it too).</summary>
+    public const string Channel = "llmstream:wake";
+
     public static void Dispatch(ReadOnlySpan<char> message, StreamSignals signals)
     {
         if (message is not ['#', '\n', ..])

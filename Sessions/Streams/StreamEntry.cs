@@ -1,5 +1,3 @@
-using LlmStream.Sessions.Tasks;
-
 namespace LlmStream.Sessions.Streams;
 
 /// <summary>One event of a session's stream. <see cref="Id"/> is the stream entry id ("ms-seq"), used as the SSE id.</summary>
@@ -18,12 +16,4 @@ public static class StreamEventTypes
     public const string Cancelled = "cancelled";
 
     public static bool IsTerminal(string type) => type is Done or Error or Cancelled;
-
-    public static string ForOutcome(TaskState state) => state switch
-    {
-        TaskState.Completed => Done,
-        TaskState.Failed => Error,
-        TaskState.Cancelled => Cancelled,
-        _ => throw new ArgumentOutOfRangeException(nameof(state), state, "not a terminal state"),
-    };
 }

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using LlmStream.Sessions.Tasks;
 
 namespace LlmStream.Sessions.Streams;
 
@@ -191,7 +190,7 @@ public sealed class StreamWatch : IDisposable
     /// The entries after <paramref name="lastId"/>: those pushed with wakes when they follow on from it, else a page of
     /// up to <paramref name="pageSize"/> from the store. After a full page the next look reads the store again.
     /// </summary>
-    public async Task<IReadOnlyList<StreamEntry>> ReadAfterAsync(ITaskStore store, string lastId, int pageSize, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<StreamEntry>> ReadAfterAsync(ISessionStreams store, string lastId, int pageSize, CancellationToken cancellationToken)
     {
         if (TakePushed(lastId) is { } pushed)
             return pushed;

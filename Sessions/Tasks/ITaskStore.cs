@@ -9,7 +9,7 @@ public enum CreateResult { Created, DuplicateTask, SessionBusy }
 /// a task state without the stream event that goes with it. Redis in a cluster; in process in the
 /// single-process default.
 /// </summary>
-public interface ITaskStore
+public interface ITaskStore : ISessionStreams
 {
     /// <summary>
     /// Creates the record and appends the queued event, unless the task id exists or another task of the
@@ -39,9 +39,6 @@ public interface ITaskStore
     /// <summary>Shows in the task's status that it waits for the provider's rate limit until then (null: it no longer waits).</summary>
     Task SetRateLimitedUntilAsync(string taskId, DateTimeOffset? until, CancellationToken cancellationToken);
 
-    /// <summary>Entries after <paramref name="afterId"/> ("0" for the start), oldest first.</summary>
-    Task<IReadOnlyList<StreamEntry>> ReadAsync(string sessionId, string afterId, int count, CancellationToken cancellationToken);
-
     /// <summary>
     /// Binds an Idempotency-Key (within <paramref name="scope"/>, e.g. the API key's name) to a new task, or returns
     /// the task it is bound to already, with the fingerprint of the request that bound it. Bound for the retention period.
@@ -50,9 +47,6 @@ public interface ITaskStore
 
     /// <summary>Frees a key whose task could not be created, so that a retry of the request can go through.</summary>
     Task ReleaseIdempotencyKeyAsync(string scope, string key, CancellationToken cancellationToken);
-
-    /// <summary>The newest entry of the session's stream; null when the session is unknown or expired.</summary>
-    Task<StreamEntry?> LastAsync(string sessionId, CancellationToken cancellationToken);
 }
 
 /// <summary>New token events of one running attempt, oldest first.</summary>

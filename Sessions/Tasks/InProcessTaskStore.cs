@@ -98,7 +98,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
                 Usage = outcome.Usage,
                 ToolCalls = outcome.ToolCalls,
             }, Expiry());
-            Append(outcome.SessionId, StreamEventTypes.ForOutcome(outcome.State), terminalEventData);
+            Append(outcome.SessionId, outcome.State.TerminalEvent(), terminalEventData);
             // Counted before the lock lets anyone read the terminal state: whoever sees the task ended sees it counted.
             counters?.Record(LlmStreamMetrics.Chat, outcome.State.ToWire());
         }

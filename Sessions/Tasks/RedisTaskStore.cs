@@ -14,7 +14,6 @@ namespace LlmStream.Sessions.Tasks;
 /// </summary>
 public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null) : ITaskStore
 {
-    public const string WakeChannel = "llmstream:wake";
 
     static RedisKey TaskKey(string taskId) => "llmstream:task:" + taskId;
 
@@ -163,7 +162,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
     {
         var args = new List<RedisValue>
         {
-            Ttl, StreamEventTypes.ForOutcome(outcome.State), terminalEventData, outcome.SessionId,
+            Ttl, outcome.State.TerminalEvent(), terminalEventData, outcome.SessionId,
             outcome.Attempt?.ToString(CultureInfo.InvariantCulture) ?? "", outcome.Worker ?? "", outcome.TaskId,
             "state", outcome.State.ToWire(),
             "finished_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),

@@ -10,6 +10,15 @@ public static class TaskStates
 {
     public static bool IsTerminal(this TaskState state) => state is TaskState.Completed or TaskState.Failed or TaskState.Cancelled;
 
+    /// <summary>The stream event that ends a task in this state.</summary>
+    public static string TerminalEvent(this TaskState state) => state switch
+    {
+        TaskState.Completed => StreamEventTypes.Done,
+        TaskState.Failed => StreamEventTypes.Error,
+        TaskState.Cancelled => StreamEventTypes.Cancelled,
+        _ => throw new ArgumentOutOfRangeException(nameof(state), state, "not a terminal state"),
+    };
+
     public static string ToWire(this TaskState state) => state switch
     {
         TaskState.Queued => "queued",

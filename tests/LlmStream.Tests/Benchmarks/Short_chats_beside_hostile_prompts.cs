@@ -2,10 +2,8 @@ using System.Diagnostics;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using LlmStream.ServiceDefaults.Settings;
 using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
-using LlmStream.Tests.Unit;
 
 namespace LlmStream.Tests.Benchmarks;
 

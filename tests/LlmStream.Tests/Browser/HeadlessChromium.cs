@@ -1,4 +1,3 @@
-using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Tests.Infrastructure;
 using Microsoft.Playwright;
 

@@ -1,6 +1,5 @@
 using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
-using LlmStream.Tests.Unit;
 
 namespace LlmStream.Tests.Chaos;
 

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
-using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
 

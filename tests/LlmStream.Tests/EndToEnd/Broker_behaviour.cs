@@ -1,9 +1,7 @@
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Tests.Infrastructure;
-using LlmStream.Tests.Unit;
 using StackExchange.Redis;
 
 namespace LlmStream.Tests.EndToEnd;

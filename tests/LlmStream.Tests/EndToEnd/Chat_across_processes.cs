@@ -2,10 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using LlmStream.Contracts;
 using LlmStream.FakeOpenAI;
 using LlmStream.Messaging;
-using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Tests.Infrastructure;
 
 namespace LlmStream.Tests.EndToEnd;

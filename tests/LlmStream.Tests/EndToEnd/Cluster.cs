@@ -4,7 +4,6 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using LlmStream.FakeOpenAI;
 using LlmStream.Tests.Infrastructure;
-using LlmStream.Tests.Unit;
 
 namespace LlmStream.Tests.EndToEnd;
 

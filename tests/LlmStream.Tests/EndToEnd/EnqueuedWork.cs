@@ -1,5 +1,3 @@
-using StackExchange.Redis;
-
 namespace LlmStream.Tests.EndToEnd;
 
 /// <summary>What a gateway with no worker leaves behind: one message and its records per accepted request, nothing for rejected ones.</summary>

@@ -1,8 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using LlmStream.ServiceDefaults.Telemetry;
-using LlmStream.Tests.Unit;
 
 namespace LlmStream.Tests.EndToEnd;
 

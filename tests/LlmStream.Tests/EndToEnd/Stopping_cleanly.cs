@@ -1,6 +1,5 @@
 using System.Net.Http.Json;
 using System.Text.Json;
-using LlmStream.ServiceDefaults.Telemetry;
 using LlmStream.Tests.Infrastructure;
 
 namespace LlmStream.Tests.EndToEnd;

@@ -1,8 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Text;
-using LlmStream.ServiceDefaults.Telemetry;
-using LlmStream.Tests.Unit;
 
 namespace LlmStream.Tests.Infrastructure;
 

@@ -1,7 +1,6 @@
 using LlmStream.Sessions.Counting;
 using LlmStream.Sessions.Embeddings;
 using LlmStream.Sessions.Streams;
-using LlmStream.Sessions.Tasks;
 
 namespace LlmStream.Tests.Stores;
 

@@ -236,7 +236,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     {
         const int streams = 20, tokens = 50;
         var (messages, pushedTokens) = (0, 0);
-        var channel = RedisChannel.Literal(RedisTaskStore.WakeChannel);
+        var channel = RedisChannel.Literal(WakeMessage.Channel);
         if (Kind == "redis")
         {
             await Connection!.GetSubscriber().SubscribeAsync(channel, (_, message) =>

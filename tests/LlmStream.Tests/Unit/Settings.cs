@@ -1,6 +1,4 @@
-using LlmStream.Gateway;
 using LlmStream.Providers;
-using LlmStream.Providers.RateLimiting;
 using LlmStream.ServiceDefaults.Settings;
 using LlmStream.Tests.Infrastructure;
 

@@ -3,7 +3,7 @@ using LlmStream.Providers;
 using LlmStream.ServiceDefaults.Settings;
 using Microsoft.Extensions.Options;
 
-namespace LlmStream.Gateway;
+namespace LlmStream.Gateway.Operations;
 
 /// <summary>Prints where to open the product and what it runs on, labelling the simulated model.</summary>
 public sealed class GatewayStartupReport(

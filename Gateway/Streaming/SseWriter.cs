@@ -1,0 +1,78 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text;
+using System.Text.Json;
+using LlmStream.Sessions.Streams;
+
+namespace LlmStream.Gateway.Streaming;
+
+/// <summary>
+/// Server-Sent Events on a response, for every API that streams (/stream and /v1): the headers that keep proxies from
+/// buffering, events (with an id and a type, or data alone as OpenAI's format has it), keep-alive comments. Writes
+/// go to the response's pipe; nothing reaches the client before <see cref="FlushAsync"/>.
+/// </summary>
+public sealed class SseWriter
+{
+    readonly HttpResponse _response;
+    readonly PipeWriter _pipe;
+
+    SseWriter(HttpResponse response)
+    {
+        _response = response;
+        _pipe = response.BodyWriter;
+    }
+
+    /// <summary>Starts an event stream: its content type and the headers that keep caches and proxies out of the way.</summary>
+    public static SseWriter Begin(HttpResponse response)
+    {
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no"; // proxies must not buffer the stream
+        return new SseWriter(response);
+    }
+
+    /// <summary>How soon a browser reconnects after a drop (it sends Last-Event-ID by itself).</summary>
+    public void Retry(int milliseconds)
+    {
+        _pipe.Write("retry: "u8);
+        Encoding.UTF8.GetBytes(milliseconds.ToString(System.Globalization.CultureInfo.InvariantCulture), _pipe);
+        _pipe.Write("\n\n"u8);
+    }
+
+    /// <summary>A stream entry as an event: its id (for Last-Event-ID), its type, and its data (one line of JSON).</summary>
+    public void Event(StreamEntry entry)
+    {
+        _pipe.Write("id: "u8);
+        Encoding.UTF8.GetBytes(entry.Id, _pipe);
+        _pipe.Write("\nevent: "u8);
+        Encoding.UTF8.GetBytes(entry.Type, _pipe);
+        _pipe.Write("\ndata: "u8);
+        // Data is one line of JSON: newlines inside text are escaped, so they cannot end the event.
+        Encoding.UTF8.GetBytes(entry.Data, _pipe);
+        _pipe.Write("\n\n"u8);
+    }
+
+    /// <summary>An event of data alone, written as JSON by <paramref name="write"/> (OpenAI's chunks).</summary>
+    public void Data(Action<Utf8JsonWriter> write)
+    {
+        _pipe.Write("data: "u8);
+        using (var json = new Utf8JsonWriter(_pipe))
+            write(json);
+        _pipe.Write("\n\n"u8);
+    }
+
+    /// <summary>A data line as it is (OpenAI's closing <c>[DONE]</c>).</summary>
+    public void Data(ReadOnlySpan<byte> raw)
+    {
+        _pipe.Write("data: "u8);
+        _pipe.Write(raw);
+        _pipe.Write("\n\n"u8);
+    }
+
+    /// <summary>A comment, which clients skip: it keeps an idle connection from being closed by a proxy.</summary>
+    public void KeepAlive() => _pipe.Write(": keep-alive\n\n"u8);
+
+    public async Task FlushAsync(CancellationToken cancellationToken) => await _pipe.FlushAsync(cancellationToken);
+
+    public HttpResponse Response => _response;
+}
