@@ -74,13 +74,20 @@ public static class MessagingExtensions
             {
                 bus.UsingRabbitMq((context, cfg) =>
                 {
-                    cfg.Host(deployment.RabbitMq!, host => host.ConnectionName(builder.Environment.ApplicationName));
-                    MapWorkQueues(work, fairness, context, cfg);
+                    var rabbitMq = deployment.RabbitMq!;
+                    cfg.Host(rabbitMq.First, host =>
+                    {
+                        host.ConnectionName(builder.Environment.ApplicationName);
+                        // Every node of a cluster: the connection goes to the first that answers, and to the next when it is lost.
+                        if (rabbitMq.IsCluster)
+                            host.UseCluster(cluster => { foreach (var node in rabbitMq.Nodes) cluster.Node($"{node.Host}:{(node.IsDefaultPort ? 5672 : node.Port)}"); });
+                    });
+                    MapWorkQueues(work, fairness, context, cfg, deployment.QuorumQueues);
                 });
             }
             else
             {
-                bus.UsingInMemory((context, cfg) => MapWorkQueues(work, fairness, context, cfg));
+                bus.UsingInMemory((context, cfg) => MapWorkQueues(work, fairness, context, cfg, quorum: false));
             }
         });
         // The stop's bound: running consumers get SHUTDOWN_TIMEOUT, then their consume is cancelled (the message goes
@@ -108,7 +115,7 @@ public static class MessagingExtensions
         builder.Services.AddHostedService(sp => ActivatorUtilities.CreateInstance<WorkIntakeStop>(sp, afterBound));
     }
 
-    static void MapWorkQueues(WorkConsumers work, int fairness, IBusRegistrationContext context, IBusFactoryConfigurator cfg)
+    static void MapWorkQueues(WorkConsumers work, int fairness, IBusRegistrationContext context, IBusFactoryConfigurator cfg, bool quorum)
     {
         foreach (var registration in work.Registrations)
         {
@@ -131,7 +138,13 @@ public static class MessagingExtensions
                     endpoint.ConcurrentMessageLimit = inPipeline;
                     if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
                     {
-                        rabbit.EnablePriority(WorkQueues.MaxQueuePriority);
+                        // A quorum queue is replicated but keeps no priorities on RabbitMQ 3.x: the order between the
+                        // three queues stays (the slots), the order inside one queue is arrival. Its error queue is a
+                        // quorum queue too (MassTransit copies the arguments).
+                        if (quorum)
+                            rabbit.SetQuorumQueue();
+                        else
+                            rabbit.EnablePriority(WorkQueues.MaxQueuePriority);
                         rabbit.PrefetchCount = inPipeline;
                     }
                     endpoint.UseFilter(new PrioritySlotFilter(slots, priorityLevel, queues[priorityLevel], waiting));

@@ -3,7 +3,7 @@ using Microsoft.Extensions.Configuration;
 
 namespace LlmStream.Sessions;
 
-/// <summary>How long what a task leaves behind stays readable.</summary>
+/// <summary>How long what a task leaves behind stays readable, and how sure its milestones are of surviving a Redis failover.</summary>
 public sealed class SessionOptions
 {
     /// <summary>How long task records, finished streams and embedding results stay readable, in seconds.</summary>
@@ -11,4 +11,16 @@ public sealed class SessionOptions
     public int ResultTtlSeconds { get; set; } = 86_400;
 
     public TimeSpan ResultTtl => TimeSpan.FromSeconds(ResultTtlSeconds);
+
+    /// <summary>
+    /// Replicas that must have a task's creation (before the 202), the start of each attempt and its end before the
+    /// gateway or worker goes on (Redis WAIT): Redis replicates asynchronously, and a failover loses what no replica had.
+    /// 0: no waiting.
+    /// </summary>
+    [ConfigurationKeyName("REDIS_WAIT_REPLICAS"), Range(0, 10, ErrorMessage = "REDIS_WAIT_REPLICAS must be between {1} and {2}")]
+    public int WaitReplicas { get; set; }
+
+    /// <summary>How long one such wait may take, in milliseconds; past it the work goes on, and a warning is logged.</summary>
+    [ConfigurationKeyName("REDIS_WAIT_TIMEOUT_MS"), Range(1, 60_000, ErrorMessage = "REDIS_WAIT_TIMEOUT_MS must be between {1} and {2}")]
+    public int WaitTimeoutMilliseconds { get; set; } = 1_000;
 }

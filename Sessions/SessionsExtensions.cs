@@ -24,19 +24,22 @@ public static class SessionsExtensions
         if (!builder.Properties.TryAdd(typeof(SessionsExtensions), true))
             return builder;
         builder.AddValidatedSettings<SessionOptions>();
-        builder.Services.AddSingleton<StreamSignals>();
+        builder.Services.AddSingleton(sp => new StreamSignals(sp.GetService<IWakeSource>()));
         if (deployment.UsesRedis)
         {
             builder.Services.AddSingleton<RedisTaskCounters>();
+            builder.Services.AddSingleton<RedisReplicaWait>();
             builder.Services.AddSingleton<ITaskCounters>(sp => sp.GetRequiredService<RedisTaskCounters>());
             builder.Services.AddSingleton<ITaskStore>(sp => new RedisTaskStore(
                 sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<SessionOptions>>().Value.ResultTtl,
-                sp.GetRequiredService<RedisTaskCounters>()));
+                sp.GetRequiredService<RedisTaskCounters>(),
+                sp.GetRequiredService<RedisReplicaWait>()));
             builder.Services.AddSingleton<IEmbeddingStore>(sp => new RedisEmbeddingStore(
                 sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<SessionOptions>>().Value.ResultTtl,
-                sp.GetRequiredService<RedisTaskCounters>()));
+                sp.GetRequiredService<RedisTaskCounters>(),
+                sp.GetRequiredService<RedisReplicaWait>()));
             builder.Services.AddSingleton(sp => new TaskCancellation(sp.GetRequiredService<IConnectionMultiplexer>()));
             builder.Services.AddHostedService<RedisCancelSubscriber>();
         }
@@ -59,11 +62,11 @@ public static class SessionsExtensions
         return builder;
     }
 
-    /// <summary>For processes that serve streams (gateways): one pub/sub subscription wakes all local readers.</summary>
+    /// <summary>For processes that serve streams (gateways): each watched session's wake channel, subscribed while it has a reader here.</summary>
     public static IHostApplicationBuilder AddStreamWakeUps(this IHostApplicationBuilder builder, Deployment deployment)
     {
         if (deployment.UsesRedis)
-            builder.Services.AddHostedService<RedisWakeSubscriber>();
+            builder.Services.AddSingleton<IWakeSource, RedisWakeSource>();
         return builder;
     }
 }

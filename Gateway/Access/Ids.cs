@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using LlmStream.Sessions;
 
 namespace LlmStream.Gateway.Access;
 
@@ -9,6 +10,9 @@ public static class Ids
     public const int MaxClientIdLength = 128;
 
     public static string New() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+
+    /// <summary>A task id of the session: in its shard, so the task and the session's stream share a Redis slot.</summary>
+    public static string NewTask(string sessionId) => SessionShards.NewTaskId(sessionId);
 
     public static bool IsValidClientId(string id) =>
         id.Length is > 0 and <= MaxClientIdLength && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or ':');

@@ -46,15 +46,16 @@ public static class ChatApi
         if (request is null)
             return TypedResults.ValidationProblem(errors, detail: "invalid field(s): " + string.Join(", ", errors.Keys));
 
-        if (request.SessionId is { } sessionId && !await http.HttpContext.CanUseSessionAsync(store, sessionId, http.HttpContext.RequestAborted))
+        if (request.SessionId is { } chosen && !await http.HttpContext.CanUseSessionAsync(store, chosen, http.HttpContext.RequestAborted))
             return TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Session of another key",
-                detail: $"session '{sessionId}' was started with another API key; choose another session_id or leave it out",
+                detail: $"session '{chosen}' was started with another API key; choose another session_id or leave it out",
                 extensions: new Dictionary<string, object?> { ["field"] = "session_id" });
 
+        var sessionId = request.SessionId ?? Ids.New();
         var message = new ChatRequested
         {
-            TaskId = Ids.New(),
-            SessionId = request.SessionId ?? Ids.New(),
+            TaskId = Ids.NewTask(sessionId),
+            SessionId = sessionId,
             Message = request.Message,
             Model = request.Model ?? models.Value.LlmModel,
             SystemPrompt = request.SystemPrompt,

@@ -60,10 +60,11 @@ public static class OpenAiApi
             return;
         }
 
+        var sessionId = Ids.New();
         var message = new ChatRequested
         {
-            TaskId = Ids.New(),
-            SessionId = Ids.New(),
+            TaskId = Ids.NewTask(sessionId),
+            SessionId = sessionId,
             Message = request.Conversation.LastOrDefault(t => t.Role == "user")?.Content ?? request.Conversation[^1].Content,
             Model = request.Model,
             Priority = request.Priority,

@@ -66,7 +66,7 @@ public static class OpenAiEmbeddingsApi
             AcceptedAt = clock.GetUtcNow(),
         };
         // Watch before submitting, so the end of a fast batch cannot slip past.
-        using var watch = signals.Watch(EmbeddingWake.Key(message.TaskId));
+        using var watch = await signals.WatchAsync(EmbeddingWake.Key(message.TaskId), message.TaskId);
         var outcome = (await intake.SubmitAsync(message)).Outcome;
         if (outcome != IntakeOutcome.Accepted)
         {

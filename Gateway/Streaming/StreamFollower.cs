@@ -26,7 +26,7 @@ public static class StreamFollower
     public static async IAsyncEnumerable<StreamBatch> FollowAsync(ISessionStreams store, StreamSignals signals, string sessionId, string after,
         TimeSpan quiet, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        using var watch = signals.Watch(sessionId);
+        using var watch = await signals.WatchAsync(sessionId);
         var last = after;
         var lastWasTerminal = false;
         while (true)

@@ -1,17 +1,29 @@
 using LlmStream.ServiceDefaults.Settings;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
 
 namespace LlmStream.Messaging.Bus;
 
 /// <summary>
 /// Declares the work queues exactly as the workers' receive endpoints do (durable classic queue with
-/// x-max-priority, a fanout exchange of the same name, bound to it), so that a gateway that starts
+/// x-max-priority, or a quorum queue; a fanout exchange of the same name, bound to it), so that a gateway that starts
 /// before any worker never sends a message into an exchange with no queue behind it.
 /// </summary>
-public sealed class RabbitMqWorkTopology(IOptions<BrokerOptions> options, ILogger<RabbitMqWorkTopology> logger) : IAsyncDisposable
+public sealed class RabbitMqWorkTopology(Deployment deployment, ILogger<RabbitMqWorkTopology> logger) : IAsyncDisposable
 {
+    /// <summary>A connection to the first node of the cluster that answers.</summary>
+    Task<IConnection> ConnectAsync(string name, CancellationToken cancellationToken)
+    {
+        var address = deployment.RabbitMq!;
+        var factory = new ConnectionFactory { Uri = address.First };
+        return factory.CreateConnectionAsync(address.Nodes.Select(node => new AmqpTcpEndpoint(node)).ToList(), name, cancellationToken);
+    }
+
+    /// <summary>The arguments the receive endpoints declare the work queues with (see MessagingExtensions).</summary>
+    Dictionary<string, object?> QueueArguments() => deployment.QuorumQueues
+        ? new() { ["x-queue-type"] = "quorum" }
+        : new() { ["x-max-priority"] = (int)WorkQueues.MaxQueuePriority };
+
     readonly SemaphoreSlim _gate = new(1, 1);
     readonly HashSet<string> _declared = [];
 
@@ -32,8 +44,7 @@ public sealed class RabbitMqWorkTopology(IOptions<BrokerOptions> options, ILogge
                 if (_stats is not null)
                     await _stats.DisposeAsync();
                 _stats = null;
-                var factory = new ConnectionFactory { Uri = new Uri(options.Value.RabbitMqUrl!), ClientProvidedName = "llmstream-stats" };
-                _stats = await factory.CreateConnectionAsync(cancellationToken);
+                _stats = await ConnectAsync("llmstream-stats", cancellationToken);
             }
             return await DepthsAsync(_stats, queues, cancellationToken);
         }
@@ -80,13 +91,11 @@ public sealed class RabbitMqWorkTopology(IOptions<BrokerOptions> options, ILogge
             if (_declared.Contains(queues.Default))
                 return;
 
-            var factory = new ConnectionFactory { Uri = new Uri(options.Value.RabbitMqUrl!), ClientProvidedName = "llmstream-topology" };
-            await using var connection = await factory.CreateConnectionAsync(cancellationToken);
+            await using var connection = await ConnectAsync("llmstream-topology", cancellationToken);
             await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
             foreach (var queue in queues.All)
             {
-                var arguments = new Dictionary<string, object?> { ["x-max-priority"] = (int)WorkQueues.MaxQueuePriority };
-                await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments, cancellationToken: cancellationToken);
+                await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, QueueArguments(), cancellationToken: cancellationToken);
                 await channel.ExchangeDeclareAsync(queue, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: cancellationToken);
                 await channel.QueueBindAsync(queue, queue, "", cancellationToken: cancellationToken);
             }

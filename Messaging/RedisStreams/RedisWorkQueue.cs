@@ -15,9 +15,12 @@ public sealed class RedisWorkQueue(IConnectionMultiplexer redis)
 {
     public const string Group = "workers";
     public const string WakeChannel = "llmstream:queue-wake";
-    public static readonly RedisKey DeadLetters = "llmstream:queue:dead-letters";
+    // One hash tag for every work stream and the dead letters: a dead-lettering script touches a queue and the dead
+    // letters together, and on a Redis Cluster a script stays in one slot (the queues live on one node, as a RabbitMQ
+    // queue lives on its leader).
+    public static readonly RedisKey DeadLetters = "llmstream:{queue}:dead-letters";
 
-    public static RedisKey StreamKey(string queue) => "llmstream:queue:" + queue;
+    public static RedisKey StreamKey(string queue) => "llmstream:{queue}:" + queue;
 
     const string SendScript = """
         local id = redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'type', ARGV[2], 'body', ARGV[3], 'sent', ARGV[4], 'trace', ARGV[5])

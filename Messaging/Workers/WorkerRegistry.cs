@@ -29,8 +29,9 @@ public interface IWorkerRegistry
 /// <summary>Heartbeats in Redis: a hash of the last beat per worker and a sorted set of when each was seen.</summary>
 public sealed class RedisWorkerRegistry(IConnectionMultiplexer redis) : IWorkerRegistry
 {
-    static readonly RedisKey Beats = "llmstream:workers";
-    static readonly RedisKey Seen = "llmstream:workers:seen";
+    // One hash tag: a beat changes both in one transaction, which a Redis Cluster takes within one slot only.
+    static readonly RedisKey Beats = "llmstream:{workers}";
+    static readonly RedisKey Seen = "llmstream:{workers}:seen";
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     IDatabase Db => redis.GetDatabase();

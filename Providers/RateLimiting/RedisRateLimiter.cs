@@ -7,7 +7,9 @@ namespace LlmStream.Providers.RateLimiting;
 /// <summary>Token buckets in Redis, taken and refilled atomically by Lua scripts, so every worker shares them.</summary>
 public sealed class RedisRateLimiter(IConnectionMultiplexer redis, IOptions<RateLimitOptions> options, TimeProvider clock) : IRateLimiter
 {
-    const string Prefix = "llmstream:ratelimit:";
+    // One hash tag for every bucket, pause and waiting entry: a call takes from the global and its model's buckets in one
+    // script, which a Redis Cluster takes within one slot only.
+    const string Prefix = "llmstream:{ratelimit}:";
     static readonly RedisKey Waiting = Prefix + "waiting";
 
     static RedisKey BucketKey(RateBucket bucket) => $"{Prefix}{bucket.Scope}:{bucket.Kind}";

@@ -15,6 +15,13 @@ public sealed class BrokerOptions
     [ConfigurationKeyName("RABBITMQ_URL")]
     public string? RabbitMqUrl { get; set; }
 
+    /// <summary>classic (one node holds each queue, with priorities inside it) or quorum (replicated on a cluster's nodes).</summary>
+    [ConfigurationKeyName("RABBITMQ_QUEUE_TYPE")]
+    public string? RabbitMqQueueType { get; set; }
+
+    /// <summary>The work queues are quorum queues (RABBITMQ_QUEUE_TYPE=quorum).</summary>
+    public bool QuorumQueues => string.Equals(RabbitMqQueueType?.Trim(), "quorum", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Unset in single-process mode: streams and task records then stay in process.</summary>
     [ConfigurationKeyName("REDIS_URL")]
     public string? RedisUrl { get; set; }
@@ -69,9 +76,11 @@ public sealed class BrokerOptionsValidator : IValidateOptions<BrokerOptions>
         {
             if (string.IsNullOrWhiteSpace(options.RabbitMqUrl))
                 failures.Add("RABBITMQ_URL is required when BROKER=rabbitmq (amqp://user:pass@host:5672/vhost)");
-            else if (!Uri.TryCreate(options.RabbitMqUrl, UriKind.Absolute, out var uri) || uri.Scheme is not ("amqp" or "amqps"))
-                failures.Add($"RABBITMQ_URL='{SettingText.Redact(options.RabbitMqUrl)}' is not an amqp:// or amqps:// URL");
+            else if (!RabbitMqUrl.TryParse(options.RabbitMqUrl, out _, out var rabbitMqError))
+                failures.Add($"RABBITMQ_URL='{SettingText.Redact(options.RabbitMqUrl)}' is invalid: {rabbitMqError}");
         }
+        if (options.RabbitMqQueueType?.Trim().ToLowerInvariant() is not (null or "" or "classic" or "quorum"))
+            failures.Add($"RABBITMQ_QUEUE_TYPE='{options.RabbitMqQueueType}' is not one of classic, quorum");
 
         if (kind != BrokerKind.InMemory && !options.UsesRedisStore)
             failures.Add($"REDIS_URL is required when BROKER={kind.ToString().ToLowerInvariant()}: token streams and task status live in Redis");

@@ -30,19 +30,22 @@ public static class TaskOutcomeNames
 }
 
 /// <summary>
-/// A total per outcome and a bucket per second (kept two minutes) in Redis. The Redis stores' finish scripts increment
-/// them (<see cref="Keys"/>, <see cref="IncrementLua"/>) in the script that ends the task, so a count is never lost
-/// between the two nor seen late.
+/// A total per outcome and a bucket per second (kept two minutes) in Redis, in each shard (<see cref="SessionShards"/>).
+/// The Redis stores' finish scripts increment those of the task's shard (<see cref="Keys"/>, <see cref="IncrementLua"/>)
+/// in the script that ends the task, so a count is never lost between the two nor seen late; a read adds the shards up.
 /// </summary>
 public sealed class RedisTaskCounters(IConnectionMultiplexer redis, LlmStreamMetrics metrics) : ITaskCounters
 {
-    static string Total(string work, string outcome) => $"llmstream:stats:{work}:{outcome}";
+    static string Total(string tag, string work, string outcome) => $"llmstream:{tag}:stats:{work}:{outcome}";
 
-    static string Bucket(string work, string outcome, long second) => $"{Total(work, outcome)}:{second.ToString(CultureInfo.InvariantCulture)}";
+    static string Bucket(string tag, string work, string outcome, long second) => $"{Total(tag, work, outcome)}:{second.ToString(CultureInfo.InvariantCulture)}";
 
-    /// <summary>The total and this second's bucket of <paramref name="outcome"/>, the keys a finish script passes to <see cref="IncrementLua"/>.</summary>
-    public RedisKey[] Keys(string work, string outcome) =>
-        [Total(work, outcome), Bucket(work, outcome, DateTimeOffset.UtcNow.ToUnixTimeSeconds())];
+    /// <summary>
+    /// The total and this second's bucket of <paramref name="outcome"/> in the shard <paramref name="tag"/> (the task's),
+    /// the keys a finish script passes to <see cref="IncrementLua"/>.
+    /// </summary>
+    public RedisKey[] Keys(string work, string outcome, string tag) =>
+        [Total(tag, work, outcome), Bucket(tag, work, outcome, DateTimeOffset.UtcNow.ToUnixTimeSeconds())];
 
     /// <summary>Lua that counts one task, given the index in KEYS of the first of <see cref="Keys"/>; nothing when they were not passed.</summary>
     public static string IncrementLua(int firstKey) => $"""
@@ -60,14 +63,22 @@ public sealed class RedisTaskCounters(IConnectionMultiplexer redis, LlmStreamMet
     {
         var db = redis.GetDatabase();
         var second = now.ToUnixTimeSeconds();
+        // One read per shard (its keys share a slot), all at once.
+        var shards = await Task.WhenAll(SessionShards.AllTags.Select(tag => db.StringGetAsync(
+        [
+            .. TaskOutcomeNames.All.Select(outcome => (RedisKey)Total(tag, work, outcome)),
+            .. TaskOutcomeNames.All.SelectMany(outcome => Enumerable.Range(0, 60).Select(s => (RedisKey)Bucket(tag, work, outcome, second - s))),
+        ])));
         var totals = new long[3];
         var recent = new long[3];
-        for (var i = 0; i < 3; i++)
+        foreach (var values in shards)
         {
-            var outcome = TaskOutcomeNames.All[i];
-            totals[i] = (long?)await db.StringGetAsync(Total(work, outcome)) ?? 0;
-            var buckets = await db.StringGetAsync([.. Enumerable.Range(0, 60).Select(s => (RedisKey)Bucket(work, outcome, second - s))]);
-            recent[i] = buckets.Sum(b => (long?)b ?? 0);
+            for (var i = 0; i < 3; i++)
+            {
+                totals[i] += (long?)values[i] ?? 0;
+                for (var s = 0; s < 60; s++)
+                    recent[i] += (long?)values[3 + i * 60 + s] ?? 0;
+            }
         }
         return new TaskCounts(totals[0], totals[1], totals[2], new RecentCounts(recent[0], recent[1], recent[2]));
     }

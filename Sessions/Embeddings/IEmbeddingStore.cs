@@ -43,6 +43,6 @@ public sealed record EmbeddingStart(IReadOnlyList<int> Plan, IReadOnlySet<int> D
 
 public static class EmbeddingWake
 {
-    /// <summary>The key an embedding task's end is signalled under (next to session ids on the same wake channel).</summary>
+    /// <summary>The key readers watch for an embedding task's end; its wake channel is in the batch's shard (<see cref="WakeChannel.Name"/> with the task id).</summary>
     public static string Key(string taskId) => "embedding:" + taskId;
 }

@@ -7,16 +7,18 @@ using StackExchange.Redis;
 namespace LlmStream.Sessions.Embeddings;
 
 /// <summary>
-/// A batch is a hash (llmstream:embedding:{id}); each chunk's vectors are one string key beside it. A chunk is
-/// written in pieces of at most <see cref="PieceBytes"/> under a temporary key and renamed into place by the
-/// script that records it, so no single command moves megabytes and a reader never sees half a chunk.
+/// A batch is a hash (llmstream:{shard}:embedding:id); each chunk's vectors are one string key beside it, in the same
+/// shard (<see cref="SessionShards"/>). A chunk is written in pieces of at most <see cref="PieceBytes"/> under a
+/// temporary key and renamed into place by the script that records it, so no single command moves megabytes and a
+/// reader never sees half a chunk.
 /// </summary>
-public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null) : IEmbeddingStore
+public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null, RedisReplicaWait? replicas = null) : IEmbeddingStore
 {
     public const int PieceBytes = 1 << 20;
 
-    static RedisKey TaskKey(string taskId) => "llmstream:embedding:" + taskId;
-    static RedisKey ChunkKey(string taskId, int index) => $"llmstream:embedding:{taskId}:chunk:{index}";
+    static string Prefix(string taskId) => $"llmstream:{SessionShards.TagOf(taskId)}:embedding:{taskId}";
+    static RedisKey TaskKey(string taskId) => Prefix(taskId);
+    static RedisKey ChunkKey(string taskId, int index) => $"{Prefix(taskId)}:chunk:{index}";
 
     IDatabase Db => redis.GetDatabase();
 
@@ -40,7 +42,10 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
         };
         if (task.RequestedDimensions is { } dimensions) args.AddRange(["requested_dimensions", dimensions]);
         if (task.ApiKeyName is not null) args.AddRange(["api_key", task.ApiKeyName]);
-        return (long)await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId)], [.. args]) == 1;
+        var created = (long)await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId)], [.. args]) == 1;
+        if (created && replicas is not null)
+            await replicas.ReplicatedAsync(TaskKey(task.TaskId));
+        return created;
     }
 
     public async Task<EmbeddingTask?> GetAsync(string taskId, CancellationToken cancellationToken)
@@ -131,7 +136,7 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
     public async Task<bool> SaveChunkAsync(string taskId, int index, EmbeddingChunk chunk, CancellationToken cancellationToken)
     {
         var bytes = EmbeddingChunkFormat.Encode(chunk);
-        RedisKey partial = $"llmstream:embedding:{taskId}:chunk:{index}:writing:{Guid.NewGuid():N}";
+        RedisKey partial = $"{Prefix(taskId)}:chunk:{index}:writing:{Guid.NewGuid():N}";
         var db = Db;
         // The first piece sets the expiry: a writer that dies half-way leaves nothing that outlives the retention.
         await db.StringSetAsync(partial, bytes.AsMemory(0, Math.Min(PieceBytes, bytes.Length)), retention);
@@ -153,7 +158,7 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
         if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
         if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'failure', ARGV[7]) end
         redis.call('EXPIRE', KEYS[1], ARGV[1])
-        redis.call('PUBLISH', 'llmstream:wake', ARGV[5])
+        redis.call('SPUBLISH', ARGV[5], '')
         {{RedisTaskCounters.IncrementLua(2)}}
         return 1
         """;
@@ -166,12 +171,14 @@ public sealed class RedisEmbeddingStore(IConnectionMultiplexer redis, TimeSpan r
 
     async Task<bool> FinishAsync(string taskId, EmbeddingState state, string? error, EmbeddingState? onlyFrom, FailureDetail? failure = null)
     {
-        RedisKey[] keys = [TaskKey(taskId), .. counters?.Keys(LlmStreamMetrics.Embeddings, state.ToWire()) ?? []];
+        RedisKey[] keys = [TaskKey(taskId), .. counters?.Keys(LlmStreamMetrics.Embeddings, state.ToWire(), SessionShards.TagOf(taskId)) ?? []];
         var result = (long)await Db.ScriptEvaluateAsync(FinishScript, keys,
-            [Ttl, state.ToWire(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), error ?? "", EmbeddingWake.Key(taskId), onlyFrom?.ToWire() ?? "",
+            [Ttl, state.ToWire(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), error ?? "", WakeChannel.Name(EmbeddingWake.Key(taskId), taskId), onlyFrom?.ToWire() ?? "",
                 failure is null ? "" : System.Text.Json.JsonSerializer.Serialize(failure, StreamEvents.Json)]);
         if (result == -2)
             throw new InvalidOperationException($"embedding task {taskId} cannot complete before all its chunks are stored");
+        if (result == 1 && replicas is not null)
+            await replicas.ReplicatedAsync(TaskKey(taskId));
         if (result == 1)
             counters?.Counted(LlmStreamMetrics.Embeddings, state.ToWire());
         return result == 1;

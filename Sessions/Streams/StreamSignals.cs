@@ -1,39 +1,69 @@
 using System.Collections.Concurrent;
+using LlmStream.ServiceDefaults.Redis;
 
 namespace LlmStream.Sessions.Streams;
 
 /// <summary>
-/// Wakes the readers of a session when its stream grows. Fed by the in-process store directly, or by
-/// the gateway's single Redis pub/sub subscription; readers never poll Redis per connection. Token events
-/// can come with the wake (<see cref="Push"/>), so a reader that is up to date writes them without a read.
+/// Where a process hears that a watched stream grew, beyond its own writes: the Redis wake channels, subscribed per
+/// watched key while it has a reader here. Null in the single-process default, whose store signals directly.
 /// </summary>
-public sealed class StreamSignals
+public interface IWakeSource
+{
+    /// <summary>Subscribes to the wake-ups of <paramref name="watchKey"/> (in the shard of <paramref name="shardId"/>); dispose to unsubscribe.</summary>
+    Task<IAsyncDisposable> SubscribeAsync(string watchKey, string shardId, StreamSignals signals);
+}
+
+/// <summary>
+/// Wakes the readers of a session when its stream grows. Fed by the in-process store directly, or by the session's
+/// Redis wake channel, subscribed while this process has a reader of it: readers never poll Redis, and a gateway hears
+/// only the sessions its own readers follow. Token events can come with the wake (<see cref="Push"/>), so a reader
+/// that is up to date writes them without a read.
+/// </summary>
+public sealed class StreamSignals(IWakeSource? source = null)
 {
     readonly ConcurrentDictionary<string, Watchers> _sessions = new();
-    readonly ConcurrentDictionary<string, Watchers>.AlternateLookup<ReadOnlySpan<char>> _bySpan;
-
-    public StreamSignals() => _bySpan = _sessions.GetAlternateLookup<ReadOnlySpan<char>>();
+    ConcurrentDictionary<string, Watchers>.AlternateLookup<ReadOnlySpan<char>> BySpan => _sessions.GetAlternateLookup<ReadOnlySpan<char>>();
 
     sealed class Watchers
     {
         public readonly List<StreamWatch> List = [];
+        public Task<IAsyncDisposable>? Subscription;
     }
 
-    /// <summary>Starts watching a session; dispose to stop. Watch before reading, so no append is missed.</summary>
-    public StreamWatch Watch(string sessionId)
+    /// <summary>
+    /// Starts watching a session (or another key, in the shard of <paramref name="shardId"/>: an embedding batch's end);
+    /// dispose to stop. Watch before reading, so no append is missed: with Redis it returns once the key's wake
+    /// channel is subscribed.
+    /// </summary>
+    public async ValueTask<StreamWatch> WatchAsync(string key, string? shardId = null)
     {
-        var watch = new StreamWatch(this, sessionId);
+        var watch = new StreamWatch(this, key);
+        Task<IAsyncDisposable>? subscribed = null;
         while (true)
         {
-            var watchers = _sessions.GetOrAdd(sessionId, _ => new Watchers());
+            var watchers = _sessions.GetOrAdd(key, _ => new Watchers());
             lock (watchers)
             {
                 // A concurrent Unwatch may have just removed this entry from the map.
-                if (!_sessions.TryGetValue(sessionId, out var current) || current != watchers)
+                if (!_sessions.TryGetValue(key, out var current) || current != watchers)
                     continue;
                 watchers.List.Add(watch);
-                return watch;
+                if (source is not null)
+                    subscribed = watchers.Subscription ??= source.SubscribeAsync(key, shardId ?? key, this);
+                break;
             }
+        }
+        if (subscribed is null)
+            return watch;
+        try
+        {
+            await subscribed;
+            return watch;
+        }
+        catch
+        {
+            watch.Dispose();
+            throw;
         }
     }
 
@@ -42,7 +72,7 @@ public sealed class StreamSignals
 
     public void Notify(ReadOnlySpan<char> sessionId)
     {
-        if (!_bySpan.TryGetValue(sessionId, out var watchers))
+        if (!BySpan.TryGetValue(sessionId, out var watchers))
             return;
         lock (watchers)
         {
@@ -52,7 +82,7 @@ public sealed class StreamSignals
     }
 
     /// <summary>True when a reader in this process watches the session (so its pushed events are worth decoding).</summary>
-    public bool IsWatched(ReadOnlySpan<char> sessionId) => _bySpan.ContainsKey(sessionId);
+    public bool IsWatched(ReadOnlySpan<char> sessionId) => BySpan.ContainsKey(sessionId);
 
     /// <summary>
     /// The session's stream grew by <paramref name="entries"/>, which directly follow the entry <paramref name="previousId"/>:
@@ -60,7 +90,7 @@ public sealed class StreamSignals
     /// </summary>
     public void Push(ReadOnlySpan<char> sessionId, string previousId, StreamEntry[] entries)
     {
-        if (!_bySpan.TryGetValue(sessionId, out var watchers))
+        if (!BySpan.TryGetValue(sessionId, out var watchers))
             return;
         lock (watchers)
         {
@@ -76,11 +106,27 @@ public sealed class StreamSignals
     {
         if (!_sessions.TryGetValue(watch.SessionId, out var watchers))
             return;
+        Task<IAsyncDisposable>? subscription = null;
         lock (watchers)
         {
             watchers.List.Remove(watch);
-            if (watchers.List.Count == 0)
-                _sessions.TryRemove(new KeyValuePair<string, Watchers>(watch.SessionId, watchers));
+            if (watchers.List.Count == 0 && _sessions.TryRemove(new KeyValuePair<string, Watchers>(watch.SessionId, watchers)))
+                subscription = watchers.Subscription;
+        }
+        if (subscription is not null)
+            _ = UnsubscribeAsync(subscription);
+    }
+
+    /// <summary>The last reader of a key left: its wake channel is given up (a new reader subscribes afresh).</summary>
+    static async Task UnsubscribeAsync(Task<IAsyncDisposable> subscription)
+    {
+        try
+        {
+            await (await subscription).DisposeAsync();
+        }
+        catch (Exception e) when (e.IsRedisFailure() || e is ObjectDisposedException)
+        {
+            // Never subscribed, or the connection is gone: nothing left to give up.
         }
     }
 }

@@ -1,3 +1,4 @@
+using LlmStream.ServiceDefaults.Redis;
 using LlmStream.ServiceDefaults.Telemetry;
 using System.Globalization;
 using System.Text.Json;
@@ -10,16 +11,25 @@ namespace LlmStream.Sessions.Tasks;
 
 /// <summary>
 /// Task records are hashes, sessions are Redis streams; every change that touches both runs as one Lua
-/// script, and each stream append publishes the session id on one wake channel (read by gateways).
+/// script, and each stream append is published on the session's own wake channel (sharded pub/sub: only gateways
+/// with a reader of that session hear it). A task, its session's stream, its session's wake channel, the running set
+/// and the counters it touches share their session's shard (<see cref="SessionShards"/>), so each script stays in one
+/// slot of a Redis Cluster.
 /// </summary>
-public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null) : ITaskStore
+/// <param name="replicas">With REDIS_WAIT_REPLICAS, a task's creation, the start of each attempt and its end wait for the replicas.</param>
+public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null, RedisReplicaWait? replicas = null) : ITaskStore
 {
+    static RedisKey TaskKey(string taskId) => $"llmstream:{SessionShards.TagOf(taskId)}:task:{taskId}";
 
-    static RedisKey TaskKey(string taskId) => "llmstream:task:" + taskId;
+    /// <summary>The tasks of one shard a worker has started and that have not ended, scored by when their current attempt started.</summary>
+    static RedisKey Running(string tag) => $"llmstream:{tag}:running";
 
-    /// <summary>Tasks a worker has started and that have not ended, scored by when their current attempt started.</summary>
-    static readonly RedisKey Running = "llmstream:running";
-    public static RedisKey StreamKey(string sessionId) => "llmstream:stream:" + sessionId;
+    static RedisKey RunningOf(string taskId) => Running(SessionShards.TagOf(taskId));
+
+    static RedisKey StreamKey(string sessionId) => $"llmstream:{SessionShards.TagOf(sessionId)}:stream:{sessionId}";
+
+    /// <summary>A task can be of a session only in its shard (<see cref="CreateAsync"/> refuses others): any other pair is unknown.</summary>
+    static bool CanBelong(string taskId, string sessionId) => SessionShards.Of(taskId) == SessionShards.Of(sessionId);
 
     const string CreateScript = """
         if redis.call('EXISTS', KEYS[1]) == 1 then return 'duplicate' end
@@ -32,7 +42,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         local id = redis.call('XADD', KEYS[2], '*', 't', 'queued', 'd', ARGV[2])
         redis.call('EXPIRE', KEYS[2], ARGV[1])
-        redis.call('PUBLISH', 'llmstream:wake', ARGV[3])
+        redis.call('SPUBLISH', ARGV[3], '')
         return id
         """;
 
@@ -47,41 +57,39 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         redis.call('ZADD', KEYS[3], ARGV[2], ARGV[6])
         redis.call('XADD', KEYS[2], '*', 't', 'started', 'd', ARGV[4] .. attempt .. '}')
         redis.call('EXPIRE', KEYS[2], ARGV[1])
-        redis.call('PUBLISH', 'llmstream:wake', ARGV[3])
+        redis.call('SPUBLISH', ARGV[3], '')
         return attempt
         """;
 
-    // KEYS: the task and stream key of each append, in pairs. ARGV: per append its attempt, session id, number of
-    // events, then the events. One wake message carries every stored event with the id before them (see WakeMessage),
-    // so gateways write them to their clients without reading them back.
+    // KEYS: the task and stream key of each append, in pairs. ARGV: per append its attempt, the session's wake channel,
+    // the number of events, then the events. Each session's wake message carries its stored events with the id before
+    // them (see WakeMessage), so gateways write them to their clients without reading them back.
     const string AppendScript = """
         local stored = {}
-        local wake = {}
         local a = 1
         for k = 1, #KEYS, 2 do
           local count = tonumber(ARGV[a + 2])
           local task = redis.call('HMGET', KEYS[k], 'state', 'attempt')
           if task[1] == 'started' and task[2] == ARGV[a] then
             local last = redis.call('XREVRANGE', KEYS[k + 1], '+', '-', 'COUNT', 1)[1]
-            wake[#wake + 1] = ARGV[a + 1]
-            wake[#wake + 1] = last and last[1] or '0'
-            wake[#wake + 1] = count
+            local wake = { '#', last and last[1] or '0', count }
             for i = a + 3, a + 2 + count do
               wake[#wake + 1] = redis.call('XADD', KEYS[k + 1], '*', 't', 'token', 'd', ARGV[i])
               wake[#wake + 1] = ARGV[i]
             end
+            redis.call('SPUBLISH', ARGV[a + 1], table.concat(wake, '\n'))
             stored[#stored + 1] = 1
           else
             stored[#stored + 1] = 0
           end
           a = a + 3 + count
         end
-        if #wake > 0 then redis.call('PUBLISH', 'llmstream:wake', '#\n' .. table.concat(wake, '\n')) end
         return stored
         """;
 
     // KEYS: the task, the stream, the running set, then (when counting) the outcome's counters (RedisTaskCounters.Keys).
-    // ARGV: retention, event type and data, session, the attempt and the worker it must still be at ('' for any), the task id, then fields.
+    // ARGV: retention, event type and data, the session's wake channel, the attempt and the worker it must still be at
+    // ('' for any), the task id, then fields.
     static readonly string FinishScript = $$"""
         local task = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'worker')
         if not task[1] then return -1 end
@@ -93,7 +101,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         redis.call('XADD', KEYS[2], '*', 't', ARGV[2], 'd', ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[1])
         redis.call('ZREM', KEYS[3], ARGV[7])
-        redis.call('PUBLISH', 'llmstream:wake', ARGV[4])
+        redis.call('SPUBLISH', ARGV[4], '')
         {{RedisTaskCounters.IncrementLua(4)}}
         return 1
         """;
@@ -104,7 +112,9 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
 
     public async Task<CreateResult> CreateAsync(TaskRecord task, string queuedEventData, CancellationToken cancellationToken)
     {
-        var args = new List<RedisValue> { Ttl, queuedEventData, task.SessionId };
+        if (!CanBelong(task.TaskId, task.SessionId))
+            throw new ArgumentException($"task {task.TaskId} is not in the shard of its session {task.SessionId}: make its id with SessionShards.NewTaskId", nameof(task));
+        var args = new List<RedisValue> { Ttl, queuedEventData, WakeChannel.ForSession(task.SessionId) };
         args.AddRange(
         [
             "state", task.State.ToWire(),
@@ -120,6 +130,8 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             args.AddRange(["api_key", task.ApiKeyName]);
 
         var result = (string?)await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId), StreamKey(task.SessionId)], [.. args]);
+        if (result is not ("duplicate" or "busy") && replicas is not null)
+            await replicas.ReplicatedAsync(TaskKey(task.TaskId));
         return result switch
         {
             "duplicate" => CreateResult.DuplicateTask,
@@ -130,13 +142,49 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
 
     public async Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, CancellationToken cancellationToken)
     {
+        if (!CanBelong(taskId, sessionId))
+            return null;
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var result = (long)await Db.ScriptEvaluateAsync(StartScript, [TaskKey(taskId), StreamKey(sessionId), Running],
-            [Ttl, now, sessionId, StreamEvents.StartedPrefix(taskId), workerId ?? "", taskId]);
+        var result = (long)await Db.ScriptEvaluateAsync(StartScript, [TaskKey(taskId), StreamKey(sessionId), RunningOf(taskId)],
+            [Ttl, now, WakeChannel.ForSession(sessionId), StreamEvents.StartedPrefix(taskId), workerId ?? "", taskId]);
+        if (result > 0 && replicas is not null)
+            await replicas.ReplicatedAsync(TaskKey(taskId));
         return result > 0 ? (int)result : null;
     }
 
     public async Task<bool[]> AppendTokensAsync(IReadOnlyList<TokenAppend> appends, CancellationToken cancellationToken)
+    {
+        if (appends.Any(a => !CanBelong(a.TaskId, a.SessionId)))
+        {
+            // Unknown pairs store nothing; the others go on.
+            var known = appends.Where(a => CanBelong(a.TaskId, a.SessionId)).ToList();
+            var stored = known.Count == 0 ? [] : await AppendTokensAsync(known, cancellationToken);
+            var next = 0;
+            return [.. appends.Select(a => CanBelong(a.TaskId, a.SessionId) && stored[next++])];
+        }
+        if (RedisTopology.IsCluster(redis))
+            return await AppendByShardAsync(appends);
+        return await AppendAsync(appends);
+    }
+
+    /// <summary>A Redis Cluster takes one slot per script: the appends go in one call per shard, all at once.</summary>
+    async Task<bool[]> AppendByShardAsync(IReadOnlyList<TokenAppend> appends)
+    {
+        var stored = new bool[appends.Count];
+        var groups = Enumerable.Range(0, appends.Count).GroupBy(i => SessionShards.Of(appends[i].SessionId)).ToList();
+        if (groups.Count == 1)
+            return await AppendAsync(appends);
+        await Task.WhenAll(groups.Select(async group =>
+        {
+            var indexes = group.ToArray();
+            var results = await AppendAsync([.. indexes.Select(i => appends[i])]);
+            for (var j = 0; j < indexes.Length; j++)
+                stored[indexes[j]] = results[j];
+        }));
+        return stored;
+    }
+
+    async Task<bool[]> AppendAsync(IReadOnlyList<TokenAppend> appends)
     {
         var keys = new RedisKey[appends.Count * 2];
         var args = new List<RedisValue>(appends.Count * 4);
@@ -146,7 +194,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             keys[2 * i] = TaskKey(append.TaskId);
             keys[2 * i + 1] = StreamKey(append.SessionId);
             args.Add(append.Attempt);
-            args.Add(append.SessionId);
+            args.Add(WakeChannel.ForSession(append.SessionId));
             args.Add(append.EventData.Count);
             foreach (var data in append.EventData)
                 args.Add(data);
@@ -160,9 +208,11 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
 
     public async Task<bool> FinishAsync(TaskOutcome outcome, string terminalEventData, CancellationToken cancellationToken)
     {
+        if (!CanBelong(outcome.TaskId, outcome.SessionId))
+            return false;
         var args = new List<RedisValue>
         {
-            Ttl, outcome.State.TerminalEvent(), terminalEventData, outcome.SessionId,
+            Ttl, outcome.State.TerminalEvent(), terminalEventData, WakeChannel.ForSession(outcome.SessionId),
             outcome.Attempt?.ToString(CultureInfo.InvariantCulture) ?? "", outcome.Worker ?? "", outcome.TaskId,
             "state", outcome.State.ToWire(),
             "finished_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
@@ -174,8 +224,11 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         if (outcome.Usage is not null) args.AddRange(["usage", JsonSerializer.Serialize(outcome.Usage, StreamEvents.Json)]);
         if (outcome.ToolCalls is not null) args.AddRange(["tool_calls", outcome.ToolCalls]);
 
-        RedisKey[] keys = [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId), Running, .. counters?.Keys(LlmStreamMetrics.Chat, outcome.State.ToWire()) ?? []];
+        RedisKey[] keys = [TaskKey(outcome.TaskId), StreamKey(outcome.SessionId), RunningOf(outcome.TaskId),
+            .. counters?.Keys(LlmStreamMetrics.Chat, outcome.State.ToWire(), SessionShards.TagOf(outcome.TaskId)) ?? []];
         var result = (long)await Db.ScriptEvaluateAsync(FinishScript, keys, [.. args]);
+        if (result == 1 && replicas is not null)
+            await replicas.ReplicatedAsync(TaskKey(outcome.TaskId));
         if (result == 1)
             counters?.Counted(LlmStreamMetrics.Chat, outcome.State.ToWire());
         return result == 1;
@@ -211,12 +264,17 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         };
     }
 
-    /// <summary>Tasks whose current attempt started before <paramref name="before"/> and that have not ended, oldest first.</summary>
-    public async Task<IReadOnlyList<string>> StartedBeforeAsync(DateTimeOffset before, int count) =>
-        [.. (await Db.SortedSetRangeByScoreAsync(Running, double.NegativeInfinity, before.ToUnixTimeMilliseconds(), take: count)).Select(v => v.ToString())];
+    /// <summary>Tasks whose current attempt started before <paramref name="before"/> and that have not ended, oldest first in each shard.</summary>
+    public async Task<IReadOnlyList<string>> StartedBeforeAsync(DateTimeOffset before, int count)
+    {
+        var db = Db;
+        var shards = await Task.WhenAll(SessionShards.AllTags.Select(tag =>
+            db.SortedSetRangeByScoreWithScoresAsync(Running(tag), double.NegativeInfinity, before.ToUnixTimeMilliseconds(), take: count)));
+        return [.. shards.SelectMany(s => s).OrderBy(e => e.Score).Take(count).Select(e => e.Element.ToString())];
+    }
 
     /// <summary>Takes a task off the running set (it ended, or its record expired).</summary>
-    public Task ForgetRunningAsync(string taskId) => Db.SortedSetRemoveAsync(Running, taskId);
+    public Task ForgetRunningAsync(string taskId) => Db.SortedSetRemoveAsync(RunningOf(taskId), taskId);
 
     // Only on a task that still exists: HSET on an expired hash would recreate it without fields or TTL.
     const string SetRateLimitedScript = """

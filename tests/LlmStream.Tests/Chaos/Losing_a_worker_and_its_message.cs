@@ -29,8 +29,8 @@ public sealed class Losing_a_worker_and_its_message
         var killed = System.Diagnostics.Stopwatch.StartNew();
         cluster.Workers[0].Kill();
         // RabbitMQ puts the unacknowledged message back in its queue when the connection drops; then it is lost.
-        await Stopping_a_chat_worker.Until(() => cluster.RabbitMq.QueueDepthsAsync(cluster.RabbitMqUrl, "default").Result["default"] == 1, cluster);
-        await cluster.RabbitMq.PurgeAsync(cluster.RabbitMqUrl, "default");
+        await Stopping_a_chat_worker.Until(() => RabbitMqServer.QueueDepthsAsync(cluster.RabbitMqUrl, "default").Result["default"] == 1, cluster);
+        await RabbitMqServer.PurgeAsync(cluster.RabbitMqUrl, "default");
 
         var status = await cluster.WaitForEndAsync(http, taskId, TimeSpan.FromSeconds(60));
         TestContext.Progress.WriteLine($"the orphaned task ended {killed.Elapsed.TotalSeconds:0.0} s after its worker was killed (ORPHAN_GRACE_SECONDS=4)");

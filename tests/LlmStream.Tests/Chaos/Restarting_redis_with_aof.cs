@@ -1,3 +1,4 @@
+using LlmStream.Messaging.RedisStreams;
 using System.Diagnostics;
 using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
@@ -94,7 +95,7 @@ public sealed class Restarting_redis_with_aof
         var db = redis.GetDatabase();
         long total = 0;
         foreach (var queue in new[] { "high", "default", "low" })
-            total += await db.StreamLengthAsync($"llmstream:queue:{queue}");
+            total += await db.StreamLengthAsync(RedisWorkQueue.StreamKey(queue));
         return total;
     }
 

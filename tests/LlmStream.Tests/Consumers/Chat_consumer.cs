@@ -1,3 +1,4 @@
+using LlmStream.Sessions;
 using LlmStream.ServiceDefaults.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
@@ -59,10 +60,11 @@ public sealed class Chat_consumer
 
     async Task<ChatRequested> Submit(string message)
     {
+        var session = Guid.NewGuid().ToString("N");
         var request = new ChatRequested
         {
-            TaskId = Guid.NewGuid().ToString("N"),
-            SessionId = Guid.NewGuid().ToString("N"),
+            TaskId = SessionShards.NewTaskId(session),
+            SessionId = session,
             Message = message,
             Model = "gpt-4o-mini",
         };

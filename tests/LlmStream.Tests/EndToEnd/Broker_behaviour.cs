@@ -1,3 +1,4 @@
+using LlmStream.Messaging.RedisStreams;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
@@ -8,13 +9,17 @@ namespace LlmStream.Tests.EndToEnd;
 
 /// <summary>
 /// The same behaviour on every broker: a gateway and one chat worker process (in-memory: one process), one
-/// message in flight at a time, short retry and time limits so that each scenario stays quick.
+/// message in flight at a time, short retry and time limits so that each scenario stays quick. "rabbitmq-quorum" runs
+/// on a three-node RabbitMQ cluster with quorum work queues.
 /// </summary>
 [TestFixture("rabbitmq")]
+[TestFixture("rabbitmq-quorum")]
 [TestFixture("redis")]
 [TestFixture("inmemory")]
-public sealed class Broker_behaviour(string broker)
+public sealed class Broker_behaviour(string fixture)
 {
+    readonly string broker = fixture.Split('-')[0];
+    readonly bool quorum = fixture.EndsWith("-quorum", StringComparison.Ordinal);
     Cluster _cluster = null!;
     HttpClient _http = null!;
 
@@ -30,7 +35,10 @@ public sealed class Broker_behaviour(string broker)
     [OneTimeSetUp]
     public async Task Start()
     {
-        _cluster = await Cluster.StartAsync($"behaviour-{broker}", broker: broker, settings: Settings);
+        _cluster = quorum
+            ? await Cluster.StartAsync("behaviour-quorum", broker: broker, rabbitMqCluster: await SharedServices.RabbitMqClusterAsync(),
+                settings: new Dictionary<string, string>(Settings) { ["RABBITMQ_QUEUE_TYPE"] = "quorum" })
+            : await Cluster.StartAsync($"behaviour-{broker}", broker: broker, settings: Settings);
         _http = _cluster.Client();
     }
 
@@ -93,14 +101,29 @@ public sealed class Broker_behaviour(string broker)
 
         var started = _cluster.Provider.Behavior.Requests.Skip(1).Select(r => r.Messages.Last().Content).ToList();
         var order = started.Select(m => m.Split('-')[0]).ToList();
-        TestContext.Progress.WriteLine($"{broker} start order under backlog: {string.Join(" ", started)}");
+        TestContext.Progress.WriteLine($"{fixture} start order under backlog: {string.Join(" ", started)}");
         Assert.That(order.Take(3), Is.All.EqualTo("high"), string.Join(" ", started));
         double Mean(string name) => order.Select((q, i) => (q, i)).Where(x => x.q == name).Average(x => x.i);
         Assert.That(Mean("default"), Is.LessThan(Mean("low")), string.Join(" ", started));
-        // Within a queue a higher number goes first where the broker allows it: RabbitMQ's priority queues (and the
-        // worker keeps that order for what it already took); Redis Streams and the in-memory bus are first in, first out.
-        if (broker == "rabbitmq")
+        // Within a queue a higher number goes first where the broker allows it: RabbitMQ's classic priority queues (and
+        // the worker keeps that order for what it already took); quorum queues on RabbitMQ 3.x, Redis Streams and the
+        // in-memory bus are first in, first out.
+        if (broker == "rabbitmq" && !quorum)
             Assert.That(started.Take(3), Is.EqualTo(new[] { "high-2-8", "high-1-7", "high-0-6" }), string.Join(" ", started));
+    }
+
+    [Test]
+    public async Task The_work_queues_are_quorum_queues_on_every_node_when_asked()
+    {
+        if (!quorum)
+            Assert.Ignore("classic queues here (RABBITMQ_QUEUE_TYPE unset)");
+        var rabbitMq = await SharedServices.RabbitMqClusterAsync();
+        foreach (var queue in new[] { "high", "default", "low" })
+        {
+            var info = await rabbitMq.QueueAsync(_cluster.VirtualHost, queue);
+            Assert.That(info.GetProperty("type").GetString(), Is.EqualTo("quorum"), queue);
+            Assert.That(info.GetProperty("members").GetArrayLength(), Is.EqualTo(3), $"{queue} is replicated on the three nodes");
+        }
     }
 
     [Test]
@@ -258,7 +281,7 @@ public sealed class Broker_behaviour(string broker)
         if (broker == "redis")
         {
             await using var redis = await _cluster.Redis.ConnectAsync();
-            var dead = await redis.GetDatabase().StreamRangeAsync("llmstream:queue:dead-letters", "-", "+");
+            var dead = await redis.GetDatabase().StreamRangeAsync(RedisWorkQueue.DeadLetters, "-", "+");
             Assert.That(dead.Last()["error"].ToString(), Does.StartWith("undecodable message"));
         }
         // And the worker goes on working.
@@ -283,13 +306,13 @@ public sealed class Broker_behaviour(string broker)
     {
         if (broker == "rabbitmq")
         {
-            var depths = await _cluster.RabbitMq.QueueDepthsAsync(_cluster.RabbitMqUrl, "high_error", "default_error", "low_error");
+            var depths = await RabbitMqServer.QueueDepthsAsync(_cluster.RabbitMqUrl, "high_error", "default_error", "low_error");
             return depths.Values.Sum(v => v);
         }
         if (broker == "redis")
         {
             await using var redis = await _cluster.Redis.ConnectAsync();
-            return await redis.GetDatabase().StreamLengthAsync("llmstream:queue:dead-letters");
+            return await redis.GetDatabase().StreamLengthAsync(RedisWorkQueue.DeadLetters);
         }
         return 0;
     }
@@ -298,8 +321,7 @@ public sealed class Broker_behaviour(string broker)
     {
         if (broker == "rabbitmq")
         {
-            var factory = new RabbitMQ.Client.ConnectionFactory { Uri = new Uri(_cluster.RabbitMqUrl) };
-            await using var connection = await factory.CreateConnectionAsync();
+            await using var connection = await RabbitMqServer.ConnectAsync(_cluster.RabbitMqUrl);
             await using var channel = await connection.CreateChannelAsync();
             var properties = new RabbitMQ.Client.BasicProperties { ContentType = "application/vnd.masstransit+json", MessageId = Guid.NewGuid().ToString() };
             await channel.BasicPublishAsync("default", "", mandatory: false, properties, Encoding.UTF8.GetBytes("{ this is not a message"));
@@ -307,7 +329,7 @@ public sealed class Broker_behaviour(string broker)
         else
         {
             await using var redis = await _cluster.Redis.ConnectAsync();
-            await redis.GetDatabase().StreamAddAsync("llmstream:queue:default",
+            await redis.GetDatabase().StreamAddAsync(RedisWorkQueue.StreamKey("default"),
             [
                 new NameValueEntry("id", Guid.NewGuid().ToString("N")),
                 new NameValueEntry("type", "LlmStream.Contracts.ChatRequested"),

@@ -15,16 +15,20 @@ public sealed class Cluster : IAsyncDisposable
 {
     readonly List<ServiceProcess> _workers = [];
 
-    Cluster(string broker, RabbitMqServer? rabbitMq, string vhost, string rabbitMqUrl, RedisServer redis, FakeOpenAiServer provider, IReadOnlyDictionary<string, string> common)
+    Cluster(string broker, RabbitMqServer? rabbitMq, string vhost, string rabbitMqUrl, RedisServer? redis, RedisCluster? redisCluster,
+        FakeOpenAiServer provider, IReadOnlyDictionary<string, string> common)
     {
         Broker = broker;
         _common = common;
         RabbitMq = rabbitMq!;
         VirtualHost = vhost;
         RabbitMqUrl = rabbitMqUrl;
-        Redis = redis;
+        _redis = redis;
+        RedisCluster = redisCluster;
         Provider = provider;
     }
+
+    readonly RedisServer? _redis;
 
     readonly IReadOnlyDictionary<string, string> _common;
 
@@ -33,7 +37,16 @@ public sealed class Cluster : IAsyncDisposable
     public RabbitMqServer RabbitMq { get; }
     public string VirtualHost { get; }
     public string RabbitMqUrl { get; }
-    public RedisServer Redis { get; }
+    /// <summary>The one redis-server, when the cluster has no Redis Cluster.</summary>
+    public RedisServer Redis => _redis ?? throw new InvalidOperationException("this cluster runs a Redis Cluster: use RedisCluster");
+
+    /// <summary>The Redis Cluster, when asked for one.</summary>
+    public RedisCluster? RedisCluster { get; }
+
+    public string RedisUrl => RedisCluster?.Url ?? Redis.Url;
+
+    public async Task<StackExchange.Redis.ConnectionMultiplexer> ConnectRedisAsync() =>
+        RedisCluster is { } nodes ? await nodes.ConnectAsync() : await Redis.ConnectAsync();
     public FakeOpenAiServer Provider { get; }
     readonly List<(ServiceProcess Process, Uri Url)> _gateways = [];
 
@@ -45,20 +58,27 @@ public sealed class Cluster : IAsyncDisposable
     /// <param name="settings">Settings for every process of the cluster.</param>
     /// <param name="rabbitMq">A RabbitMQ node of the caller's (which it stops and restarts); by default the shared one.</param>
     /// <param name="redisAppendOnly">Redis with its append-only file, for scenarios that restart it.</param>
+    /// <param name="redisMasters">A Redis Cluster of that many masters (each with <paramref name="redisReplicas"/> replicas) instead of one redis-server.</param>
+    /// <param name="rabbitMqCluster">A RabbitMQ cluster to run on (RABBITMQ_URL names all its nodes) instead of one node.</param>
     public static async Task<Cluster> StartAsync(string name, int workers = 1, bool gateway = true,
         IReadOnlyDictionary<string, string>? gatewaySettings = null, string broker = "rabbitmq", IReadOnlyDictionary<string, string>? settings = null,
-        RabbitMqServer? rabbitMq = null, bool redisAppendOnly = false)
+        RabbitMqServer? rabbitMq = null, bool redisAppendOnly = false, int redisMasters = 0, int redisReplicas = 0, RabbitMqCluster? rabbitMqCluster = null)
     {
         var vhost = $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
         var url = "";
-        if (broker == "rabbitmq")
+        if (broker == "rabbitmq" && rabbitMqCluster is not null)
+        {
+            url = await rabbitMqCluster.CreateVirtualHostAsync(vhost);
+        }
+        else if (broker == "rabbitmq")
         {
             rabbitMq ??= await SharedServices.RabbitMqAsync();
             url = await rabbitMq.CreateVirtualHostAsync(vhost);
         }
-        var redis = await RedisServer.StartAsync(redisAppendOnly);
+        var redisCluster = redisMasters > 0 ? await RedisCluster.StartAsync(redisMasters, redisReplicas, redisAppendOnly) : null;
+        var redis = redisCluster is null ? await RedisServer.StartAsync(redisAppendOnly) : null;
         var provider = await FakeOpenAiServer.StartAsync();
-        var cluster = new Cluster(broker, rabbitMq, vhost, url, redis, provider, settings ?? new Dictionary<string, string>());
+        var cluster = new Cluster(broker, rabbitMq, vhost, url, redis, redisCluster, provider, settings ?? new Dictionary<string, string>());
         if (broker == "inmemory")
             workers = 0; // the gateway hosts the chat worker
         try
@@ -88,7 +108,7 @@ public sealed class Cluster : IAsyncDisposable
             settings["RABBITMQ_URL"] = RabbitMqUrl;
         // In-memory mode is the single-process default: streams stay in process too.
         if (Broker != "inmemory")
-            settings["REDIS_URL"] = Redis.Url;
+            settings["REDIS_URL"] = RedisUrl;
         foreach (var (key, value) in _common)
             settings[key] = value;
         return settings;
@@ -149,7 +169,10 @@ public sealed class Cluster : IAsyncDisposable
         foreach (var (gateway, _) in _gateways)
             await gateway.DisposeAsync();
         await Provider.DisposeAsync();
-        await Redis.DisposeAsync();
+        if (_redis is not null)
+            await _redis.DisposeAsync();
+        if (RedisCluster is not null)
+            await RedisCluster.DisposeAsync();
     }
 
     /// <summary>Polls GET /chat/{id} until the task reaches a terminal status (bounded).</summary>
@@ -172,7 +195,9 @@ public sealed class Cluster : IAsyncDisposable
     {
         ["gateway"] = ProcessStats.CpuTime(Gateway!.Pid),
         ["worker"] = ProcessStats.CpuTime(Workers[0].Pid),
-        ["Redis"] = ProcessStats.CpuTime(Redis.Pid),
+        ["Redis"] = RedisCluster is { } nodes
+            ? nodes.Nodes.Where(n => !n.Process.HasExited).Aggregate(TimeSpan.Zero, (sum, n) => sum + ProcessStats.CpuTime(n.Process.Pid))
+            : ProcessStats.CpuTime(Redis.Pid),
         ["provider + clients"] = ProcessStats.CpuTime(Environment.ProcessId),
     };
 

@@ -1,3 +1,4 @@
+using LlmStream.Tests.Infrastructure;
 namespace LlmStream.Tests.EndToEnd;
 
 /// <summary>What a gateway with no worker leaves behind: one message and its records per accepted request, nothing for rejected ones.</summary>
@@ -5,7 +6,7 @@ public static class EnqueuedWork
 {
     public static async Task AssertOnlyAcceptedAsync(Cluster cluster, int accepted)
     {
-        var depths = await cluster.RabbitMq.QueueDepthsAsync(cluster.RabbitMqUrl,
+        var depths = await RabbitMqServer.QueueDepthsAsync(cluster.RabbitMqUrl,
             "high", "default", "low", "embeddings-high", "embeddings-default", "embeddings-low");
         Assert.That(depths.Values.Sum(v => v), Is.EqualTo(accepted), "no message for a rejected request");
 

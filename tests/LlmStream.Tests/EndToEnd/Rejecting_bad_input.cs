@@ -1,3 +1,4 @@
+using LlmStream.Tests.Infrastructure;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
@@ -83,11 +84,11 @@ public sealed class Rejecting_bad_input
     public async Task A_valid_request_is_enqueued_on_the_queue_its_priority_selects()
     {
         // The check above can fail: a good request leaves exactly one message and its records.
-        var before = await _cluster.RabbitMq.QueueDepthsAsync(_cluster.RabbitMqUrl, "high", "default", "low");
+        var before = await RabbitMqServer.QueueDepthsAsync(_cluster.RabbitMqUrl, "high", "default", "low");
         var response = await _http.PostAsJsonAsync("/chat", new { message = "hi", priority = 8 });
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
         _accepted++;
-        var after = await _cluster.RabbitMq.QueueDepthsAsync(_cluster.RabbitMqUrl, "high", "default", "low");
+        var after = await RabbitMqServer.QueueDepthsAsync(_cluster.RabbitMqUrl, "high", "default", "low");
         Assert.That(after["high"], Is.EqualTo(before["high"] + 1));
         Assert.That(after["default"], Is.EqualTo(before["default"]));
         Assert.That(after["low"], Is.EqualTo(before["low"]));

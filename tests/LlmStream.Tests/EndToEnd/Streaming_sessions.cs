@@ -5,10 +5,15 @@ using LlmStream.Tests.Infrastructure;
 
 namespace LlmStream.Tests.EndToEnd;
 
-/// <summary>Two gateways, one chat worker (one generation at a time), on RabbitMQ and on Redis Streams: resume, many subscribers, cancel.</summary>
-[TestFixture("rabbitmq")]
-[TestFixture("redis")]
-public sealed class Streaming_sessions(string broker)
+/// <summary>
+/// Two gateways, one chat worker (one generation at a time), on RabbitMQ and on Redis Streams, each with one redis-server
+/// and with a Redis Cluster of three masters: resume, many subscribers, cancel.
+/// </summary>
+[TestFixture("rabbitmq", 0)]
+[TestFixture("redis", 0)]
+[TestFixture("rabbitmq", 3)]
+[TestFixture("redis", 3)]
+public sealed class Streaming_sessions(string broker, int redisMasters)
 {
     Cluster _cluster = null!;
     HttpClient _a = null!;
@@ -17,7 +22,7 @@ public sealed class Streaming_sessions(string broker)
     [OneTimeSetUp]
     public async Task Start()
     {
-        _cluster = await Cluster.StartAsync($"streams-{broker}", broker: broker, settings: new Dictionary<string, string>
+        _cluster = await Cluster.StartAsync($"streams-{broker}", broker: broker, redisMasters: redisMasters, settings: new Dictionary<string, string>
         {
             ["CHAT_CONCURRENCY"] = "1",
             ["LLM_TIMEOUT"] = "4",

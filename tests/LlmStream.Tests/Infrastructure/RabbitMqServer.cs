@@ -18,12 +18,13 @@ public sealed class RabbitMqServer : IAsyncDisposable
     readonly HttpClient _management;
     Dictionary<string, string> _environment = [];
 
-    RabbitMqServer(ServiceProcess process, string directory, int amqpPort, int managementPort)
+    RabbitMqServer(ServiceProcess process, string directory, int amqpPort, int managementPort, string nodeName)
     {
         _process = process;
         _directory = directory;
         AmqpPort = amqpPort;
         ManagementPort = managementPort;
+        NodeName = nodeName;
         _management = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{managementPort}/api/") };
         _management.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String("guest:guest"u8.ToArray()));
     }
@@ -35,6 +36,11 @@ public sealed class RabbitMqServer : IAsyncDisposable
 
     public int AmqpPort { get; }
     public int ManagementPort { get; }
+
+    /// <summary>The Erlang node name (llmstream-test-PORT@localhost), as a cluster's queues name their leader.</summary>
+    public string NodeName { get; }
+
+    public bool IsUp => !_process.HasExited;
 
     public static async Task<RabbitMqServer> StartAsync()
     {
@@ -64,7 +70,7 @@ public sealed class RabbitMqServer : IAsyncDisposable
             ["RABBITMQ_PID_FILE"] = Path.Combine(directory, "rabbitmq.pid"),
         };
         var process = ServiceProcess.Start($"rabbitmq:{amqp}", "rabbitmq-server", [], environment);
-        var server = new RabbitMqServer(process, directory, amqp, management) { _environment = environment };
+        var server = new RabbitMqServer(process, directory, amqp, management, node) { _environment = environment };
         try
         {
             await server.WaitUntilUpAsync();
@@ -93,6 +99,36 @@ public sealed class RabbitMqServer : IAsyncDisposable
                 throw new InvalidOperationException($"RabbitMQ did not start:\n{_process.Output}");
             await Task.Delay(250);
         }
+    }
+
+    /// <summary>Makes this node a member of <paramref name="seed"/>'s cluster (its own data is dropped, as rabbitmqctl does).</summary>
+    public async Task JoinAsync(RabbitMqServer seed)
+    {
+        await CtlAsync("stop_app");
+        await CtlAsync("join_cluster", seed.NodeName);
+        await CtlAsync("start_app");
+        await WaitUntilUpAsync();
+    }
+
+    async Task CtlAsync(params string[] arguments)
+    {
+        using var ctl = Process.Start(new ProcessStartInfo("rabbitmqctl", ["-q", "-n", NodeName, .. arguments])
+            { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var output = ctl.StandardOutput.ReadToEndAsync();
+        var error = ctl.StandardError.ReadToEndAsync();
+        await ctl.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(120));
+        if (ctl.ExitCode != 0)
+            throw new InvalidOperationException($"rabbitmqctl -n {NodeName} {string.Join(' ', arguments)} failed: {await error}{await output}");
+    }
+
+    /// <summary>kill -9 of the node's Erlang VM, as a crashed host: no clean shutdown, no goodbye to the cluster.</summary>
+    public async Task KillAsync()
+    {
+        if (await BeamPidAsync() is { } beam)
+        {
+            try { Process.GetProcessById(beam).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
+        }
+        _process.Kill();
     }
 
     /// <summary>
@@ -185,11 +221,19 @@ public sealed class RabbitMqServer : IAsyncDisposable
         return $"amqp://guest:guest@127.0.0.1:{AmqpPort}/{name}";
     }
 
-    /// <summary>Messages ready in each queue, read exactly with a passive declare (the management API lags).</summary>
-    public async Task<IReadOnlyDictionary<string, uint>> QueueDepthsAsync(string vhostUrl, params string[] queues)
+    /// <summary>A client connection to RABBITMQ_URL: one node, or the first node of a cluster that answers.</summary>
+    public static async Task<RabbitMQ.Client.IConnection> ConnectAsync(string url)
     {
-        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = new Uri(vhostUrl) };
-        await using var connection = await factory.CreateConnectionAsync();
+        if (!LlmStream.ServiceDefaults.Settings.RabbitMqUrl.TryParse(url, out var address, out var error))
+            throw new ArgumentException(error, nameof(url));
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = address.First };
+        return await factory.CreateConnectionAsync([.. address.Nodes.Select(node => new RabbitMQ.Client.AmqpTcpEndpoint(node))], "llmstream-tests");
+    }
+
+    /// <summary>Messages ready in each queue, read exactly with a passive declare (the management API lags).</summary>
+    public static async Task<IReadOnlyDictionary<string, uint>> QueueDepthsAsync(string vhostUrl, params string[] queues)
+    {
+        await using var connection = await ConnectAsync(vhostUrl);
         var depths = new Dictionary<string, uint>();
         foreach (var queue in queues)
         {
@@ -207,10 +251,9 @@ public sealed class RabbitMqServer : IAsyncDisposable
     }
 
     /// <summary>Drops every message ready in the queue, as a broker that lost them would.</summary>
-    public async Task PurgeAsync(string vhostUrl, string queue)
+    public static async Task PurgeAsync(string vhostUrl, string queue)
     {
-        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = new Uri(vhostUrl) };
-        await using var connection = await factory.CreateConnectionAsync();
+        await using var connection = await ConnectAsync(vhostUrl);
         await using var channel = await connection.CreateChannelAsync();
         await channel.QueuePurgeAsync(queue);
     }

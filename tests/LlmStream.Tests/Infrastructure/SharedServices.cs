@@ -12,6 +12,7 @@ public sealed class SharedServices
 {
     static readonly SemaphoreSlim Gate = new(1, 1);
     static RabbitMqServer? _rabbitMq;
+    static RabbitMqCluster? _rabbitMqCluster;
 
     public static async Task<RabbitMqServer> RabbitMqAsync()
     {
@@ -26,10 +27,26 @@ public sealed class SharedServices
         }
     }
 
+    /// <summary>A three-node RabbitMQ cluster for the specs of quorum queues (a fault spec that kills nodes starts its own).</summary>
+    public static async Task<RabbitMqCluster> RabbitMqClusterAsync()
+    {
+        await Gate.WaitAsync();
+        try
+        {
+            return _rabbitMqCluster ??= await RabbitMqCluster.StartAsync(nodes: 3);
+        }
+        finally
+        {
+            Gate.Release();
+        }
+    }
+
     [OneTimeTearDown]
     public async Task StopAll()
     {
         if (_rabbitMq is not null)
             await _rabbitMq.DisposeAsync();
+        if (_rabbitMqCluster is not null)
+            await _rabbitMqCluster.DisposeAsync();
     }
 }

@@ -6,6 +6,7 @@ namespace LlmStream.Tests.Stores;
 
 /// <summary>The same rules for the Redis embedding store and the single-process one.</summary>
 [TestFixture("redis")]
+[TestFixture("redis-cluster")]
 [TestFixture("in-process")]
 public sealed class Embedding_store_semantics(string kind) : RedisOrInProcess(kind)
 {
@@ -17,7 +18,7 @@ public sealed class Embedding_store_semantics(string kind) : RedisOrInProcess(ki
     {
         var counters = NewCounters();
         _counters = counters.Reader;
-        _store = Kind == "redis"
+        _store = IsRedis
             ? new RedisEmbeddingStore(Connection!, TimeSpan.FromHours(1), counters.Redis)
             : new InProcessEmbeddingStore(new StreamSignals(), TimeProvider.System, TimeSpan.FromHours(1), counters.InProcess);
     }

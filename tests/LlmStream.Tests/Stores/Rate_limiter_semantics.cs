@@ -5,6 +5,7 @@ namespace LlmStream.Tests.Stores;
 
 /// <summary>The same bucket rules for the cluster-wide limiter in Redis and the single-process one.</summary>
 [TestFixture("redis")]
+[TestFixture("redis-cluster")]
 [TestFixture("in-process")]
 public sealed class Rate_limiter_semantics(string kind) : RedisOrInProcess(kind)
 {
@@ -20,7 +21,7 @@ public sealed class Rate_limiter_semantics(string kind) : RedisOrInProcess(kind)
         var options = Options.Create(new RateLimitOptions { RequestsPerMinute = 1, TokensPerMinute = 60, BurstSeconds = 100 });
         if (Connection is not null)
             await Connection.GetServer(Connection.GetEndPoints()[0]).FlushDatabaseAsync();
-        _limiter = Kind == "redis"
+        _limiter = IsRedis
             ? new RedisRateLimiter(Connection!, options, TimeProvider.System)
             : new InProcessRateLimiter(options, TimeProvider.System);
     }

@@ -9,13 +9,17 @@ namespace LlmStream.Tests.Stores;
 
 /// <summary>
 /// Specs that hold for the Redis implementation and the single-process one alike: the fixture named "redis" gets
-/// its own redis-server and a connection to it, the other none.
+/// its own redis-server and a connection to it, "redis-cluster" its own Redis Cluster of three masters, the other none.
 /// </summary>
 public abstract class RedisOrInProcess(string kind)
 {
     RedisServer? _redis;
+    RedisCluster? _cluster;
 
     protected string Kind => kind;
+
+    /// <summary>The store under test is Redis (one server or a cluster).</summary>
+    protected bool IsRedis => kind is "redis" or "redis-cluster";
 
     /// <summary>The connection of the "redis" fixture; null for the in-process one.</summary>
     protected ConnectionMultiplexer? Connection { get; private set; }
@@ -27,6 +31,11 @@ public abstract class RedisOrInProcess(string kind)
         {
             _redis = await RedisServer.StartAsync();
             Connection = await _redis.ConnectAsync();
+        }
+        else if (kind == "redis-cluster")
+        {
+            _cluster = await RedisCluster.StartAsync(masters: 3);
+            Connection = await _cluster.ConnectAsync();
         }
     }
 
@@ -40,7 +49,7 @@ public abstract class RedisOrInProcess(string kind)
     {
         _metrics ??= new ServiceCollection().AddMetrics().BuildServiceProvider();
         var metrics = new LlmStreamMetrics(_metrics.GetRequiredService<IMeterFactory>());
-        if (kind == "redis")
+        if (IsRedis)
         {
             var redis = new RedisTaskCounters(Connection!, metrics);
             return (redis, redis, null);
@@ -62,5 +71,7 @@ public abstract class RedisOrInProcess(string kind)
         Connection?.Dispose();
         if (_redis is not null)
             await _redis.DisposeAsync();
+        if (_cluster is not null)
+            await _cluster.DisposeAsync();
     }
 }

@@ -5,17 +5,30 @@ using StackExchange.Redis;
 
 namespace LlmStream.Tests.Stores;
 
-/// <summary>The Redis Streams queue's own rules, against a real redis-server: the dead letters after too many deliveries, and a queue whose stream or group was deleted.</summary>
-public sealed class Redis_work_queue_semantics
+/// <summary>
+/// The Redis Streams queue's own rules, against a real redis-server and a Redis Cluster: the dead letters after too
+/// many deliveries, and a queue whose stream or group was deleted.
+/// </summary>
+[TestFixture("redis")]
+[TestFixture("redis-cluster")]
+public sealed class Redis_work_queue_semantics(string kind)
 {
-    RedisServer _redis = null!;
+    IAsyncDisposable _redis = null!;
     ConnectionMultiplexer _connection = null!;
 
     [OneTimeSetUp]
     public async Task Start()
     {
-        _redis = await RedisServer.StartAsync();
-        _connection = await _redis.ConnectAsync();
+        if (kind == "redis-cluster")
+        {
+            var cluster = await RedisCluster.StartAsync(masters: 3);
+            (_redis, _connection) = (cluster, await cluster.ConnectAsync());
+        }
+        else
+        {
+            var server = await RedisServer.StartAsync();
+            (_redis, _connection) = (server, await server.ConnectAsync());
+        }
     }
 
     [OneTimeTearDown]

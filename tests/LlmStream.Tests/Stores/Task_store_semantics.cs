@@ -1,3 +1,4 @@
+using LlmStream.Sessions;
 using System.Text.Json;
 using LlmStream.ChatWorker;
 using LlmStream.Sessions.Counting;
@@ -9,6 +10,7 @@ namespace LlmStream.Tests.Stores;
 
 /// <summary>The same rules for the Redis store and the single-process store.</summary>
 [TestFixture("redis")]
+[TestFixture("redis-cluster")]
 [TestFixture("in-process")]
 public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
 {
@@ -20,17 +22,17 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     [SetUp]
     public void CreateStore()
     {
-        _signals = new StreamSignals();
+        _signals = new StreamSignals(IsRedis ? new RedisWakeSource(Connection!) : null);
         var counters = NewCounters();
         _counters = counters.Reader;
-        _store = Kind == "redis"
+        _store = IsRedis
             ? new RedisTaskStore(Connection!, TimeSpan.FromHours(1), counters.Redis)
             : new InProcessTaskStore(_signals, TimeProvider.System, TimeSpan.FromHours(1), counters.InProcess);
     }
 
     static TaskRecord NewTask(string session) => new()
     {
-        TaskId = Guid.NewGuid().ToString("N"),
+        TaskId = SessionShards.NewTaskId(session),
         SessionId = session,
         State = TaskState.Queued,
         Model = "m",
@@ -194,9 +196,8 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     [Test]
     public async Task A_reader_up_to_date_gets_the_appended_tokens_with_the_wake_exactly_as_stored()
     {
-        await using var subscription = Kind == "redis" ? await RedisWakeSubscriberHost.StartAsync(Connection!, _signals) : null;
         var (a, b) = (await StartedTask(), await StartedTask());
-        using var watch = _signals.Watch(a.SessionId);
+        using var watch = await _signals.WatchAsync(a.SessionId);
         var lastId = (await _store.LastAsync(a.SessionId, default))!.Id;
         Assert.That(watch.TakePushed(lastId), Is.Null, "the first look reads the store");
 
@@ -208,7 +209,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
             new TokenAppend(b.TaskId, b.SessionId, 1, [StreamEvents.Token(b.TaskId, 1, "other session")]),
         ], default);
         var stored = await _store.ReadAsync(a.SessionId, lastId, 100, default);
-        if (Kind != "redis")
+        if (!IsRedis)
         {
             // In one process the readers share the store's memory: the wake carries no data and they read it.
             Assert.That(await watch.WaitAsync(TimeSpan.FromSeconds(10), default), Is.True);
@@ -236,21 +237,23 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     {
         const int streams = 20, tokens = 50;
         var (messages, pushedTokens) = (0, 0);
-        var channel = RedisChannel.Literal(WakeMessage.Channel);
-        if (Kind == "redis")
-        {
-            await Connection!.GetSubscriber().SubscribeAsync(channel, (_, message) =>
-            {
-                var text = (string)message!;
-                if (!text.StartsWith('#'))
-                    return;
-                Interlocked.Increment(ref messages);
-                Interlocked.Add(ref pushedTokens, text.Split("\"text\":").Length - 1);
-            });
-        }
         var tasks = new List<TaskRecord>();
         for (var i = 0; i < streams; i++)
             tasks.Add(await StartedTask());
+        if (IsRedis)
+        {
+            foreach (var task in tasks)
+            {
+                await Connection!.GetSubscriber().SubscribeAsync(RedisChannel.Sharded(WakeChannel.ForSession(task.SessionId)), (_, message) =>
+                {
+                    var text = (string)message!;
+                    if (!text.StartsWith('#'))
+                        return;
+                    Interlocked.Increment(ref messages);
+                    Interlocked.Add(ref pushedTokens, text.Split("\"text\":").Length - 1);
+                });
+            }
+        }
         var batcher = new TokenBatcher(_store);
         var appenders = tasks.Select(t => batcher.Start(t.TaskId, t.SessionId, 1)).ToList();
 
@@ -269,14 +272,14 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
                 .Where(e => e.Type == "token").Select(e => JsonDocument.Parse(e.Data).RootElement.GetProperty("text").GetString()));
             Assert.That(text, Is.EqualTo(expected));
         }
-        if (Kind == "redis")
+        if (IsRedis)
         {
             for (var i = 0; i < 100 && Volatile.Read(ref pushedTokens) < streams * tokens; i++)
                 await Task.Delay(100);
             await Connection!.GetSubscriber().UnsubscribeAllAsync();
             Assert.That(pushedTokens, Is.EqualTo(streams * tokens), "every token went out with a wake");
-            Assert.That(messages, Is.LessThan(streams * tokens / 4), "tokens of many streams share a call and a wake message");
-            TestContext.Progress.WriteLine($"{streams * tokens} tokens in {messages} store calls");
+            Assert.That(messages, Is.LessThan(streams * tokens / 4), "a session's tokens share a wake message");
+            TestContext.Progress.WriteLine($"{streams * tokens} tokens in {messages} wake messages");
         }
     }
 
@@ -285,38 +288,44 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     {
         var session = Guid.NewGuid().ToString("N");
         var other = Guid.NewGuid().ToString("N");
-        using var watch = _signals.Watch(session);
-        using var otherWatch = _signals.Watch(other);
-        // With Redis, wake-ups travel over the one pub/sub subscription a gateway holds.
-        var subscription = Kind == "redis" ? await RedisWakeSubscriberHost.StartAsync(Connection!, _signals) : null;
-        try
-        {
-            var task = NewTask(session);
-            await _store.CreateAsync(task, "{}", default);
-            Assert.That(await watch.WaitAsync(TimeSpan.FromSeconds(10), default), Is.True);
-            Assert.That(await otherWatch.WaitAsync(TimeSpan.FromMilliseconds(300), default), Is.False);
-        }
-        finally
-        {
-            if (subscription is not null)
-                await subscription.DisposeAsync();
-        }
+        // With Redis, wake-ups travel on each session's own channel, subscribed while it is watched.
+        using var watch = await _signals.WatchAsync(session);
+        using var otherWatch = await _signals.WatchAsync(other);
+        var task = NewTask(session);
+        await _store.CreateAsync(task, "{}", default);
+        Assert.That(await watch.WaitAsync(TimeSpan.FromSeconds(10), default), Is.True);
+        Assert.That(await otherWatch.WaitAsync(TimeSpan.FromMilliseconds(300), default), Is.False);
     }
-}
 
-/// <summary>Runs the gateway's wake-up subscription outside a host, for store specs.</summary>
-public sealed class RedisWakeSubscriberHost : IAsyncDisposable
-{
-    readonly RedisWakeSubscriber _subscriber;
-
-    RedisWakeSubscriberHost(IConnectionMultiplexer redis, StreamSignals signals) => _subscriber = new RedisWakeSubscriber(redis, signals);
-
-    public static async Task<RedisWakeSubscriberHost> StartAsync(IConnectionMultiplexer redis, StreamSignals signals)
+    [Test]
+    public async Task A_sessions_wake_channel_is_subscribed_while_it_has_a_reader_here_and_only_then()
     {
-        var host = new RedisWakeSubscriberHost(redis, signals);
-        await host._subscriber.StartAsync(default);
-        return host;
-    }
+        if (!IsRedis)
+            Assert.Ignore("the single-process store wakes its readers directly");
+        var session = Guid.NewGuid().ToString("N");
+        var channel = WakeChannel.ForSession(session);
+        // Asked of the master that holds the channel's slot: a cluster counts sharded subscribers per node.
+        async Task<long> Subscribers()
+        {
+            var slot = Connection!.HashSlot(channel);
+            var server = Connection.GetServers().First(s => !s.IsReplica
+                && (s.ServerType != ServerType.Cluster || s.ClusterConfiguration!.GetBySlot(slot)!.EndPoint!.Equals(s.EndPoint)));
+            var reply = (RedisResult[])(await server.ExecuteAsync("PUBSUB", "SHARDNUMSUB", channel))!;
+            return (long)reply[1];
+        }
 
-    public async ValueTask DisposeAsync() => await _subscriber.StopAsync(default);
+        Assert.That(await Subscribers(), Is.Zero, "nobody reads it yet");
+        var first = await _signals.WatchAsync(session);
+        var second = await _signals.WatchAsync(session);
+        Assert.That(await Subscribers(), Is.EqualTo(1), "one subscription for the process, however many readers");
+        first.Dispose();
+        Assert.That(await Subscribers(), Is.EqualTo(1), "a reader is left");
+        second.Dispose();
+        for (var i = 0; i < 50 && await Subscribers() > 0; i++)
+            await Task.Delay(20);
+        Assert.That(await Subscribers(), Is.Zero, "given up with its last reader");
+
+        using var again = await _signals.WatchAsync(session);
+        Assert.That(await Subscribers(), Is.EqualTo(1), "subscribed again for a new reader");
+    }
 }

@@ -17,9 +17,20 @@ public sealed class Settings
         Assert.That(options.Password, Is.EqualTo(password));
     }
 
+    [Test]
+    public void Read_a_redis_cluster_as_seed_nodes()
+    {
+        Assert.That(RedisUrl.TryParse("redis://:pw@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002", out var options, out var error), Is.True, error);
+        Assert.That(options.EndPoints.Select(e => e.ToString()), Is.EqualTo(new[] { "10.0.0.1:7000", "10.0.0.2:7001", "[::1]:7002" }));
+        Assert.That(options.Password, Is.EqualTo("pw"));
+        Assert.That(options.DefaultDatabase, Is.Null);
+    }
+
     [TestCase("localhost:6379")]
     [TestCase("http://localhost")]
     [TestCase("redis://host/notanumber")]
+    [TestCase("redis://host1:7000,,host2:7001")]
+    [TestCase("redis://host1:7000,host2:port")]
     public void Reject_what_is_not_a_redis_url(string url) =>
         Assert.That(RedisUrl.TryParse(url, out _, out _), Is.False);
 
@@ -32,10 +43,29 @@ public sealed class Settings
     }
 
     [Test]
-    public void Never_echo_a_password() =>
-        Assert.That(SettingText.Redact("amqp://user:hunter2@host/vh"), Is.EqualTo("amqp://user:***@host/vh"));
+    [TestCase("amqp://user:hunter2@host/vh", "amqp://user:***@host/vh")]
+    [TestCase("amqp://user:hunter2@h1:5672,h2:5673/vh", "amqp://user:***@h1:5672,h2:5673/vh")]
+    [TestCase("redis://hunter2@cache:6379/0", "redis://***@cache:6379/0")]
+    [TestCase("redis://:hunter2@n1:7000,n2:7001", "redis://:***@n1:7000,n2:7001")]
+    [TestCase("redis://cache:6379/0", "redis://cache:6379/0")]
+    public void Never_echo_a_password(string url, string shown) =>
+        Assert.That(SettingText.Redact(url), Is.EqualTo(shown));
+
+    [Test]
+    public void Read_a_rabbitmq_cluster_as_its_nodes()
+    {
+        Assert.That(RabbitMqUrl.TryParse("amqp://u:p@n1:5672,n2:5673,n3/vh", out var address, out var error), Is.True, error);
+        Assert.That(address.Nodes.Select(n => (n.Host, n.Port, n.UserInfo, n.AbsolutePath)), Is.EqualTo(new[]
+        {
+            ("n1", 5672, "u:p", "/vh"), ("n2", 5673, "u:p", "/vh"), ("n3", -1, "u:p", "/vh"),
+        }));
+        Assert.That(address.IsCluster, Is.True);
+        Assert.That(RabbitMqUrl.TryParse("amqp://u:p@n1:5672,,n2/vh", out _, out _), Is.False);
+        Assert.That(RabbitMqUrl.TryParse("http://n1/vh", out _, out _), Is.False);
+    }
 
     [TestCase("BROKER", "kafka", "BROKER='kafka' is not one of rabbitmq, redis, inmemory")]
+    [TestCase("RABBITMQ_QUEUE_TYPE", "stream", "RABBITMQ_QUEUE_TYPE='stream' is not one of classic, quorum")]
     [TestCase("BROKER", "rabbitmq", "RABBITMQ_URL is required when BROKER=rabbitmq")]
     [TestCase("LLM_TIMEOUT", "0", "LLM_TIMEOUT=0 must be a number of seconds between 1 and 86400")]
     [TestCase("CHAT_CONCURRENCY", "0", "CHAT_CONCURRENCY must be between 1 and 10000")]

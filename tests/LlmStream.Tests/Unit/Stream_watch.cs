@@ -12,7 +12,7 @@ public sealed class Stream_watch
 
     StreamWatch UpToDate(string session)
     {
-        var watch = _signals.Watch(session);
+        var watch = _signals.WatchAsync(session).Result; // no wake source: ready at once
         Assert.That(watch.TakePushed("0"), Is.Null, "the first look reads the store");
         return watch;
     }

@@ -1,0 +1,71 @@
+using System.Globalization;
+using StackExchange.Redis;
+
+namespace LlmStream.Sessions.Streams;
+
+/// <summary>
+/// The wake channels of the keys this process watches, each subscribed (Redis 7 sharded pub/sub, so on a Redis Cluster
+/// only the node holding the key's shard carries it) while the key has a reader here.
+/// </summary>
+public sealed class RedisWakeSource(IConnectionMultiplexer redis) : IWakeSource
+{
+    public async Task<IAsyncDisposable> SubscribeAsync(string watchKey, string shardId, StreamSignals signals)
+    {
+        var channel = RedisChannel.Sharded(WakeChannel.Name(watchKey, shardId));
+        Action<RedisChannel, RedisValue> handler = (_, message) => WakeMessage.Dispatch(watchKey, ((string?)message).AsSpan(), signals);
+        var subscriber = redis.GetSubscriber();
+        await subscriber.SubscribeAsync(channel, handler);
+        return new Subscription(subscriber, channel, handler);
+    }
+
+    sealed class Subscription(ISubscriber subscriber, RedisChannel channel, Action<RedisChannel, RedisValue> handler) : IAsyncDisposable
+    {
+        // Only this handler goes: a reader of the same key that subscribed again meanwhile keeps its own.
+        public async ValueTask DisposeAsync() => await subscriber.UnsubscribeAsync(channel, handler);
+    }
+}
+
+/// <summary>The channel a watched key's wake-ups are published on, in the shard of the data they are about.</summary>
+public static class WakeChannel
+{
+    /// <param name="watchKey">What readers watch: a session id, or an embedding batch's <c>EmbeddingWake.Key</c>.</param>
+    /// <param name="shardId">The id whose shard the data lives in (the session's, the batch's): the scripts that write
+    /// it publish here, and a Redis Cluster requires a script's channel in its keys' slot.</param>
+    public static string Name(string watchKey, string shardId) => $"llmstream:{SessionShards.TagOf(shardId)}:wake:{watchKey}";
+
+    public static string ForSession(string sessionId) => Name(sessionId, sessionId);
+}
+
+/// <summary>
+/// What the stores publish on a key's wake channel: nothing (the stream grew: read it), or "#" and then, line by line,
+/// the id of the entry before the new ones, their number, and each new token event's id and data (one line of JSON).
+/// </summary>
+public static class WakeMessage
+{
+    public static void Dispatch(string watchKey, ReadOnlySpan<char> message, StreamSignals signals)
+    {
+        if (message is not ['#', '\n', ..])
+        {
+            signals.Notify(watchKey);
+            return;
+        }
+        var rest = message[2..];
+        var previousId = NextLine(ref rest).ToString();
+        var count = int.Parse(NextLine(ref rest), NumberStyles.None, CultureInfo.InvariantCulture);
+        var entries = new StreamEntry[count];
+        for (var i = 0; i < count; i++)
+        {
+            var id = NextLine(ref rest).ToString();
+            entries[i] = new StreamEntry(id, StreamEventTypes.Token, NextLine(ref rest).ToString());
+        }
+        signals.Push(watchKey, previousId, entries);
+    }
+
+    static ReadOnlySpan<char> NextLine(ref ReadOnlySpan<char> rest)
+    {
+        var end = rest.IndexOf('\n');
+        var line = end < 0 ? rest : rest[..end];
+        rest = end < 0 ? [] : rest[(end + 1)..];
+        return line;
+    }
+}
