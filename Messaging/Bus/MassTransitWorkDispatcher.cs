@@ -1,11 +1,13 @@
 using LlmStream.ServiceDefaults.Settings;
 using MassTransit;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Logging;
 
 namespace LlmStream.Messaging.Bus;
 
 /// <summary>Sends commands through MassTransit (RabbitMQ or in-memory); RabbitMQ sends wait for the publisher confirm.</summary>
-public sealed class MassTransitWorkDispatcher(IBus bus, IOptions<BrokerOptions> options, RabbitMqWorkTopology topology, IWaitingLedger waiting, TimeProvider clock) : IWorkDispatcher
+public sealed class MassTransitWorkDispatcher(
+    IBus bus, IOptions<BrokerOptions> options, RabbitMqWorkTopology topology, IWaitingLedger waiting, TimeProvider clock, ILogger<MassTransitWorkDispatcher> logger) : IWorkDispatcher
 {
     /// <summary>A broker that is down must turn into a 503, not a request that hangs while the bus reconnects.</summary>
     static readonly TimeSpan SendTimeout = TimeSpan.FromSeconds(10);
@@ -43,9 +45,45 @@ public sealed class MassTransitWorkDispatcher(IBus bus, IOptions<BrokerOptions> 
         catch (Exception e)
         {
             await waiting.RemoveAsync(queue, messageId);
+            if (e is OperationCanceledException && _kind == BrokerKind.RabbitMq && timeout.IsCancellationRequested)
+                _ = ResetStalledChannelAsync();
             if (e is OperationCanceledException && cancellationToken.IsCancellationRequested)
                 throw;
             throw new BrokerUnavailableException($"the message broker did not accept the message for queue '{queue}': {e.Message}", e);
         }
+    }
+
+    /// <summary>The marker sent to <see cref="RabbitMqWorkTopology.ChannelResetExchange"/>; it never reaches a queue.</summary>
+    public sealed record ChannelReset;
+
+    static readonly TimeSpan ResetInterval = TimeSpan.FromSeconds(5);
+    long _lastReset = long.MinValue;
+
+    /// <summary>
+    /// A send the broker never confirmed, over a connection that is up, may sit on a channel that will never get its
+    /// confirms: RabbitMQ before 4.0 loses a quorum queue's new publisher that registered during a leader election
+    /// (rabbitmq-server#13095), and every later send on that channel waits too. MassTransit keeps a channel until it
+    /// fails, so one is made to fail: a send to an exchange declared with another type closes it (406), and the next
+    /// send opens a new one. At most once per <see cref="ResetInterval"/>; what the stalled channel held was never
+    /// confirmed, so those requests were already refused and their tasks withdrawn.
+    /// </summary>
+    async Task ResetStalledChannelAsync()
+    {
+        var now = clock.GetTimestamp();
+        var last = Interlocked.Read(ref _lastReset);
+        if (last != long.MinValue && clock.GetElapsedTime(last, now) < ResetInterval || Interlocked.CompareExchange(ref _lastReset, now, last) != last)
+            return;
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            await topology.DeclareChannelResetExchangeAsync(limit.Token);
+            var endpoint = await bus.GetSendEndpoint(new Uri($"exchange:{RabbitMqWorkTopology.ChannelResetExchange}"));
+            await endpoint.Send(new ChannelReset(), limit.Token);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Expected: the 406 that closes the channel (or a broker that is really down, which the outage reports).
+        }
+        logger.LogWarning("A send to the broker went unconfirmed over an open connection: its channel was closed so that the next send opens a new one");
     }
 }

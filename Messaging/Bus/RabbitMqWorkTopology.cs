@@ -80,6 +80,17 @@ public sealed class RabbitMqWorkTopology(Deployment deployment, ILogger<RabbitMq
         return depths;
     }
 
+    /// <summary>An exchange declared here as "direct" that MassTransit declares as "fanout" when a message is sent to it.</summary>
+    public const string ChannelResetExchange = "llmstream.channel-reset";
+
+    /// <summary>Declares <see cref="ChannelResetExchange"/> (not durable: a restarted broker has none until the next reset).</summary>
+    public async Task DeclareChannelResetExchangeAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await ConnectAsync("llmstream-topology", cancellationToken);
+        await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+        await channel.ExchangeDeclareAsync(ChannelResetExchange, ExchangeType.Direct, durable: false, autoDelete: false, cancellationToken: cancellationToken);
+    }
+
     public async Task EnsureDeclaredAsync(WorkQueues queues, CancellationToken cancellationToken)
     {
         if (_declared.Contains(queues.Default))

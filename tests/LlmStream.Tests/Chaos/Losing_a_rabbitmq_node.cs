@@ -100,6 +100,7 @@ public sealed class Losing_a_rabbitmq_node
         TestContext.Progress.WriteLine(
             $"RabbitMQ node lost (quorum queues, 3 nodes): killed {leader.NodeName}, which led 'default'; {newLeader.NodeName} leads it now. " +
             $"{all.Count} POSTs at 10/s: {accepted.Count} accepted, all completed once with their whole answer; {refused.Count} refused with 503 ({window}); " +
-            $"{cluster.Provider.Behavior.ChatRequests} provider calls for {accepted.Count} tasks; {clock.Elapsed.TotalSeconds:0} s");
+            $"{cluster.Provider.Behavior.ChatRequests} provider calls for {accepted.Count} tasks; " +
+            $"stalled publisher channels reset by the gateway: {cluster.Gateway!.Output.Split('\n').Count(l => l.Contains("its channel was closed", StringComparison.Ordinal))}; {clock.Elapsed.TotalSeconds:0} s");
     }
 }
