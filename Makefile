@@ -12,6 +12,8 @@ COMPOSE = $(COMPOSE_CMD) -p $(COMPOSE_PROJECT) -f deploy/docker-compose.yml
 # Commands that must see every service, the monitoring profile's too (down, logs, status, clean).
 COMPOSE_ALL = COMPOSE_PROFILES=monitoring $(COMPOSE)
 WORKERS ?= 2
+RABBITMQ_NODES ?= 1
+REDIS_CLUSTER ?= 0
 GATEWAY_PORT ?= 8007
 
 # `make scale 4` and `make logs gateway`: the words after these targets are their arguments, not targets.
@@ -76,7 +78,7 @@ test: test-deps compose-check build-dotnet
 	./build/test-summary.sh TestResults ; summary=$$? ; \
 	[ $$status -eq 0 ] && [ $$summary -eq 0 ]
 
-## bench: the issue-10 targets (enqueue latency and CPU, added time to first token, token events/s), throughput per broker, stream latency and memory per open stream (TestResults/bench-*.md)
+## bench: the issue-10 targets (enqueue latency and CPU, added time to first token, token events/s), throughput per broker, stream latency and memory per open stream, one node against clusters and wake-ups per gateway (TestResults/bench-*.md)
 bench: test-deps build-dotnet
 	mkdir -p TestResults && rm -f TestResults/bench-*.md
 	$(DOTNET) test tests/LlmStream.Tests -c $(CONFIGURATION) --no-build --filter "TestCategory=Benchmark" \
@@ -85,6 +87,7 @@ bench: test-deps build-dotnet
 	@echo "| broker | requests | POST /chat per s | completed chats per s |"; cat TestResults/bench-brokers.md
 	@cat TestResults/bench-streams.md
 	@echo "| short chats (time to first token) | p50 ms | p99 ms | max ms |"; echo "|---|---|---|---|"; cat TestResults/bench-hostile.md
+	@cat TestResults/bench-clusters.md
 
 ## clean: build outputs and test results; with a Docker engine also the compose containers, network and volumes (down -v)
 clean:
@@ -124,15 +127,16 @@ scale: docker-engine
 
 # --- the same topology as local processes, for machines without Docker (build/cluster.sh) ------------
 
-## cluster: RabbitMQ, Redis, the gateway on 8007, WORKERS chat workers (default 2) and an embedding worker as local processes under .cluster/
+## cluster: RabbitMQ, Redis, the gateway on 8007, WORKERS chat workers (default 2) and an embedding worker as local processes under .cluster/;
+##   RABBITMQ_NODES=3 for a RabbitMQ cluster with quorum work queues, REDIS_CLUSTER=1 for a Redis Cluster (3 masters, 3 replicas)
 cluster:
 	./build/install-test-deps.sh --servers
-	WORKERS=$(WORKERS) ./build/cluster.sh up
+	WORKERS=$(WORKERS) RABBITMQ_NODES=$(RABBITMQ_NODES) REDIS_CLUSTER=$(REDIS_CLUSTER) ./build/cluster.sh up
 
 ## cluster-down: stop exactly the processes make cluster started
 cluster-down:
 	./build/cluster.sh down
 
-## cluster-status: which of them run, worker health, the gateway's health
+## cluster-status: which of them run, worker health, the gateway's health, the RabbitMQ nodes and queue types, the Redis Cluster's masters and replicas
 cluster-status:
 	./build/cluster.sh status

@@ -4,7 +4,11 @@
 # embedding worker, built in Release. Everything lives under .cluster/ (git-ignored): data, logs, PIDs.
 #
 #   build/cluster.sh up       start (WORKERS=N, BROKER=rabbitmq|redis, ports below; provider settings from the environment)
-#   build/cluster.sh status   which recorded processes run, worker health, the gateway's health
+#                             RABBITMQ_NODES=3: a RabbitMQ cluster of that many nodes (ports counted up from the ones
+#                             below) with quorum work queues; REDIS_CLUSTER=1: a Redis Cluster of 3 masters with a
+#                             replica each (ports REDIS_PORT to REDIS_PORT+5) instead of one Redis
+#   build/cluster.sh status   which recorded processes run, worker health, the gateway's health, the RabbitMQ nodes
+#                             and the work queues' type, the Redis Cluster's state, masters and replicas
 #   build/cluster.sh down     stop exactly the processes `up` recorded
 #   build/cluster.sh clean    remove .cluster/ (data, logs) when nothing of it runs
 #
@@ -23,7 +27,12 @@ REDIS_PORT=${REDIS_PORT:-6379}
 RABBITMQ_PORT=${RABBITMQ_PORT:-5672}
 RABBITMQ_UI_PORT=${RABBITMQ_UI_PORT:-15672}
 RABBITMQ_DIST_PORT=${RABBITMQ_DIST_PORT:-$((RABBITMQ_PORT + 20000))}
+RABBITMQ_NODES=${RABBITMQ_NODES:-1}
+REDIS_CLUSTER=${REDIS_CLUSTER:-0}
 node="llmstream-cluster-${RABBITMQ_PORT}@localhost"
+# Node i (from 1) of a RabbitMQ cluster: its name and ports. Node 1 is the single node of the default topology.
+node_name() { printf 'llmstream-cluster-%s@localhost' "$((RABBITMQ_PORT + $1 - 1))"; }
+redis_nodes() { if [ "$REDIS_CLUSTER" = 1 ]; then echo 6; else echo 1; fi; }
 logs=$dir/logs
 pids=$dir/pids
 # status and down use what up used, whatever the environment says now.
@@ -105,16 +114,22 @@ down() {
   for f in "$pids"/chat-worker-* "$pids"/embedding-worker-* "$pids"/gateway; do
     if [ -e "$f" ]; then stop_pid "$(basename "$f")" 40; fi
   done
-  if [ -f "$pids/rabbitmq-node" ]; then
-    read -r pid sig <"$pids/rabbitmq-node"
-    if alive "$pid" "$sig"; then
-      # Stops exactly our node (by its name) and waits for its process to end.
-      timeout 60 $as_root rabbitmqctl -q -n "$node" stop "$dir/rabbitmq/rabbitmq.pid" >/dev/null 2>&1 || true
+  local i
+  for i in $(seq "$RABBITMQ_NODES" -1 1); do
+    local suffix="" folder=rabbitmq
+    if [ "$i" -gt 1 ]; then suffix="-$i"; folder="rabbitmq-$i"; fi
+    if [ -f "$pids/rabbitmq-node$suffix" ]; then
+      read -r pid sig <"$pids/rabbitmq-node$suffix"
+      if alive "$pid" "$sig"; then
+        # Stops exactly our node (by its name) and waits for its process to end.
+        timeout 60 $as_root rabbitmqctl -q -n "$(node_name "$i")" stop "$dir/$folder/rabbitmq.pid" >/dev/null 2>&1 || true
+      fi
+      stop_pid "rabbitmq-node$suffix" 20
     fi
-    stop_pid rabbitmq-node 20
-  fi
-  stop_pid rabbitmq 20
+    stop_pid "rabbitmq$suffix" 20
+  done
   stop_pid redis 20
+  for i in $(seq 2 "$(redis_nodes)"); do stop_pid "redis-$i" 20; done
   rmdir "$pids" 2>/dev/null || true
   say "cluster stopped (data and logs kept in $dir; make clean removes them)"
 }
@@ -133,6 +148,28 @@ status() {
     fi
     printf '  %-20s pid %-8s %s%s\n' "$name" "$pid" "$state" "$health"
   done
+  if [ "$BROKER" = rabbitmq ]; then
+    local i
+    say "  RabbitMQ nodes (running as seen by $(node_name 1)):"
+    $as_root rabbitmqctl -q -n "$(node_name 1)" eval 'rabbit_nodes:all_running().' 2>/dev/null | tr -d '[]' | tr ',' '\n' | sed 's/^ */    /' \
+      || say "    $(node_name 1) does not answer"
+    for i in $(seq 2 "$RABBITMQ_NODES"); do
+      recorded "rabbitmq-node-$i" || say "    $(node_name "$i") is not running"
+    done
+    say "  work queues (name, type, leader, members online):"
+    $as_root rabbitmqctl -q -n "$(node_name 1)" list_queues --no-table-headers name type leader online 2>/dev/null | sed 's/^/    /' \
+      || say "    (no answer)"
+  fi
+  if [ "$REDIS_CLUSTER" = 1 ]; then
+    say "  Redis Cluster: $(redis-cli -p "$REDIS_PORT" cluster info 2>/dev/null | grep -E '^cluster_state' | tr -d '\r' || echo "127.0.0.1:$REDIS_PORT does not answer")"
+    local p
+    for p in $(seq "$REDIS_PORT" $((REDIS_PORT + 5))); do
+      redis-cli -p "$p" cluster nodes 2>/dev/null | awk -v me="127.0.0.1:$p" '$3 ~ /myself/ {
+        role = ($3 ~ /master/) ? "master" : "replica"; slots = ""; for (i = 9; i <= NF; i++) slots = slots " " $i
+        printf "    %-16s %-8s %s\n", me, role, (role == "master" ? "slots" slots : "of " $4) }' || true
+      redis-cli -p "$p" ping >/dev/null 2>&1 || printf '    %-16s DOWN\n' "127.0.0.1:$p"
+    done
+  fi
   local url="http://127.0.0.1:$GATEWAY_PORT"
   for path in /health/full /health; do
     local code
@@ -145,9 +182,47 @@ status() {
   rm -f "$dir/health.out"
 }
 
+start_rabbitmq_node() { # start_rabbitmq_node I: node I (from 1); nodes after the first join the first
+  local i=$1 suffix="" folder=rabbitmq
+  if [ "$i" -gt 1 ]; then suffix="-$i"; folder="rabbitmq-$i"; fi
+  local name amqp=$((RABBITMQ_PORT + i - 1)) ui=$((RABBITMQ_UI_PORT + i - 1)) dist=$((RABBITMQ_DIST_PORT + i - 1))
+  name=$(node_name "$i")
+  say "starting RabbitMQ node $name on 127.0.0.1:$amqp, management UI on $ui"
+  local r=$dir/$folder
+  mkdir -p "$r/mnesia" "$r/log"
+  printf '[rabbitmq_management].\n' >"$r/enabled_plugins"
+  { printf 'listeners.tcp.default = 127.0.0.1:%s\nmanagement.tcp.port = %s\nmanagement.tcp.ip = 127.0.0.1\n' \
+      "$amqp" "$ui"; cat "$root/deploy/rabbitmq/llmstream.conf"; } >"$r/rabbitmq.conf"
+  rm -f "$r/rabbitmq.pid"
+  # rabbitmq-server drops to the rabbitmq user, which must own (and reach) every folder it is given.
+  $as_root chown -R rabbitmq:rabbitmq "$r"
+  if ! $as_root su rabbitmq -s /bin/sh -c "test -w '$r/mnesia'" 2>/dev/null; then
+    fail "the rabbitmq user cannot reach $r (a parent folder is private): run with CLUSTER_DIR=/var/tmp/llmstream-cluster"
+  fi
+  nohup $as_root env RABBITMQ_NODENAME="$name" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_DIST_PORT="$dist" RABBITMQ_MNESIA_BASE="$r/mnesia" RABBITMQ_LOG_BASE="$r/log" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$r/enabled_plugins" RABBITMQ_CONFIG_FILE="$r/rabbitmq.conf" \
+    RABBITMQ_PID_FILE="$r/rabbitmq.pid" rabbitmq-server >"$logs/rabbitmq$suffix.log" 2>&1 &
+  record "rabbitmq$suffix" $! rabbitmq-server
+  if ! wait_for 90 RabbitMQ curl -sf -u guest:guest "http://127.0.0.1:$ui/api/overview"; then
+    tail -n 30 "$logs/rabbitmq$suffix.log" >&2
+    false
+  fi
+  # The Erlang VM itself, so that `down` can make sure it ended.
+  if [ -s "$r/rabbitmq.pid" ]; then record "rabbitmq-node$suffix" "$(tr -d '[:space:]' <"$r/rabbitmq.pid")" beam; fi
+  if [ "$i" -gt 1 ] && ! $as_root rabbitmqctl -q -n "$name" cluster_status 2>/dev/null | grep -qF "$(node_name 1)"; then
+    say "  joining it to $(node_name 1)"
+    $as_root rabbitmqctl -q -n "$name" stop_app >/dev/null
+    $as_root rabbitmqctl -q -n "$name" join_cluster "$(node_name 1)" >/dev/null
+    $as_root rabbitmqctl -q -n "$name" start_app >/dev/null
+  fi
+}
+
 up() {
   [[ "$WORKERS" =~ ^[0-9]+$ ]] || fail "WORKERS must be a number of chat workers, not '$WORKERS'"
   case "$BROKER" in rabbitmq|redis) ;; *) fail "BROKER must be rabbitmq or redis for a cluster, not '$BROKER'" ;; esac
+  [[ "$RABBITMQ_NODES" =~ ^[1-9]$ ]] || fail "RABBITMQ_NODES must be a number of RabbitMQ nodes from 1 to 9, not '$RABBITMQ_NODES'"
+  case "$REDIS_CLUSTER" in 0|1) ;; *) fail "REDIS_CLUSTER must be 1 (a Redis Cluster of 3 masters and 3 replicas) or 0, not '$REDIS_CLUSTER'" ;; esac
   if running_any; then fail "a cluster is already running from $dir (make cluster-status; make cluster-down)"; fi
   command -v dotnet >/dev/null || fail "the .NET SDK (dotnet) is not installed"
   command -v redis-server >/dev/null || fail "redis-server is not installed (make cluster installs it on Debian)"
@@ -156,8 +231,11 @@ up() {
     command -v rabbitmq-server >/dev/null || fail "rabbitmq-server is not installed (make cluster installs it on Debian)"
   fi
   local port
-  local ports=("$GATEWAY_PORT" "$REDIS_PORT")
-  if [ "$BROKER" = rabbitmq ]; then ports+=("$RABBITMQ_PORT" "$RABBITMQ_UI_PORT" "$RABBITMQ_DIST_PORT"); fi
+  local ports=("$GATEWAY_PORT") i
+  for i in $(seq 0 $(($(redis_nodes) - 1))); do ports+=("$((REDIS_PORT + i))"); done
+  if [ "$BROKER" = rabbitmq ]; then
+    for i in $(seq 0 $((RABBITMQ_NODES - 1))); do ports+=("$((RABBITMQ_PORT + i))" "$((RABBITMQ_UI_PORT + i))" "$((RABBITMQ_DIST_PORT + i))"); done
+  fi
   for port in "${ports[@]}"; do
     port_free "$port" || fail "port $port is in use (set GATEWAY_PORT, REDIS_PORT, RABBITMQ_PORT, RABBITMQ_UI_PORT or RABBITMQ_DIST_PORT)"
   done
@@ -172,54 +250,61 @@ up() {
   local embedding_dll=$root/EmbeddingWorker/bin/$CONFIGURATION/$bin/LlmStream.EmbeddingWorker.dll
 
   mkdir -p "$logs" "$pids" "$dir/redis" "$dir/run"
-  printf 'node=%q\nGATEWAY_PORT=%q\nBROKER=%q\n' "$node" "$GATEWAY_PORT" "$BROKER" >"$dir/settings"
+  printf 'node=%q\nGATEWAY_PORT=%q\nBROKER=%q\nRABBITMQ_PORT=%q\nRABBITMQ_NODES=%q\nREDIS_PORT=%q\nREDIS_CLUSTER=%q\n' \
+    "$node" "$GATEWAY_PORT" "$BROKER" "$RABBITMQ_PORT" "$RABBITMQ_NODES" "$REDIS_PORT" "$REDIS_CLUSTER" >"$dir/settings"
   rm -f "$dir"/run/*.healthy
   # Whatever makes the start fail from here on, stop what was started.
   cluster_started=""
   trap 'if [ -z "$cluster_started" ]; then say "start failed: stopping what was started" >&2; down >&2 || true; fi' EXIT
 
-  say "starting Redis on 127.0.0.1:$REDIS_PORT (AOF, noeviction)"
-  nohup redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir/redis" --save "" \
-    --appendonly yes --appendfsync everysec --maxmemory-policy noeviction >"$logs/redis.log" 2>&1 &
-  record redis $! redis-server
-  wait_for 20 Redis redis-cli -p "$REDIS_PORT" ping || { tail -n 20 "$logs/redis.log" >&2; false; }
+  local redis_url="redis://127.0.0.1:$REDIS_PORT/0"
+  if [ "$REDIS_CLUSTER" = 1 ]; then
+    say "starting a Redis Cluster on 127.0.0.1:$REDIS_PORT-$((REDIS_PORT + 5)): 3 masters, a replica each (AOF, noeviction)"
+    local seeds=() name
+    for i in $(seq 1 6); do
+      port=$((REDIS_PORT + i - 1)); name=redis; [ "$i" -gt 1 ] && name="redis-$i"
+      mkdir -p "$dir/$name"
+      nohup redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$name" --save "" --cluster-enabled yes \
+        --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+        --appendonly yes --appendfsync everysec --maxmemory-policy noeviction >"$logs/$name.log" 2>&1 &
+      record "$name" $! redis-server
+      wait_for 20 Redis redis-cli -p "$port" ping || { tail -n 20 "$logs/$name.log" >&2; false; }
+      seeds+=("127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${seeds[@]}" --cluster-replicas 1 --cluster-yes >"$logs/redis-cluster-create.log" 2>&1 \
+      || { tail -n 20 "$logs/redis-cluster-create.log" >&2; false; }
+    wait_for 30 "the Redis Cluster" sh -c "redis-cli -p $REDIS_PORT cluster info | grep -q cluster_state:ok" \
+      || fail "the Redis Cluster did not reach cluster_state:ok"
+    redis_url="redis://$(IFS=,; echo "${seeds[*]}")"
+  else
+    say "starting Redis on 127.0.0.1:$REDIS_PORT (AOF, noeviction)"
+    nohup redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir/redis" --save "" \
+      --appendonly yes --appendfsync everysec --maxmemory-policy noeviction >"$logs/redis.log" 2>&1 &
+    record redis $! redis-server
+    wait_for 20 Redis redis-cli -p "$REDIS_PORT" ping || { tail -n 20 "$logs/redis.log" >&2; false; }
+  fi
 
   local rabbitmq_url=""
+  local queue_type=classic
   if [ "$BROKER" = rabbitmq ]; then
-    say "starting RabbitMQ node $node on 127.0.0.1:$RABBITMQ_PORT, management UI on $RABBITMQ_UI_PORT"
-    local r=$dir/rabbitmq
-    mkdir -p "$r/mnesia" "$r/log"
-    printf '[rabbitmq_management].\n' >"$r/enabled_plugins"
-    { printf 'listeners.tcp.default = 127.0.0.1:%s\nmanagement.tcp.port = %s\nmanagement.tcp.ip = 127.0.0.1\n' \
-        "$RABBITMQ_PORT" "$RABBITMQ_UI_PORT"; cat "$root/deploy/rabbitmq/llmstream.conf"; } >"$r/rabbitmq.conf"
-    rm -f "$r/rabbitmq.pid"
-    # rabbitmq-server drops to the rabbitmq user, which must own (and reach) every folder it is given.
-    $as_root chown -R rabbitmq:rabbitmq "$r"
-    if ! $as_root su rabbitmq -s /bin/sh -c "test -w '$r/mnesia'" 2>/dev/null; then
-      fail "the rabbitmq user cannot reach $r (a parent folder is private): run with CLUSTER_DIR=/var/tmp/llmstream-cluster"
-    fi
-    nohup $as_root env RABBITMQ_NODENAME="$node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-      RABBITMQ_DIST_PORT="$RABBITMQ_DIST_PORT" RABBITMQ_MNESIA_BASE="$r/mnesia" RABBITMQ_LOG_BASE="$r/log" \
-      RABBITMQ_ENABLED_PLUGINS_FILE="$r/enabled_plugins" RABBITMQ_CONFIG_FILE="$r/rabbitmq.conf" \
-      RABBITMQ_PID_FILE="$r/rabbitmq.pid" rabbitmq-server >"$logs/rabbitmq.log" 2>&1 &
-    record rabbitmq $! rabbitmq-server
-    if ! wait_for 90 RabbitMQ curl -sf -u guest:guest "http://127.0.0.1:$RABBITMQ_UI_PORT/api/overview"; then
-      tail -n 30 "$logs/rabbitmq.log" >&2
-      false
-    fi
-    # The Erlang VM itself, so that `down` can make sure it ended.
-    if [ -s "$r/rabbitmq.pid" ]; then record rabbitmq-node "$(tr -d '[:space:]' <"$r/rabbitmq.pid")" beam; fi
+    local nodes=()
+    for i in $(seq 1 "$RABBITMQ_NODES"); do
+      start_rabbitmq_node "$i"
+      nodes+=("127.0.0.1:$((RABBITMQ_PORT + i - 1))")
+    done
+    if [ "$RABBITMQ_NODES" -gt 1 ]; then queue_type=quorum; fi
     # Lazy work queues hold POST /chat's p99 while a backlog grows (README "Benchmarks"); a policy reaches queues
-    # that already exist, so the services declare them as before. RabbitMQ 3.12 and later ignore the setting.
+    # that already exist, so the services declare them as before. RabbitMQ 3.12 and later ignore the setting, and
+    # quorum queues keep their messages on disk anyway.
     local refused
     refused=$(curl -sS --fail-with-body -u guest:guest -X PUT -H 'content-type: application/json' \
       --data @"$root/deploy/rabbitmq/lazy-queues.policy.json" \
       "http://127.0.0.1:$RABBITMQ_UI_PORT/api/policies/%2F/llmstream-lazy" 2>&1) \
       || fail "RabbitMQ refused the lazy-queue policy (deploy/rabbitmq/lazy-queues.policy.json): $refused"
-    rabbitmq_url="amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/"
+    rabbitmq_url="amqp://guest:guest@$(IFS=,; echo "${nodes[*]}")/"
   fi
 
-  local common=(BROKER="$BROKER" RABBITMQ_URL="$rabbitmq_url" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0")
+  local common=(BROKER="$BROKER" RABBITMQ_URL="$rabbitmq_url" RABBITMQ_QUEUE_TYPE="$queue_type" REDIS_URL="$redis_url")
   say "starting the gateway on $GATEWAY_HOST:$GATEWAY_PORT"
   start_dotnet gateway "$gateway_dll" "${common[@]}" PORT="$GATEWAY_PORT" HOST="$GATEWAY_HOST" \
     OTEL_SERVICE_NAME=llmstream-gateway
@@ -255,8 +340,11 @@ up() {
   say ""
   say "LlmStream cluster running ($BROKER broker, $WORKERS chat worker(s), 1 embedding worker):"
   say "  gateway and chat page  http://localhost:$GATEWAY_PORT/   (API reference: /docs)"
-  if [ "$BROKER" = rabbitmq ]; then say "  RabbitMQ management UI http://localhost:$RABBITMQ_UI_PORT/   (guest / guest, from this machine only)"; fi
-  say "  Redis                  redis://127.0.0.1:$REDIS_PORT/0"
+  if [ "$BROKER" = rabbitmq ]; then
+    say "  RabbitMQ management UI http://localhost:$RABBITMQ_UI_PORT/   (guest / guest, from this machine only)"
+    say "  RabbitMQ               $rabbitmq_url   ($RABBITMQ_NODES node(s), $queue_type work queues)"
+  fi
+  say "  Redis                  $redis_url"
   if [ "$BROKER" = rabbitmq ]; then say "  logs                   $logs/   (RabbitMQ's own log: $dir/rabbitmq/log/)"; else say "  logs                   $logs/"; fi
   say "  make cluster-status | make cluster-down"
 }

@@ -37,7 +37,7 @@ public static class ChatApi
         DateTimeOffset? RateLimitedUntil, string? ApiKey, string? ErrorCode = null, bool? Retryable = null);
 
     static async Task<Results<Accepted<ChatAccepted>, ValidationProblem, ProblemHttpResult>> PostChat(
-        HttpRequest http, ChatIntake intake, ITaskStore store, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
+        HttpRequest http, ChatIntake intake, Outages outages, ITaskStore store, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
     {
         var (body, problem) = await JsonBody.ReadObjectAsync(http, gateway.Value.MaxRequestBytes, http.HttpContext.RequestAborted);
         if (problem is not null)
@@ -51,7 +51,7 @@ public static class ChatApi
                 detail: $"session '{chosen}' was started with another API key; choose another session_id or leave it out",
                 extensions: new Dictionary<string, object?> { ["field"] = "session_id" });
 
-        var sessionId = request.SessionId ?? Ids.New();
+        var sessionId = request.SessionId ?? outages.NewId();
         var message = new ChatRequested
         {
             TaskId = Ids.NewTask(sessionId),

@@ -27,7 +27,7 @@ public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispa
 
     async Task<IntakeOutcome> CreateAndDispatch(EmbedBatchRequested request, WorkAddress address)
     {
-        if (outages.StoreRefuses())
+        if (outages.StoreRefuses(request.TaskId))
             return IntakeOutcome.StoreUnavailable;
         if (outages.Broker.Refuses())
             return IntakeOutcome.BrokerDown;
@@ -46,11 +46,11 @@ public sealed class EmbeddingIntake(IEmbeddingStore store, IWorkDispatcher dispa
             }, CancellationToken.None);
             if (!created)
                 throw new InvalidOperationException($"embedding task id {request.TaskId} is already taken");
-            outages.Store.Succeeded();
+            outages.StoreOf(request.TaskId).Succeeded();
         }
         catch (Exception e) when (e.IsRedisFailure())
         {
-            outages.Store.Failed(e);
+            outages.StoreOf(request.TaskId).Failed(e);
             return IntakeOutcome.StoreUnavailable;
         }
 

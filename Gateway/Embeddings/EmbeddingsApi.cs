@@ -32,7 +32,7 @@ public static class EmbeddingsApi
     public sealed record EmbeddingsAccepted(string Status, string TaskId, string StatusUrl, string Queue, int Texts);
 
     static async Task<Results<Accepted<EmbeddingsAccepted>, ValidationProblem, ProblemHttpResult>> PostEmbeddings(
-        HttpRequest http, EmbeddingIntake intake, PromptTokens tokens, IOptions<EmbeddingOptions> limits, IOptions<ModelOptions> models,
+        HttpRequest http, EmbeddingIntake intake, Outages outages, PromptTokens tokens, IOptions<EmbeddingOptions> limits, IOptions<ModelOptions> models,
         ModelCatalog catalog, TimeProvider clock)
     {
         var (body, problem) = await JsonBody.ReadObjectAsync(http, limits.Value.MaxRequestBytes, http.HttpContext.RequestAborted);
@@ -55,7 +55,7 @@ public static class EmbeddingsApi
 
         var message = new EmbedBatchRequested
         {
-            TaskId = Ids.New(),
+            TaskId = outages.NewId(),
             Texts = request.Texts,
             Model = model,
             Priority = request.Priority ?? 0,

@@ -74,7 +74,7 @@ public sealed class ChatIntake(
         Activity.Current.TagTask(request.TaskId, request.SessionId);
         var address = WorkQueues.Chat.For(request.Priority); // the queue, named once for this request
         // Known to be down: refused at once, before anything is written, instead of after a client timeout.
-        if (outages.StoreRefuses())
+        if (outages.StoreRefuses(request.SessionId))
             return new IntakeResult(IntakeOutcome.StoreUnavailable, request.TaskId, request.SessionId);
         if (outages.Broker.Refuses())
             return new IntakeResult(IntakeOutcome.BrokerDown, request.TaskId, request.SessionId);
@@ -92,7 +92,7 @@ public sealed class ChatIntake(
             }
             catch (Exception e) when (e.IsRedisFailure())
             {
-                outages.Store.Failed(e);
+                outages.StoreOf(request.SessionId).Failed(e);
                 return new IntakeResult(IntakeOutcome.StoreUnavailable, request.TaskId, request.SessionId);
             }
         }
@@ -123,13 +123,13 @@ public sealed class ChatIntake(
         try
         {
             var created = await store.CreateAsync(task, StreamEvents.Queued(task.TaskId, task.Model, task.Priority, queue), CancellationToken.None);
-            outages.Store.Succeeded();
+            outages.StoreOf(task.SessionId).Succeeded();
             if (created != CreateResult.Created)
                 return IntakeOutcome.SessionBusy;
         }
         catch (Exception e) when (e.IsRedisFailure())
         {
-            outages.Store.Failed(e);
+            outages.StoreOf(task.SessionId).Failed(e);
             return IntakeOutcome.StoreUnavailable;
         }
 

@@ -1,4 +1,6 @@
 using LlmStream.Messaging;
+using LlmStream.ServiceDefaults.Redis;
+using LlmStream.Sessions;
 using StackExchange.Redis;
 
 namespace LlmStream.Gateway.Intake;
@@ -22,6 +24,12 @@ public sealed class Outage(string name, ILogger logger, TimeProvider clock)
     public bool IsDown
     {
         get { lock (_lock) return _downSince is not null; }
+    }
+
+    /// <summary>Up, or down with a trial due: a request now would be let through.</summary>
+    public bool MayTry
+    {
+        get { lock (_lock) return _downSince is null || clock.GetUtcNow() >= _nextTrial; }
     }
 
     /// <summary>
@@ -78,38 +86,63 @@ public sealed class Outage(string name, ILogger logger, TimeProvider clock)
     }
 }
 
-/// <summary>The intake's two dependencies. The store's state follows the Redis client's connection as well as failures.</summary>
+/// <summary>
+/// The intake's two dependencies. The store's state follows the Redis client's connection as well as failures. On a
+/// Redis Cluster the store is watched shard by shard (<see cref="SessionShards"/>): a dead master takes down only the work
+/// of the shards it served until its replica takes over, and new sessions and batches are made in shards that answer.
+/// </summary>
 public sealed class Outages
 {
     readonly IConnectionMultiplexer? _redis;
+    readonly Outage[] _shards;
 
     public Outages(IServiceProvider services, ILoggerFactory loggers, TimeProvider clock)
     {
         var logger = loggers.CreateLogger<Outages>();
         Store = new Outage("The task store (Redis)", logger, clock);
         Broker = new Outage("The message broker", logger, clock);
+        _shards = [.. Enumerable.Range(0, SessionShards.Count).Select(shard => new Outage($"The task store (Redis), shard {SessionShards.Tag(shard)},", logger, clock))];
         _redis = services.GetService<IConnectionMultiplexer>();
         if (_redis is not null)
         {
+            // On a cluster a lost connection is one node of several: the failures of the shards it served tell.
             _redis.ConnectionFailed += (_, e) =>
             {
-                if (e.ConnectionType == ConnectionType.Interactive)
+                if (e.ConnectionType == ConnectionType.Interactive && !IsCluster)
                     Store.GoDown(e.Exception?.GetBaseException().Message.Split('\n')[0] ?? e.FailureType.ToString());
             };
             _redis.ConnectionRestored += (_, e) =>
             {
-                if (e.ConnectionType == ConnectionType.Interactive && _redis.IsConnected)
+                if (e.ConnectionType == ConnectionType.Interactive && _redis.IsConnected && !IsCluster)
                     Store.Succeeded();
             };
         }
     }
 
+    bool IsCluster => _redis is not null && RedisTopology.IsCluster(_redis);
+
+    /// <summary>The store as one Redis: the whole of it, or (on a Redis Cluster) see <see cref="StoreOf"/>.</summary>
     public Outage Store { get; }
 
     public Outage Broker { get; }
 
+    /// <summary>The store where the data of <paramref name="id"/> (a session's, an embedding batch's) lives.</summary>
+    public Outage StoreOf(string id) => IsCluster ? _shards[SessionShards.Of(id)] : Store;
+
     /// <summary>The store refuses while its client has no connection, or after a failure until a trial succeeds.</summary>
-    public bool StoreRefuses() => Store.Refuses(knownDown: _redis is { IsConnected: false });
+    public bool StoreRefuses(string id) => IsCluster ? StoreOf(id).Refuses() : Store.Refuses(knownDown: _redis is { IsConnected: false });
+
+    /// <summary>
+    /// A new session or batch id (<see cref="SessionShards.NewId"/>), in a shard that is up or due for its trial when
+    /// there is one: a shard known down gets one new session per trial interval, which tells when it is back.
+    /// </summary>
+    public string NewId()
+    {
+        if (!IsCluster)
+            return SessionShards.NewId(Random.Shared.Next(SessionShards.Count));
+        var up = Enumerable.Range(0, SessionShards.Count).Where(shard => _shards[shard].MayTry).ToList();
+        return SessionShards.NewId(up.Count > 0 ? up[Random.Shared.Next(up.Count)] : Random.Shared.Next(SessionShards.Count));
+    }
 
     /// <summary>A trial send to a broker known to be down waits this long for its confirm, not the usual 10 s.</summary>
     public static readonly TimeSpan TrialSendTimeout = TimeSpan.FromSeconds(2);

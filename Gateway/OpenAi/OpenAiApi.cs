@@ -42,7 +42,7 @@ public static class OpenAiApi
             await OpenAiError.ModelNotFoundAsync(http, model);
     }
 
-    static async Task CreateChatCompletion(HttpContext http, ChatIntake intake, ITaskStore store, StreamSignals signals, TaskCancellation cancellation,
+    static async Task CreateChatCompletion(HttpContext http, ChatIntake intake, Outages outages, ITaskStore store, StreamSignals signals, TaskCancellation cancellation,
         IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, GracefulStop stop,
         TimeProvider clock, ILoggerFactory loggers)
     {
@@ -60,7 +60,7 @@ public static class OpenAiApi
             return;
         }
 
-        var sessionId = Ids.New();
+        var sessionId = outages.NewId();
         var message = new ChatRequested
         {
             TaskId = Ids.NewTask(sessionId),

@@ -26,7 +26,7 @@ public static class OpenAiEmbeddingsApi
         return v1;
     }
 
-    static async Task CreateEmbeddings(HttpContext http, EmbeddingIntake intake, IEmbeddingStore store, StreamSignals signals,
+    static async Task CreateEmbeddings(HttpContext http, EmbeddingIntake intake, Outages outages, IEmbeddingStore store, StreamSignals signals,
         PromptTokens tokens, IOptions<EmbeddingOptions> limits, IOptions<ModelOptions> models, ModelCatalog catalog, TimeProvider clock)
     {
         var (body, problem) = await JsonBody.ReadObjectAsync(http.Request, limits.Value.MaxRequestBytes, http.RequestAborted);
@@ -56,7 +56,7 @@ public static class OpenAiEmbeddingsApi
 
         var message = new EmbedBatchRequested
         {
-            TaskId = Ids.New(),
+            TaskId = outages.NewId(),
             Texts = request.Texts,
             Model = request.Model!,
             Priority = request.Priority ?? 0,

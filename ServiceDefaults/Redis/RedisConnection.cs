@@ -15,7 +15,12 @@ public static class RedisConnection
     {
         if (deployment.Redis is not { } options)
             return services;
-        services.AddSingleton<IConnectionMultiplexer>(_ => ConnectionMultiplexer.Connect(options));
+        services.AddSingleton<IConnectionMultiplexer>(_ =>
+        {
+            var redis = ConnectionMultiplexer.Connect(options);
+            RedisTopology.FollowFailovers(redis);
+            return redis;
+        });
         services.AddHealthChecks().AddCheck<RedisHealthCheck>("redis", tags: [HealthTags.Ready]);
         return services;
     }

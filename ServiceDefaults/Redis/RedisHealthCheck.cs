@@ -13,7 +13,7 @@ public sealed class RedisHealthCheck(IConnectionMultiplexer redis) : IHealthChec
             var db = redis.GetDatabase();
             var latency = await db.PingAsync().WaitAsync(TimeSpan.FromSeconds(5), cancellationToken);
             var answered = $"PING answered in {latency.TotalMilliseconds:0.###} ms";
-            if (RedisTopology.IsCluster(redis) && UnservedSlots() is { } unserved)
+            if (RedisTopology.IsCluster(redis) && RedisTopology.UnservedSlots(redis) is { } unserved)
                 return HealthCheckResult.Unhealthy($"{answered}; Redis Cluster: {unserved}");
             string memory;
             try
@@ -34,22 +34,6 @@ public sealed class RedisHealthCheck(IConnectionMultiplexer redis) : IHealthChec
         {
             return HealthCheckResult.Unhealthy($"Redis does not answer: {e.Message}");
         }
-    }
-
-    /// <summary>
-    /// On a Redis Cluster, what of the slot space has no master this process reaches (work in those shards fails until a
-    /// replica takes over), from the client's view of the cluster; null when every slot is served.
-    /// </summary>
-    string? UnservedSlots()
-    {
-        var configuration = redis.GetServers().FirstOrDefault(s => s.IsConnected)?.ClusterConfiguration;
-        if (configuration is null)
-            return "no node answers";
-        var served = configuration.Nodes
-            .Where(node => !node.IsReplica && node.EndPoint is not null && redis.GetServer(node.EndPoint).IsConnected)
-            .SelectMany(node => node.Slots)
-            .Sum(range => range.To - range.From + 1);
-        return served < 16384 ? $"{16384 - served} of 16384 slots have no reachable master" : null;
     }
 
     /// <summary>What is wrong with Redis's memory settings for LlmStream (from INFO memory), or null.</summary>

@@ -24,6 +24,8 @@ public sealed class LlmStreamMetrics
     readonly Histogram<double> _providerDuration;
     readonly Histogram<double> _timeToFirstToken;
     readonly UpDownCounter<long> _openStreams;
+    readonly Counter<long> _wakeMessages;
+    readonly Counter<long> _wakeTokenEvents;
 
     readonly Func<string, string> _modelLabel;
 
@@ -52,6 +54,17 @@ public sealed class LlmStreamMetrics
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30] });
         _openStreams = Meter.CreateUpDownCounter<long>("llmstream.sse.open_streams", "{stream}",
             "Server-Sent Events responses a gateway is writing now, by api (stream, openai)");
+        _wakeMessages = Meter.CreateCounter<long>("llmstream.wake.messages", "{message}",
+            "Wake-up messages this process received from Redis: only those of the sessions and batches its readers follow");
+        _wakeTokenEvents = Meter.CreateCounter<long>("llmstream.wake.token_events", "{event}",
+            "Token events carried by the wake-up messages this process received");
+    }
+
+    public void WakeReceived(int tokenEvents)
+    {
+        _wakeMessages.Add(1);
+        if (tokenEvents > 0)
+            _wakeTokenEvents.Add(tokenEvents);
     }
 
     /// <summary>The LlmStream meter itself, for instruments defined elsewhere (cluster-wide gauges such as queue depths).</summary>

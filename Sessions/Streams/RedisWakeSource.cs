@@ -1,4 +1,5 @@
 using System.Globalization;
+using LlmStream.ServiceDefaults.Telemetry;
 using StackExchange.Redis;
 
 namespace LlmStream.Sessions.Streams;
@@ -7,12 +8,16 @@ namespace LlmStream.Sessions.Streams;
 /// The wake channels of the keys this process watches, each subscribed (Redis 7 sharded pub/sub, so on a Redis Cluster
 /// only the node holding the key's shard carries it) while the key has a reader here.
 /// </summary>
-public sealed class RedisWakeSource(IConnectionMultiplexer redis) : IWakeSource
+public sealed class RedisWakeSource(IConnectionMultiplexer redis, LlmStreamMetrics? metrics = null) : IWakeSource
 {
     public async Task<IAsyncDisposable> SubscribeAsync(string watchKey, string shardId, StreamSignals signals)
     {
         var channel = RedisChannel.Sharded(WakeChannel.Name(watchKey, shardId));
-        Action<RedisChannel, RedisValue> handler = (_, message) => WakeMessage.Dispatch(watchKey, ((string?)message).AsSpan(), signals);
+        Action<RedisChannel, RedisValue> handler = (_, message) =>
+        {
+            var tokenEvents = WakeMessage.Dispatch(watchKey, ((string?)message).AsSpan(), signals);
+            metrics?.WakeReceived(tokenEvents);
+        };
         var subscriber = redis.GetSubscriber();
         await subscriber.SubscribeAsync(channel, handler);
         return new Subscription(subscriber, channel, handler);
@@ -42,12 +47,13 @@ public static class WakeChannel
 /// </summary>
 public static class WakeMessage
 {
-    public static void Dispatch(string watchKey, ReadOnlySpan<char> message, StreamSignals signals)
+    /// <returns>The number of token events the message carried.</returns>
+    public static int Dispatch(string watchKey, ReadOnlySpan<char> message, StreamSignals signals)
     {
         if (message is not ['#', '\n', ..])
         {
             signals.Notify(watchKey);
-            return;
+            return 0;
         }
         var rest = message[2..];
         var previousId = NextLine(ref rest).ToString();
@@ -59,6 +65,7 @@ public static class WakeMessage
             entries[i] = new StreamEntry(id, StreamEventTypes.Token, NextLine(ref rest).ToString());
         }
         signals.Push(watchKey, previousId, entries);
+        return count;
     }
 
     static ReadOnlySpan<char> NextLine(ref ReadOnlySpan<char> rest)
