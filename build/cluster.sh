@@ -151,8 +151,8 @@ status() {
   if [ "$BROKER" = rabbitmq ]; then
     local i
     say "  RabbitMQ nodes (running as seen by $(node_name 1)):"
-    $as_root rabbitmqctl -q -n "$(node_name 1)" eval 'rabbit_nodes:all_running().' 2>/dev/null | tr -d '[]' | tr ',' '\n' | sed 's/^ */    /' \
-      || say "    $(node_name 1) does not answer"
+    $as_root rabbitmqctl -q -n "$(node_name 1)" eval 'rabbit_nodes:all_running().' 2>/dev/null \
+      | tr -d "[]' \n" | tr ',' '\n' | sort | sed 's/^/    /' || say "    $(node_name 1) does not answer"
     for i in $(seq 2 "$RABBITMQ_NODES"); do
       recorded "rabbitmq-node-$i" || say "    $(node_name "$i") is not running"
     done
@@ -161,14 +161,25 @@ status() {
       || say "    (no answer)"
   fi
   if [ "$REDIS_CLUSTER" = 1 ]; then
-    say "  Redis Cluster: $(redis-cli -p "$REDIS_PORT" cluster info 2>/dev/null | grep -E '^cluster_state' | tr -d '\r' || echo "127.0.0.1:$REDIS_PORT does not answer")"
-    local p
+    local p nodes="" state="no node answers" down=""
     for p in $(seq "$REDIS_PORT" $((REDIS_PORT + 5))); do
-      redis-cli -p "$p" cluster nodes 2>/dev/null | awk -v me="127.0.0.1:$p" '$3 ~ /myself/ {
-        role = ($3 ~ /master/) ? "master" : "replica"; slots = ""; for (i = 9; i <= NF; i++) slots = slots " " $i
-        printf "    %-16s %-8s %s\n", me, role, (role == "master" ? "slots" slots : "of " $4) }' || true
-      redis-cli -p "$p" ping >/dev/null 2>&1 || printf '    %-16s DOWN\n' "127.0.0.1:$p"
+      if redis-cli -p "$p" ping >/dev/null 2>&1; then
+        if [ -z "$nodes" ]; then
+          nodes=$(redis-cli -p "$p" cluster nodes 2>/dev/null || true)
+          state="$(redis-cli -p "$p" cluster info 2>/dev/null | grep -E '^cluster_state' | tr -d '\r') (as 127.0.0.1:$p sees it)"
+        fi
+      else
+        down="$down    127.0.0.1:$p      DOWN (does not answer)"$'\n'
+      fi
     done
+    say "  Redis Cluster: $state"
+    printf '%s' "$down"
+    # CLUSTER NODES: <id> <ip:port@bus> <flags> <master id> ... <slot ranges>: each node, its role, its slots or master.
+    printf '%s\n' "$nodes" | awk 'NF >= 8 { split($2, a, "@"); addr[$1] = a[1]; line[NR] = $0 }
+      END { for (n in line) { split(line[n], f, " "); split(f[2], a, "@"); flags = f[3]; sub(/myself,/, "", flags); sub(/slave/, "replica", flags)
+        if (flags ~ /master/) { slots = ""; for (i = 9; i <= split(line[n], g, " "); i++) slots = slots " " g[i]
+          printf "    %-16s %-14s slots%s\n", a[1], flags, slots }
+        else printf "    %-16s %-14s of %s\n", a[1], flags, addr[f[4]] } }' | sort
   fi
   local url="http://127.0.0.1:$GATEWAY_PORT"
   for path in /health/full /health; do
@@ -265,7 +276,7 @@ up() {
       port=$((REDIS_PORT + i - 1)); name=redis; [ "$i" -gt 1 ] && name="redis-$i"
       mkdir -p "$dir/$name"
       nohup redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$name" --save "" --cluster-enabled yes \
-        --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+        --cluster-config-file nodes.conf --cluster-node-timeout 5000 --cluster-require-full-coverage no \
         --appendonly yes --appendfsync everysec --maxmemory-policy noeviction >"$logs/$name.log" 2>&1 &
       record "$name" $! redis-server
       wait_for 20 Redis redis-cli -p "$port" ping || { tail -n 20 "$logs/$name.log" >&2; false; }

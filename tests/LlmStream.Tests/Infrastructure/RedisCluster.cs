@@ -42,6 +42,8 @@ public sealed class RedisCluster : IAsyncDisposable
                     // The bus port is chosen too: port + 10000 may not exist for a high ephemeral port.
                     "--cluster-enabled", "yes", "--cluster-port", FreePort.Next().ToString(CultureInfo.InvariantCulture),
                     "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                    // As README advises: the other masters keep serving their slots while one fails over.
+                    "--cluster-require-full-coverage", "no",
                     "--save", "", "--appendonly", appendOnly ? "yes" : "no", "--dir", folder, "--maxmemory-policy", "noeviction",
                 ];
                 var process = ServiceProcess.Start($"redis-cluster:{port}", "redis-server", arguments, new Dictionary<string, string>());
