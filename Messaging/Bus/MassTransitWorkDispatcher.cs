@@ -41,12 +41,13 @@ public sealed class MassTransitWorkDispatcher(
                 context.MessageId = messageId;
                 context.TrySetPriority(destination.QueuePriority);
             }, timeout.Token);
+            Volatile.Write(ref _unconfirmedWhileReachable, 0);
         }
         catch (Exception e)
         {
             await waiting.RemoveAsync(queue, messageId);
             if (e is OperationCanceledException && _kind == BrokerKind.RabbitMq && timeout.IsCancellationRequested)
-                _ = ResetStalledChannelAsync();
+                _ = CheckForStalledChannelAsync();
             if (e is OperationCanceledException && cancellationToken.IsCancellationRequested)
                 throw;
             throw new BrokerUnavailableException($"the message broker did not accept the message for queue '{queue}': {e.Message}", e);
@@ -56,34 +57,51 @@ public sealed class MassTransitWorkDispatcher(
     /// <summary>The marker sent to <see cref="RabbitMqWorkTopology.ChannelResetExchange"/>; it never reaches a queue.</summary>
     public sealed record ChannelReset;
 
-    static readonly TimeSpan ResetInterval = TimeSpan.FromSeconds(5);
-    long _lastReset = long.MinValue;
+    int _unconfirmedWhileReachable;
+    int _checking;
 
     /// <summary>
-    /// A send the broker never confirmed, over a connection that is up, may sit on a channel that will never get its
-    /// confirms: RabbitMQ before 4.0 loses a quorum queue's new publisher that registered during a leader election
-    /// (rabbitmq-server#13095), and every later send on that channel waits too. MassTransit keeps a channel until it
-    /// fails, so one is made to fail: a send to an exchange declared with another type closes it (406), and the next
-    /// send opens a new one. At most once per <see cref="ResetInterval"/>; what the stalled channel held was never
+    /// A send the broker never confirmed may sit on a channel that will never get its confirms: RabbitMQ before 4.0
+    /// loses a quorum queue's new publisher that registered during a leader election (rabbitmq-server#13095), and every
+    /// later send on that channel waits too. MassTransit keeps a channel until it fails, so one is made to fail: a send
+    /// to an exchange declared with another type closes it (406), and the next send opens a new one. Only when two sends
+    /// in a row went unconfirmed while the broker answered a connection of its own: a broker that is down or restarting
+    /// is an outage, and a channel just opened after it must not be closed. What the stalled channel held was never
     /// confirmed, so those requests were already refused and their tasks withdrawn.
     /// </summary>
-    async Task ResetStalledChannelAsync()
+    async Task CheckForStalledChannelAsync()
     {
-        var now = clock.GetTimestamp();
-        var last = Interlocked.Read(ref _lastReset);
-        if (last != long.MinValue && clock.GetElapsedTime(last, now) < ResetInterval || Interlocked.CompareExchange(ref _lastReset, now, last) != last)
+        if (Interlocked.Exchange(ref _checking, 1) == 1)
             return;
-        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         try
         {
-            await topology.DeclareChannelResetExchangeAsync(limit.Token);
-            var endpoint = await bus.GetSendEndpoint(new Uri($"exchange:{RabbitMqWorkTopology.ChannelResetExchange}"));
-            await endpoint.Send(new ChannelReset(), limit.Token);
+            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            try
+            {
+                await topology.DeclareChannelResetExchangeAsync(limit.Token);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                Volatile.Write(ref _unconfirmedWhileReachable, 0); // the broker is down: an outage, not a stalled channel
+                return;
+            }
+            if (Interlocked.Increment(ref _unconfirmedWhileReachable) < 2)
+                return;
+            Volatile.Write(ref _unconfirmedWhileReachable, 0);
+            try
+            {
+                var endpoint = await bus.GetSendEndpoint(new Uri($"exchange:{RabbitMqWorkTopology.ChannelResetExchange}"));
+                await endpoint.Send(new ChannelReset(), limit.Token);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Expected: the 406 that closes the channel.
+            }
+            logger.LogWarning("Sends to the broker went unconfirmed while it answered: their channel was closed so that the next send opens a new one");
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        finally
         {
-            // Expected: the 406 that closes the channel (or a broker that is really down, which the outage reports).
+            Volatile.Write(ref _checking, 0);
         }
-        logger.LogWarning("A send to the broker went unconfirmed over an open connection: its channel was closed so that the next send opens a new one");
     }
 }

@@ -166,12 +166,6 @@ public sealed class Clusters
         await Record([.. rows]);
     }
 
-    static async Task<double> WakeTokenEvents(HttpClient http)
-    {
-        const string Name = "llmstream_wake_token_events_total";
-        var metrics = await http.GetStringAsync("/metrics");
-        return metrics.Split('\n')
-            .Where(l => l.StartsWith(Name, StringComparison.Ordinal) && (l.Length == Name.Length || l[Name.Length] is ' ' or '{'))
-            .Sum(l => double.Parse(l[(l.Contains('}') ? l.LastIndexOf('}') + 1 : l.IndexOf(' '))..].Trim().Split(' ')[0], CultureInfo.InvariantCulture));
-    }
+    static async Task<double> WakeTokenEvents(HttpClient http) =>
+        PrometheusText.Sum(await http.GetStringAsync("/metrics"), "llmstream_wake_token_events_total");
 }

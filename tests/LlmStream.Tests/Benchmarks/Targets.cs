@@ -103,7 +103,7 @@ public sealed class Targets
                     $"CPU-s per 1,000: gateway {gateway.TotalSeconds * 1000 / latencies.Count:0.00}, RabbitMQ {broker.TotalSeconds * 1000 / latencies.Count:0.00}, Redis {redis.TotalSeconds * 1000 / latencies.Count:0.00}");
             }
             const string GcPause = "dotnet_gc_pause_time_seconds_total";
-            var gcPause = MetricSum(metricsAfter, GcPause) - MetricSum(metricsBefore, GcPause);
+            var gcPause = PrometheusText.Sum(metricsAfter, GcPause) - PrometheusText.Sum(metricsBefore, GcPause);
             var perThousand = (gateway + redis + broker).TotalSeconds * 1000 / latencies.Count;
             // The gateway's own view (ASP.NET Core's request duration histogram): a p99 far below the client's points
             // at time spent outside the request handling (the load generator, the kernel, the network stack).
@@ -301,7 +301,7 @@ public sealed class Targets
             var le = line[(line.IndexOf("le=\"", StringComparison.Ordinal) + 4)..];
             le = le[..le.IndexOf('"')];
             var bound = le == "+Inf" ? double.PositiveInfinity : double.Parse(le, CultureInfo.InvariantCulture);
-            buckets[bound] = buckets.GetValueOrDefault(bound) + (long)SampleValue(line);
+            buckets[bound] = buckets.GetValueOrDefault(bound) + (long)PrometheusText.SampleValue(line);
         }
         return buckets;
     }
@@ -314,14 +314,4 @@ public sealed class Targets
         double Bound(double p) => total == 0 ? double.NaN : counts.First(c => c.Count >= p * total).Bound;
         return (Bound(0.5), Bound(0.99));
     }
-
-    /// <summary>The sum of a metric's samples over all its label sets, in Prometheus text.</summary>
-    static double MetricSum(string metrics, string name) =>
-        metrics.Split('\n')
-            .Where(l => l.StartsWith(name, StringComparison.Ordinal) && (l.Length == name.Length || l[name.Length] is ' ' or '{'))
-            .Sum(SampleValue);
-
-    /// <summary>The value of one Prometheus sample line: what follows the name and labels (a timestamp may follow it).</summary>
-    static double SampleValue(string line) =>
-        double.Parse(line[(line.Contains('}') ? line.LastIndexOf('}') + 1 : line.IndexOf(' '))..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
 }

@@ -1,8 +1,4 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
 using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
 
@@ -16,8 +12,6 @@ namespace LlmStream.Tests.Chaos;
 /// </summary>
 public sealed class Losing_a_rabbitmq_node
 {
-    sealed record Posted(string Message, HttpStatusCode Status, string? TaskId, string? SessionId, string? RetryAfter, string Body, TimeSpan At);
-
     [Test]
     public async Task Every_accepted_chat_ends_once_when_the_leader_of_its_queue_is_killed()
     {
@@ -34,47 +28,18 @@ public sealed class Losing_a_rabbitmq_node
         cluster.Provider.Behavior.TokenDelay = TimeSpan.FromMilliseconds(30);
         cluster.Provider.Behavior.Reply = message => $"answer to {message}: one two three four five six seven eight";
 
-        var posts = new ConcurrentBag<Posted>();
-        var inFlight = new List<Task>();
-        var clock = Stopwatch.StartNew();
-        var sequence = 0;
-        async Task PostOne()
-        {
-            var message = $"steady {Interlocked.Increment(ref sequence)}";
-            var at = clock.Elapsed;
-            using var response = await http.PostAsJsonAsync("/chat", new { message });
-            var body = await response.Content.ReadAsStringAsync();
-            string? taskId = null, sessionId = null;
-            if (response.StatusCode == HttpStatusCode.Accepted)
-            {
-                using var json = JsonDocument.Parse(body);
-                taskId = json.RootElement.GetProperty("task_id").GetString();
-                sessionId = json.RootElement.GetProperty("session_id").GetString();
-            }
-            posts.Add(new Posted(message, response.StatusCode, taskId, sessionId,
-                response.Headers.TryGetValues("Retry-After", out var retry) ? retry.First() : null, body, at));
-        }
-        async Task PostFor(Func<bool> until, TimeSpan limit, string phase)
-        {
-            var deadline = clock.Elapsed + limit;
-            while (!until())
-            {
-                if (clock.Elapsed > deadline)
-                    Assert.Fail($"{phase}: not reached within {limit.TotalSeconds:0} s; {posts.Count} posts: " +
-                                string.Join(", ", posts.GroupBy(p => p.Status).Select(g => $"{(int)g.Key}×{g.Count()}")) + $"\n{cluster.Logs()}");
-                inFlight.Add(PostOne());
-                await Task.Delay(100); // ten requests a second, whatever the answers take
-            }
-        }
+        var load = new SteadyChats(cluster, http);
+        var posts = load.Posts;
+        var clock = load.Clock;
 
         var start = clock.Elapsed;
-        await PostFor(() => clock.Elapsed - start > TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(10), "load before the kill");
+        await load.PostUntilAsync(() => clock.Elapsed - start > TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(10), "load before the kill");
         var leader = await rabbitMq.LeaderOfAsync(cluster.VirtualHost, "default");
         var killedAt = clock.Elapsed;
         await leader.KillAsync();
         bool AcceptedAfterTheKill() => posts.Count(p => p.At > killedAt + TimeSpan.FromSeconds(1) && p.Status == HttpStatusCode.Accepted) >= 20;
-        await PostFor(() => AcceptedAfterTheKill() && clock.Elapsed - killedAt > TimeSpan.FromSeconds(8), TimeSpan.FromSeconds(60), "202s after the kill");
-        await Task.WhenAll(inFlight);
+        await load.PostUntilAsync(() => AcceptedAfterTheKill() && clock.Elapsed - killedAt > TimeSpan.FromSeconds(8), TimeSpan.FromSeconds(60), "202s after the kill");
+        await load.AnsweredAsync();
         var newLeader = await rabbitMq.LeaderOfAsync(cluster.VirtualHost, "default");
 
         var all = posts.OrderBy(p => p.At).ToList();
@@ -101,6 +66,6 @@ public sealed class Losing_a_rabbitmq_node
             $"RabbitMQ node lost (quorum queues, 3 nodes): killed {leader.NodeName}, which led 'default'; {newLeader.NodeName} leads it now. " +
             $"{all.Count} POSTs at 10/s: {accepted.Count} accepted, all completed once with their whole answer; {refused.Count} refused with 503 ({window}); " +
             $"{cluster.Provider.Behavior.ChatRequests} provider calls for {accepted.Count} tasks; " +
-            $"stalled publisher channels reset by the gateway: {cluster.Gateway!.Output.Split('\n').Count(l => l.Contains("its channel was closed", StringComparison.Ordinal))}; {clock.Elapsed.TotalSeconds:0} s");
+            $"stalled publisher channels reset by the gateway: {cluster.Gateway!.Output.Split('\n').Count(l => l.Contains("their channel was closed", StringComparison.Ordinal))}; {clock.Elapsed.TotalSeconds:0} s");
     }
 }

@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Net;
-using System.Net.Http.Json;
 using System.Text.Json;
 using LlmStream.Sessions;
 using LlmStream.Tests.EndToEnd;
@@ -18,8 +16,6 @@ namespace LlmStream.Tests.Chaos;
 /// </summary>
 public sealed class Losing_a_redis_master
 {
-    sealed record Posted(string Message, HttpStatusCode Status, string? TaskId, string? SessionId, TimeSpan At);
-
     [Test]
     public async Task No_accepted_task_is_lost_and_no_event_repeats_when_a_master_dies()
     {
@@ -37,40 +33,15 @@ public sealed class Losing_a_redis_master
         var words = string.Join(' ', Enumerable.Range(1, 30).Select(i => $"w{i}"));
         cluster.Provider.Behavior.Reply = message => $"{message}: {words}";
 
-        var posts = new ConcurrentBag<Posted>();
         var followers = new ConcurrentDictionary<string, Task<List<SseEvent>>>();
-        var inFlight = new List<Task>();
-        var clock = Stopwatch.StartNew();
-        var sequence = 0;
-        async Task PostOne()
-        {
-            var message = $"chat {Interlocked.Increment(ref sequence)}";
-            var at = clock.Elapsed;
-            using var response = await http.PostAsJsonAsync("/chat", new { message });
-            string? taskId = null, sessionId = null;
-            if (response.StatusCode == HttpStatusCode.Accepted)
-            {
-                using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
-                taskId = json.RootElement.GetProperty("task_id").GetString()!;
-                sessionId = json.RootElement.GetProperty("session_id").GetString()!;
-                followers[taskId] = Follow(cluster.Client(), sessionId);
-            }
-            posts.Add(new Posted(message, response.StatusCode, taskId, sessionId, at));
-        }
-        async Task PostFor(TimeSpan duration)
-        {
-            var until = clock.Elapsed + duration;
-            while (clock.Elapsed < until)
-            {
-                inFlight.Add(PostOne());
-                await Task.Delay(100);
-            }
-        }
+        var load = new SteadyChats(cluster, http, "chat") { OnAccepted = p => followers[p.TaskId!] = Follow(cluster.Client(), p.SessionId!) };
+        var posts = load.Posts;
+        var clock = load.Clock;
 
         // One chat end to end first: the first requests of a fresh gateway and worker warm up their paths.
         var (warmUp, _) = await cluster.PostChatAsync(http, new { message = "warm-up" });
         await cluster.WaitForEndAsync(http, warmUp, TimeSpan.FromSeconds(60));
-        await PostFor(TimeSpan.FromSeconds(3));
+        await load.PostForAsync(TimeSpan.FromSeconds(3));
         // The master whose shards hold the most sessions still streaming.
         await using var redis = await cluster.ConnectRedisAsync();
         var started = posts.Where(p => p.SessionId is not null).ToList();
@@ -86,11 +57,11 @@ public sealed class Losing_a_redis_master
         var victim = byMaster.MaxBy(m => m.Value);
         var killedAt = clock.Elapsed;
         cluster.RedisCluster!.Kill(victim.Key);
-        var posting = PostFor(TimeSpan.FromSeconds(10));
+        var posting = load.PostForAsync(TimeSpan.FromSeconds(10));
         await cluster.RedisCluster.WaitUntilHealthyAsync(TimeSpan.FromSeconds(30));
         var healedAt = clock.Elapsed;
         await posting;
-        await Task.WhenAll(inFlight);
+        await load.AnsweredAsync();
 
         var accepted = posts.Where(p => p.Status == HttpStatusCode.Accepted).OrderBy(p => p.At).ToList();
         var refused = posts.Where(p => p.Status != HttpStatusCode.Accepted).ToList();

@@ -1,7 +1,4 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Net;
-using System.Net.Http.Json;
 using System.Text.Json;
 using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
@@ -15,8 +12,6 @@ namespace LlmStream.Tests.Chaos;
 /// </summary>
 public sealed class Restarting_rabbitmq_under_load
 {
-    sealed record Posted(string Message, HttpStatusCode Status, string? TaskId, string? SessionId, string? RetryAfter, string? ContentType, string Body, TimeSpan At);
-
     [Test]
     public async Task Answers_503_with_retry_after_while_down_and_loses_no_accepted_request()
     {
@@ -32,59 +27,29 @@ public sealed class Restarting_rabbitmq_under_load
         cluster.Provider.Behavior.TokenDelay = TimeSpan.FromMilliseconds(30);
         cluster.Provider.Behavior.Reply = message => $"answer to {message}: one two three four five six seven eight";
 
-        var posts = new ConcurrentBag<Posted>();
-        var inFlight = new List<Task>();
-        var clock = Stopwatch.StartNew();
-        var sequence = 0;
-        async Task PostOne()
-        {
-            var message = $"steady {Interlocked.Increment(ref sequence)}";
-            var at = clock.Elapsed;
-            using var response = await http.PostAsJsonAsync("/chat", new { message });
-            var body = await response.Content.ReadAsStringAsync();
-            string? taskId = null, sessionId = null;
-            if (response.StatusCode == HttpStatusCode.Accepted)
-            {
-                using var json = JsonDocument.Parse(body);
-                taskId = json.RootElement.GetProperty("task_id").GetString();
-                sessionId = json.RootElement.GetProperty("session_id").GetString();
-            }
-            posts.Add(new Posted(message, response.StatusCode, taskId, sessionId,
-                response.Headers.TryGetValues("Retry-After", out var retry) ? retry.First() : null,
-                response.Content.Headers.ContentType?.MediaType, body, at));
-        }
-        async Task PostFor(Func<bool> until, TimeSpan limit, string phase)
-        {
-            var deadline = clock.Elapsed + limit;
-            while (!until())
-            {
-                if (clock.Elapsed > deadline)
-                    Assert.Fail($"{phase}: not reached within {limit.TotalSeconds:0} s; {posts.Count} posts: " +
-                                string.Join(", ", posts.GroupBy(p => p.Status).Select(g => $"{(int)g.Key}×{g.Count()}")) + $"\n{cluster.Logs()}");
-                inFlight.Add(PostOne());
-                await Task.Delay(100); // ten requests a second, whatever the answers take
-            }
-        }
+        var load = new SteadyChats(cluster, http);
+        var posts = load.Posts;
+        var clock = load.Clock;
 
         var before = clock.Elapsed;
-        await PostFor(() => clock.Elapsed - before > TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(10), "load before the stop");
+        await load.PostUntilAsync(() => clock.Elapsed - before > TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(10), "load before the stop");
 
         var stopping = clock.Elapsed;
         var stop = rabbitMq.StopAsync();
-        await PostFor(() => stop.IsCompleted, TimeSpan.FromSeconds(60), "RabbitMQ stopped");
+        await load.PostUntilAsync(() => stop.IsCompleted, TimeSpan.FromSeconds(60), "RabbitMQ stopped");
         await stop;
         var stopped = clock.Elapsed;
         int Refused() => posts.Count(p => p.Status == HttpStatusCode.ServiceUnavailable);
-        await PostFor(() => Refused() >= 5 && clock.Elapsed - stopped > TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(40), "503s while down");
+        await load.PostUntilAsync(() => Refused() >= 5 && clock.Elapsed - stopped > TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(40), "503s while down");
 
         var starting = clock.Elapsed;
         var start = rabbitMq.StartAgainAsync();
-        await PostFor(() => start.IsCompleted, TimeSpan.FromSeconds(90), "RabbitMQ started again");
+        await load.PostUntilAsync(() => start.IsCompleted, TimeSpan.FromSeconds(90), "RabbitMQ started again");
         await start;
         var started = clock.Elapsed;
         bool AcceptedAgain() => posts.Count(p => p.At > started && p.Status == HttpStatusCode.Accepted) >= 10;
-        await PostFor(AcceptedAgain, TimeSpan.FromSeconds(60), "202s after the restart");
-        await Task.WhenAll(inFlight);
+        await load.PostUntilAsync(AcceptedAgain, TimeSpan.FromSeconds(60), "202s after the restart");
+        await load.AnsweredAsync();
 
         var all = posts.OrderBy(p => p.At).ToList();
         var accepted = all.Where(p => p.Status == HttpStatusCode.Accepted).ToList();
