@@ -73,6 +73,7 @@ public static class GatewayExtensions
                 StatusCodes.Status404NotFound => $"nothing is served at {context.HttpContext.Request.Path}",
                 _ => context.ProblemDetails.Title,
             });
+        builder.Services.AddExceptionHandler<StoreFailureHandler>();
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
             json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;

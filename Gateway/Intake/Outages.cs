@@ -130,7 +130,7 @@ public sealed class Outages
     public Outage StoreOf(string id) => IsCluster ? _shards[SessionShards.Of(id)] : Store;
 
     /// <summary>The store refuses while its client has no connection, or after a failure until a trial succeeds.</summary>
-    public bool StoreRefuses(string id) => IsCluster ? StoreOf(id).Refuses() : Store.Refuses(knownDown: _redis is { IsConnected: false });
+    public bool StoreRefuses(string id) => StoreOf(id).Refuses(knownDown: _redis is { IsConnected: false });
 
     /// <summary>
     /// A new session or batch id (<see cref="SessionShards.NewId"/>), in a shard that is up or due for its trial when

@@ -21,7 +21,7 @@ public sealed class Refusing_fast_while_a_dependency_is_down
     {
         await using var cluster = await Cluster.StartAsync("fast-redis", workers: 0, redisAppendOnly: true);
         using var http = Impatient(cluster);
-        await cluster.PostChatAsync(http, new { message = "before" });
+        var (before, _) = await cluster.PostChatAsync(http, new { message = "before" });
 
         var restart = cluster.Redis.RestartAsync(downtime: TimeSpan.FromSeconds(6));
         await Stopping_a_chat_worker.Until(() => cluster.Gateway!.Output.Contains("The task store (Redis) unavailable"), cluster);
@@ -36,6 +36,13 @@ public sealed class Refusing_fast_while_a_dependency_is_down
             Assert.That(response.Headers.RetryAfter, Is.Not.Null);
             refused++;
         }
+        // A read Redis does not answer is a 503 that says so, not a 500 (after the Redis client's timeout: reads are
+        // not refused in advance).
+        using var patient = cluster.Client();
+        var read = await patient.GetAsync($"/chat/{before}");
+        Assert.That(read.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable), await read.Content.ReadAsStringAsync());
+        Assert.That(read.Headers.RetryAfter, Is.Not.Null);
+        Assert.That(await read.Content.ReadAsStringAsync(), Does.Contain("Redis"));
         TestContext.Progress.WriteLine($"Redis down: {refused} refusals, the slowest in {slowest.TotalMilliseconds:0} ms");
         await restart;
 
