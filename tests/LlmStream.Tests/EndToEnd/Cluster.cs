@@ -175,13 +175,23 @@ public sealed class Cluster : IAsyncDisposable
             await RedisCluster.DisposeAsync();
     }
 
-    /// <summary>Polls GET /chat/{id} until the task reaches a terminal status (bounded).</summary>
+    /// <summary>
+    /// Polls GET /chat/{id} until the task reaches a terminal status (bounded). A 503 (Redis away for a moment, as in a
+    /// failover) is asked again, as its Retry-After tells a client to; any other failure is the test's.
+    /// </summary>
     public async Task<JsonElement> WaitForEndAsync(HttpClient http, string taskId, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
-            var status = await http.GetFromJsonAsync<JsonElement>($"/chat/{taskId}");
+            using var response = await http.GetAsync($"/chat/{taskId}");
+            if (response.StatusCode == HttpStatusCode.ServiceUnavailable && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(200);
+                continue;
+            }
+            response.EnsureSuccessStatusCode();
+            var status = await response.Content.ReadFromJsonAsync<JsonElement>();
             if (status.GetProperty("status").GetString() is "completed" or "failed" or "cancelled")
                 return status;
             if (DateTime.UtcNow > deadline)
