@@ -104,9 +104,25 @@ public sealed class RabbitMqServer : IAsyncDisposable
     /// <summary>Makes this node a member of <paramref name="seed"/>'s cluster (its own data is dropped, as rabbitmqctl does).</summary>
     public async Task JoinAsync(RabbitMqServer seed)
     {
-        await CtlAsync("stop_app");
-        await CtlAsync("join_cluster", seed.NodeName);
-        await CtlAsync("start_app");
+        // rabbitmqctl can miss a node that has just booted on a loaded machine: each step is tried a few times.
+        async Task Ctl(params string[] arguments)
+        {
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    await CtlAsync(arguments);
+                    return;
+                }
+                catch (InvalidOperationException) when (attempt < 4)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(3));
+                }
+            }
+        }
+        await Ctl("stop_app");
+        await Ctl("join_cluster", seed.NodeName);
+        await Ctl("start_app");
         await WaitUntilUpAsync();
     }
 
