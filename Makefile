@@ -6,7 +6,7 @@ PORT ?= 8007
 DOTNET := dotnet
 
 # docker compose v2 when its plugin is there, else docker-compose v1; decided when a recipe runs (test-deps may install v1).
-COMPOSE_CMD = $$(if docker compose version >/dev/null 2>&1; then echo docker compose; else echo docker-compose; fi)
+COMPOSE_CMD = $(shell if docker compose version >/dev/null 2>&1; then echo docker compose; else echo docker-compose; fi)
 COMPOSE_PROJECT ?= llmstream
 COMPOSE = $(COMPOSE_CMD) -p $(COMPOSE_PROJECT) -f deploy/docker-compose.yml
 # Commands that must see every service, the monitoring profile's too (down, logs, status, clean).
