@@ -5,7 +5,7 @@ CONFIGURATION ?= Release
 PORT ?= 8007
 DOTNET := dotnet
 
-# docker compose v2 when its plugin is there, else docker-compose v1; decided when a recipe runs (test-deps may install v1).
+# docker compose v2 when its plugin is there, else docker-compose v1; decided when a recipe is expanded (test-deps may install v1).
 COMPOSE_CMD = $(shell if docker compose version >/dev/null 2>&1; then echo docker compose; else echo docker-compose; fi)
 COMPOSE_PROJECT ?= llmstream
 COMPOSE = $(COMPOSE_CMD) -p $(COMPOSE_PROJECT) -f deploy/docker-compose.yml
@@ -57,7 +57,7 @@ build-dotnet:
 images: docker-engine
 	$(COMPOSE) build
 
-## test-deps: RabbitMQ, Redis and docker-compose (to validate the compose file) from Debian packages when missing; the openai npm client from its lock file
+## test-deps: RabbitMQ, Redis, chromium, a Docker engine (started when none answers), docker-compose and debootstrap from Debian packages when missing; the openai npm client from its lock file
 test-deps:
 	./build/install-test-deps.sh
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error

@@ -26,6 +26,7 @@ public sealed class ChatRequestedConsumer(
     PromptTokens promptTokens,
     TaskCancellation cancellation,
     TokenBatcher tokenBatcher,
+    ConversationMemory memory,
     WorkerActivity worker,
     IOptions<ModelOptions> modelOptions,
     IOptions<RetryOptions> retryOptions,
@@ -64,13 +65,15 @@ public sealed class ChatRequestedConsumer(
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
         if (!await IsStillWantedAsync(request, context.CancellationToken))
             return;
+        var prompt = request.PromptTokens ?? promptTokens.CountPrompt(request);
+        var history = await memory.RecallAsync(request, prompt, request.MaxTokens ?? rateLimitOptions.Value.ExpectedCompletionTokens, context.CancellationToken);
         // Registered before the rate-limit wait, so DELETE also frees a task that waits for the limit.
         using var cancelled = cancellation.Register(request.TaskId);
-        if (await ReserveAsync(request, cancelled.Token, context.CancellationToken) is not { } reserved)
+        if (await ReserveAsync(request, prompt + history.Tokens, cancelled.Token, context.CancellationToken) is not { } reserved)
             return;
-        if (await StartAttemptAsync(request, reserved, context.CancellationToken) is not { } attempt)
+        if (await StartAttemptAsync(request, reserved, history.Turns, context.CancellationToken) is not { } attempt)
             return;
-        if (await StreamAnswerAsync(context, attempt, reserved, cancelled.Token) is { } answer)
+        if (await StreamAnswerAsync(context, attempt, reserved, history, cancelled.Token) is { } answer)
             await CompleteAsync(request, attempt, reserved, answer);
     }
 
@@ -88,11 +91,12 @@ public sealed class ChatRequestedConsumer(
 
     /// <summary>
     /// Waits (without polling) until the cluster-wide limits grant the prompt (counted by the gateway, in time linear in
-    /// its length) and the expected completion; the tokens reserved, or null when the task was cancelled meanwhile.
+    /// its length, with the session's turns sent before it) and the expected completion; the tokens reserved, or null
+    /// when the task was cancelled meanwhile.
     /// </summary>
-    async Task<int?> ReserveAsync(ChatRequested request, CancellationToken cancelled, CancellationToken stopping)
+    async Task<int?> ReserveAsync(ChatRequested request, int prompt, CancellationToken cancelled, CancellationToken stopping)
     {
-        var reserved = (request.PromptTokens ?? promptTokens.CountPrompt(request)) + rateLimitOptions.Value.ExpectedCompletionTokens;
+        var reserved = prompt + rateLimitOptions.Value.ExpectedCompletionTokens;
         using var waitToken = CancellationTokenSource.CreateLinkedTokenSource(stopping, cancelled);
         try
         {
@@ -107,9 +111,9 @@ public sealed class ChatRequestedConsumer(
     }
 
     /// <summary>The next attempt, announced in the stream; null (and the reservation given back) when the task ended meanwhile.</summary>
-    async Task<int?> StartAttemptAsync(ChatRequested request, int reserved, CancellationToken cancellationToken)
+    async Task<int?> StartAttemptAsync(ChatRequested request, int reserved, int historyTurns, CancellationToken cancellationToken)
     {
-        var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, worker.Id, cancellationToken);
+        var attempt = await store.StartAttemptAsync(request.TaskId, request.SessionId, worker.Id, historyTurns, cancellationToken);
         if (attempt is null)
         {
             await rateLimiter.TryReleaseAsync(request.Model, reserved, logger); // nothing was sent
@@ -125,7 +129,7 @@ public sealed class ChatRequestedConsumer(
     /// the attempt ended otherwise: cancelled, fenced off by a newer attempt, past LLM_TIMEOUT, or failed (a transient
     /// failure with retries left throws, for the retry policy).
     /// </summary>
-    async Task<Answer?> StreamAnswerAsync(ConsumeContext<ChatRequested> context, int attempt, int reserved, CancellationToken cancelled)
+    async Task<Answer?> StreamAnswerAsync(ConsumeContext<ChatRequested> context, int attempt, int reserved, ConversationMemory.Recalled history, CancellationToken cancelled)
     {
         var request = context.Message;
         // A child of the consume span: the provider's HTTP call inside it carries this trace in its traceparent header.
@@ -143,7 +147,7 @@ public sealed class ChatRequestedConsumer(
         try
         {
             var tokens = tokenBatcher.Start(request.TaskId, request.SessionId, attempt);
-            await foreach (var update in models.For(request.Model).GetStreamingResponseAsync(ProviderRequest.Messages(request), ProviderRequest.Options(request), limit.Token))
+            await foreach (var update in models.For(request.Model).GetStreamingResponseAsync(ProviderRequest.Messages(request, history.Messages), ProviderRequest.Options(request), limit.Token))
             {
                 var token = update.Text;
                 if (token.Length > 0 && answer.Tokens == 0)

@@ -22,6 +22,7 @@ public static class ChatWorkerExtensions
         builder.AddValidatedSettings<ChatWorkerOptions>();
         builder.Services.TryAddSingleton<WorkerActivity>();
         builder.Services.AddSingleton<TokenBatcher>();
+        builder.Services.AddSingleton<ConversationMemory>();
         return builder;
     }
 

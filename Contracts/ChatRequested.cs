@@ -26,6 +26,12 @@ public sealed record ChatRequested
     /// </summary>
     public int? PromptTokens { get; init; }
 
+    /// <summary>
+    /// Whether the worker sends the session's earlier turns before <see cref="Message"/> (POST /chat's <c>history</c>;
+    /// absent: yes). Never with <see cref="Conversation"/>, which is whole already.
+    /// </summary>
+    public bool? History { get; init; }
+
     /// <summary>The whole conversation (OpenAI-compatible requests). When set, it replaces Message and SystemPrompt.</summary>
     public IReadOnlyList<ChatTurn>? Conversation { get; init; }
 

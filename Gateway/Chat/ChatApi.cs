@@ -34,7 +34,7 @@ public static class ChatApi
         string TaskId, string SessionId, string Status, string Model, int Priority, int Attempt,
         DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,
         string? Result, string? Error, string? FinishReason, TokenUsage? Usage, string? UserId, string StreamUrl,
-        DateTimeOffset? RateLimitedUntil, string? ApiKey, string? ErrorCode = null, bool? Retryable = null);
+        DateTimeOffset? RateLimitedUntil, string? ApiKey, string? ErrorCode = null, bool? Retryable = null, int HistoryTurns = 0);
 
     static async Task<Results<Accepted<ChatAccepted>, ValidationProblem, ProblemHttpResult>> PostChat(
         HttpRequest http, ChatIntake intake, Outages outages, ITaskStore store, IOptions<GatewayOptions> gateway, IOptions<ModelOptions> models, TimeProvider clock)
@@ -61,6 +61,7 @@ public static class ChatApi
             SystemPrompt = request.SystemPrompt,
             Priority = request.Priority ?? 0,
             UserId = request.UserId,
+            History = request.History,
             ApiKeyName = http.HttpContext.ApiKeyName(),
             AcceptedAt = clock.GetUtcNow(),
         };
@@ -96,7 +97,7 @@ public static class ChatApi
             task.TaskId, task.SessionId, task.State.ToWire(), task.Model, task.Priority, task.Attempt,
             task.CreatedAt, task.StartedAt, task.FinishedAt, task.Result, task.Error, task.FinishReason, task.Usage,
             task.UserId, StreamApi.StreamUrl(task.SessionId), task.RateLimitedUntil, task.ApiKeyName,
-            task.Failure?.Code, task.State == TaskState.Failed ? task.Failure?.Retryable ?? false : null));
+            task.Failure?.Code, task.State == TaskState.Failed ? task.Failure?.Retryable ?? false : null, task.HistoryTurns));
     }
 
     public sealed record ChatCancelled(string TaskId, string Status);

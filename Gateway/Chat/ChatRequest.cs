@@ -11,10 +11,11 @@ namespace LlmStream.Gateway.Chat;
 /// <param name="SystemPrompt">Instructions for the model.</param>
 /// <param name="Priority">-10 to 10: above 5 goes to the high queue, below -5 to the low queue.</param>
 /// <param name="UserId">Who asks, recorded on the task.</param>
-public sealed record ChatRequest(string Message, string? SessionId, string? Model, string? SystemPrompt, int? Priority, string? UserId)
+/// <param name="History">false: send the model this message alone, without the session's earlier turns.</param>
+public sealed record ChatRequest(string Message, string? SessionId, string? Model, string? SystemPrompt, int? Priority, string? UserId, bool? History = null)
 {
     // "stream" is the original's flag: accepted (a boolean) so its clients work unchanged; answers always stream here.
-    static readonly HashSet<string> Known = ["message", "session_id", "model", "system_prompt", "priority", "user_id", "stream"];
+    static readonly HashSet<string> Known = ["message", "session_id", "model", "system_prompt", "priority", "user_id", "stream", "history"];
 
     /// <summary>Strict reading: wrong types, unknown fields and out-of-range values are errors naming the field.</summary>
     public static (ChatRequest? Request, Dictionary<string, string[]> Errors) Parse(JsonElement body)
@@ -47,8 +48,16 @@ public sealed record ChatRequest(string Message, string? SessionId, string? Mode
 
         if (body.TryGetProperty("stream", out var stream) && stream.ValueKind is not (JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null))
             errors["stream"] = [$"must be true or false, not {Shown(stream)}"];
+        bool? history = null;
+        if (body.TryGetProperty("history", out var h) && h.ValueKind != JsonValueKind.Null)
+        {
+            if (h.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                history = h.GetBoolean();
+            else
+                errors["history"] = [$"must be true or false, not {Shown(h)}"];
+        }
 
-        return errors.Count > 0 ? (null, errors) : (new ChatRequest(message!, sessionId, model, systemPrompt, priority, userId), errors);
+        return errors.Count > 0 ? (null, errors) : (new ChatRequest(message!, sessionId, model, systemPrompt, priority, userId, history), errors);
     }
 
     static string? String(JsonElement body, string name, Dictionary<string, string[]> errors, bool required, int? maxLength)

@@ -118,6 +118,8 @@ public sealed class ChatIntake(
             Priority = request.Priority,
             UserId = request.UserId,
             ApiKeyName = request.ApiKeyName,
+            // A /chat message is half of the turn a later task of its session remembers; /v1 requests carry their whole conversation.
+            Message = request.Conversation is null ? request.Message : null,
             CreatedAt = request.AcceptedAt,
         };
         try

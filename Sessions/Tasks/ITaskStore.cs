@@ -20,9 +20,17 @@ public interface ITaskStore : ISessionStreams
     /// <summary>
     /// Starts the next attempt and appends a started event carrying its number.
     /// Null when the task is finished already (a redelivered message must not answer twice) or unknown.
-    /// <paramref name="workerId"/> (the worker's heartbeat id) goes on record: a task whose worker died can be found.
+    /// <paramref name="workerId"/> (the worker's heartbeat id) goes on record: a task whose worker died can be found;
+    /// so does the number of earlier turns the attempt sends (<see cref="TaskRecord.HistoryTurns"/>).
     /// </summary>
-    Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, CancellationToken cancellationToken);
+    Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, int historyTurns, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The records of the session's tasks created before <paramref name="taskId"/>, oldest first: the last
+    /// <paramref name="count"/> of them (at most <see cref="TaskStoreLimits.TurnsKept"/>), those expired left out.
+    /// A session's task ids are kept as long as its tasks, so its memory expires with it.
+    /// </summary>
+    Task<IReadOnlyList<TaskRecord>> EarlierTasksAsync(string sessionId, string taskId, int count, CancellationToken cancellationToken);
 
     /// <summary>
     /// Appends the token events of several running attempts in one call (a worker sends all its streams' new tokens
@@ -47,6 +55,12 @@ public interface ITaskStore : ISessionStreams
 
     /// <summary>Frees a key whose task could not be created, so that a retry of the request can go through.</summary>
     Task ReleaseIdempotencyKeyAsync(string scope, string key, CancellationToken cancellationToken);
+}
+
+public static class TaskStoreLimits
+{
+    /// <summary>The task ids a session keeps for its memory: older ones are dropped (no budget would send them anyway).</summary>
+    public const int TurnsKept = 200;
 }
 
 /// <summary>New token events of one running attempt, oldest first.</summary>

@@ -20,6 +20,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
     sealed class Session
     {
         public readonly List<StreamEntry> Entries = [];
+        public readonly List<string> TaskIds = [];
         public DateTimeOffset ExpiresAt;
     }
 
@@ -34,12 +35,16 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
                 return Task.FromResult(CreateResult.SessionBusy);
             _tasks[task.TaskId] = (task, Expiry());
             Append(task.SessionId, StreamEventTypes.Queued, queuedEventData);
+            var taskIds = _sessions[task.SessionId].TaskIds;
+            taskIds.Add(task.TaskId);
+            if (taskIds.Count > TaskStoreLimits.TurnsKept)
+                taskIds.RemoveAt(0);
         }
         signals.Notify(task.SessionId);
         return Task.FromResult(CreateResult.Created);
     }
 
-    public Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, CancellationToken cancellationToken)
+    public Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, int historyTurns, CancellationToken cancellationToken)
     {
         int attempt;
         lock (_lock)
@@ -47,7 +52,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
             if (!_tasks.TryGetValue(taskId, out var entry) || entry.Task.State.IsTerminal())
                 return Task.FromResult<int?>(null);
             attempt = entry.Task.Attempt + 1;
-            _tasks[taskId] = (entry.Task with { State = TaskState.Started, Attempt = attempt, StartedAt = clock.GetUtcNow(), Worker = workerId }, Expiry());
+            _tasks[taskId] = (entry.Task with { State = TaskState.Started, Attempt = attempt, StartedAt = clock.GetUtcNow(), Worker = workerId, HistoryTurns = historyTurns }, Expiry());
             Append(sessionId, StreamEventTypes.Started, StreamEvents.Started(taskId, attempt));
         }
         signals.Notify(sessionId);
@@ -104,6 +109,22 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
         }
         signals.Notify(outcome.SessionId);
         return Task.FromResult(true);
+    }
+
+    public Task<IReadOnlyList<TaskRecord>> EarlierTasksAsync(string sessionId, string taskId, int count, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (!_sessions.TryGetValue(sessionId, out var session) || session.ExpiresAt <= clock.GetUtcNow())
+                return Task.FromResult<IReadOnlyList<TaskRecord>>([]);
+            var index = session.TaskIds.IndexOf(taskId);
+            var before = index < 0 ? session.TaskIds : session.TaskIds.Take(index);
+            var now = clock.GetUtcNow();
+            IReadOnlyList<TaskRecord> earlier = [.. before.TakeLast(count)
+                .Select(id => _tasks.TryGetValue(id, out var entry) && entry.ExpiresAt > now ? entry.Task : null)
+                .OfType<TaskRecord>()];
+            return Task.FromResult(earlier);
+        }
     }
 
     public Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken)

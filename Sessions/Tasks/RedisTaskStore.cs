@@ -28,9 +28,14 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
 
     static RedisKey StreamKey(string sessionId) => $"llmstream:{SessionShards.TagOf(sessionId)}:stream:{sessionId}";
 
+    /// <summary>The session's task ids in the order they were created (the last <see cref="TaskStoreLimits.TurnsKept"/>): its memory's index.</summary>
+    static RedisKey TurnsKey(string sessionId) => $"llmstream:{SessionShards.TagOf(sessionId)}:turns:{sessionId}";
+
     /// <summary>A task can be of a session only in its shard (<see cref="CreateAsync"/> refuses others): any other pair is unknown.</summary>
     static bool CanBelong(string taskId, string sessionId) => SessionShards.Of(taskId) == SessionShards.Of(sessionId);
 
+    // KEYS: the task, the session's stream and its turns. ARGV: retention, the queued event's data, the wake channel,
+    // the task id, the turns kept, then the task's fields.
     const string CreateScript = """
         if redis.call('EXISTS', KEYS[1]) == 1 then return 'duplicate' end
         local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
@@ -38,10 +43,13 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
           local t = last[2][2]
           if t ~= 'done' and t ~= 'error' and t ~= 'cancelled' then return 'busy' end
         end
-        redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+        redis.call('HSET', KEYS[1], unpack(ARGV, 6))
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         local id = redis.call('XADD', KEYS[2], '*', 't', 'queued', 'd', ARGV[2])
         redis.call('EXPIRE', KEYS[2], ARGV[1])
+        redis.call('RPUSH', KEYS[3], ARGV[4])
+        redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
+        redis.call('EXPIRE', KEYS[3], ARGV[1])
         redis.call('SPUBLISH', ARGV[3], '')
         return id
         """;
@@ -53,7 +61,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         if not state then return -1 end
         if state ~= 'queued' and state ~= 'started' then return 0 end
         local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-        redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[2], 'worker', ARGV[5])
+        redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[2], 'worker', ARGV[5], 'history_turns', ARGV[7])
         redis.call('ZADD', KEYS[3], ARGV[2], ARGV[6])
         redis.call('XADD', KEYS[2], '*', 't', 'started', 'd', ARGV[4] .. attempt .. '}')
         redis.call('EXPIRE', KEYS[2], ARGV[1])
@@ -114,7 +122,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
     {
         if (!CanBelong(task.TaskId, task.SessionId))
             throw new ArgumentException($"task {task.TaskId} is not in the shard of its session {task.SessionId}: make its id with SessionShards.NewTaskId", nameof(task));
-        var args = new List<RedisValue> { Ttl, queuedEventData, WakeChannel.ForSession(task.SessionId) };
+        var args = new List<RedisValue> { Ttl, queuedEventData, WakeChannel.ForSession(task.SessionId), task.TaskId, TaskStoreLimits.TurnsKept };
         args.AddRange(
         [
             "state", task.State.ToWire(),
@@ -128,8 +136,10 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             args.AddRange(["user", task.UserId]);
         if (task.ApiKeyName is not null)
             args.AddRange(["api_key", task.ApiKeyName]);
+        if (task.Message is not null)
+            args.AddRange(["message", task.Message]);
 
-        var result = (string?)await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId), StreamKey(task.SessionId)], [.. args]);
+        var result = (string?)await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId), StreamKey(task.SessionId), TurnsKey(task.SessionId)], [.. args]);
         if (result is not ("duplicate" or "busy") && replicas is not null)
             await replicas.ReplicatedAsync(TaskKey(task.TaskId));
         return result switch
@@ -140,13 +150,13 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         };
     }
 
-    public async Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, CancellationToken cancellationToken)
+    public async Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, int historyTurns, CancellationToken cancellationToken)
     {
         if (!CanBelong(taskId, sessionId))
             return null;
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var result = (long)await Db.ScriptEvaluateAsync(StartScript, [TaskKey(taskId), StreamKey(sessionId), RunningOf(taskId)],
-            [Ttl, now, WakeChannel.ForSession(sessionId), StreamEvents.StartedPrefix(taskId), workerId ?? "", taskId]);
+            [Ttl, now, WakeChannel.ForSession(sessionId), StreamEvents.StartedPrefix(taskId), workerId ?? "", taskId, historyTurns]);
         if (result > 0 && replicas is not null)
             await replicas.ReplicatedAsync(TaskKey(taskId));
         return result > 0 ? (int)result : null;
@@ -234,9 +244,26 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         return result == 1;
     }
 
-    public async Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken)
+    public async Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken) =>
+        Parse(taskId, await Db.HashGetAllAsync(TaskKey(taskId)));
+
+    public async Task<IReadOnlyList<TaskRecord>> EarlierTasksAsync(string sessionId, string taskId, int count, CancellationToken cancellationToken)
     {
-        var entries = await Db.HashGetAllAsync(TaskKey(taskId));
+        if (count <= 0)
+            return [];
+        var ids = (await Db.ListRangeAsync(TurnsKey(sessionId))).Select(id => id.ToString()).ToList();
+        var index = ids.IndexOf(taskId);
+        var earlier = (index < 0 ? ids : ids.Take(index)).TakeLast(count).Where(id => CanBelong(id, sessionId)).ToList();
+        // The records of one session share its slot: one round trip for all of them.
+        var batch = Db.CreateBatch();
+        var reads = earlier.Select(id => batch.HashGetAllAsync(TaskKey(id))).ToList();
+        batch.Execute();
+        var records = await Task.WhenAll(reads);
+        return [.. earlier.Select((id, i) => Parse(id, records[i])).OfType<TaskRecord>()];
+    }
+
+    static TaskRecord? Parse(string taskId, HashEntry[] entries)
+    {
         if (entries.Length == 0)
             return null;
         var f = entries.ToDictionary(e => e.Name.ToString(), e => e.Value.ToString());
@@ -249,6 +276,8 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             Priority = int.Parse(f["priority"], CultureInfo.InvariantCulture),
             UserId = f.GetValueOrDefault("user"),
             ApiKeyName = f.GetValueOrDefault("api_key"),
+            Message = f.GetValueOrDefault("message"),
+            HistoryTurns = f.TryGetValue("history_turns", out var turns) ? int.Parse(turns, CultureInfo.InvariantCulture) : 0,
             Attempt = int.Parse(f["attempt"], CultureInfo.InvariantCulture),
             CreatedAt = FromMs(f["created_at"]),
             StartedAt = f.TryGetValue("started_at", out var started) ? FromMs(started) : null,

@@ -50,6 +50,13 @@ public sealed record TaskRecord
     public int Priority { get; init; }
     public string? UserId { get; init; }
     public string? ApiKeyName { get; init; }
+
+    /// <summary>What the user said (POST /chat): with the answer (<see cref="Result"/>), a turn a later task of the session remembers.</summary>
+    public string? Message { get; init; }
+
+    /// <summary>How many earlier turns of the session the current attempt sent with the message (0: none).</summary>
+    public int HistoryTurns { get; init; }
+
     public int Attempt { get; init; }
     public required DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset? StartedAt { get; init; }

@@ -45,8 +45,37 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     {
         var task = NewTask(Guid.NewGuid().ToString("N"));
         await _store.CreateAsync(task, "{}", default);
-        await _store.StartAttemptAsync(task.TaskId, task.SessionId, null, default);
+        await _store.StartAttemptAsync(task.TaskId, task.SessionId, null, 0, default);
         return task;
+    }
+
+    [Test]
+    public async Task A_session_remembers_its_tasks_in_order_with_their_messages_answers_and_turns_sent()
+    {
+        var session = Guid.NewGuid().ToString("N");
+        var tasks = new List<TaskRecord>();
+        for (var i = 0; i < 4; i++)
+        {
+            var task = NewTask(session) with { Message = $"message {i}" };
+            tasks.Add(task);
+            Assert.That(await _store.CreateAsync(task, "{}", default), Is.EqualTo(CreateResult.Created));
+            Assert.That(await _store.StartAttemptAsync(task.TaskId, session, "w", historyTurns: i, default), Is.EqualTo(1));
+            var state = i == 2 ? TaskState.Failed : TaskState.Completed;
+            Assert.That(await _store.FinishAsync(new TaskOutcome { TaskId = task.TaskId, SessionId = session, State = state, Result = state == TaskState.Completed ? $"answer {i}" : null },
+                "{}", default), Is.True);
+        }
+
+        var earlier = await _store.EarlierTasksAsync(session, tasks[3].TaskId, 10, default);
+        Assert.That(earlier.Select(t => t.TaskId), Is.EqualTo(tasks.Take(3).Select(t => t.TaskId)), "the tasks before it, oldest first");
+        Assert.That(earlier.Select(t => (t.Message, t.Result, t.State)), Is.EqualTo(new[]
+        {
+            ("message 0", "answer 0", TaskState.Completed), ("message 1", "answer 1", TaskState.Completed), ("message 2", (string?)null, TaskState.Failed),
+        }));
+        Assert.That((await _store.EarlierTasksAsync(session, tasks[3].TaskId, 2, default)).Select(t => t.TaskId), Is.EqualTo(new[] { tasks[1].TaskId, tasks[2].TaskId }),
+            "the latest of them when fewer are asked for");
+        Assert.That(await _store.EarlierTasksAsync(session, tasks[0].TaskId, 10, default), Is.Empty, "nothing before the first");
+        Assert.That((await _store.GetAsync(tasks[3].TaskId, default))!.HistoryTurns, Is.EqualTo(3));
+        Assert.That(await _store.EarlierTasksAsync(Guid.NewGuid().ToString("N"), tasks[3].TaskId, 10, default), Is.Empty, "another session has none of them");
     }
 
     [Test]
@@ -55,7 +84,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         var session = Guid.NewGuid().ToString("N");
         var task = NewTask(session);
         Assert.That(await _store.CreateAsync(task, StreamEvents.Queued(task.TaskId, "m", 3, "default"), default), Is.EqualTo(CreateResult.Created));
-        var attempt = await _store.StartAttemptAsync(task.TaskId, session, null, default);
+        var attempt = await _store.StartAttemptAsync(task.TaskId, session, null, 0, default);
         Assert.That(attempt, Is.EqualTo(1));
         Assert.That(await _store.AppendTokensAsync(task.TaskId, session, 1,
             [StreamEvents.Token(task.TaskId, 1, "Hel"), StreamEvents.Token(task.TaskId, 1, "lo")], default), Is.True);
@@ -81,7 +110,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         var session = Guid.NewGuid().ToString("N");
         var task = NewTask(session);
         await _store.CreateAsync(task, "{}", default);
-        await _store.StartAttemptAsync(task.TaskId, session, null, default);
+        await _store.StartAttemptAsync(task.TaskId, session, null, 0, default);
         for (var i = 0; i < 10; i++)
             await _store.AppendTokensAsync(task.TaskId, session, 1, [StreamEvents.Token(task.TaskId, 1, i.ToString(System.Globalization.CultureInfo.InvariantCulture))], default);
 
@@ -100,8 +129,8 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         var session = Guid.NewGuid().ToString("N");
         var task = NewTask(session);
         await _store.CreateAsync(task, "{}", default);
-        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, null, default), Is.EqualTo(1));
-        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, null, default), Is.EqualTo(2));
+        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, null, 0, default), Is.EqualTo(1));
+        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, null, 0, default), Is.EqualTo(2));
         Assert.That(await _store.AppendTokensAsync(task.TaskId, session, 1, ["{}"], default), Is.False, "attempt 1 is stale");
         Assert.That(await _store.AppendTokensAsync(task.TaskId, session, 2, ["{}"], default), Is.True);
         var stale = new TaskOutcome { TaskId = task.TaskId, SessionId = session, State = TaskState.Completed, Attempt = 1 };
@@ -117,8 +146,8 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         var task = NewTask(session);
         await _store.CreateAsync(task, "{}", default);
         await _store.FinishAsync(new TaskOutcome { TaskId = task.TaskId, SessionId = session, State = TaskState.Failed, Error = "x" }, "{}", default);
-        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, null, default), Is.Null);
-        Assert.That(await _store.StartAttemptAsync("unknown", session, null, default), Is.Null);
+        Assert.That(await _store.StartAttemptAsync(task.TaskId, session, null, 0, default), Is.Null);
+        Assert.That(await _store.StartAttemptAsync("unknown", session, null, 0, default), Is.Null);
         Assert.That(await _store.CreateAsync(task, "{}", default), Is.EqualTo(CreateResult.DuplicateTask), "ids are unique");
     }
 
@@ -128,7 +157,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         var queued = NewTask(Guid.NewGuid().ToString("N"));
         await _store.CreateAsync(queued, "{}", default);
         Assert.That(await _store.WithdrawAsync(queued.TaskId, queued.SessionId, "not confirmed"), Is.True);
-        Assert.That(await _store.StartAttemptAsync(queued.TaskId, queued.SessionId, null, default), Is.Null, "a withdrawn task is never started");
+        Assert.That(await _store.StartAttemptAsync(queued.TaskId, queued.SessionId, null, 0, default), Is.Null, "a withdrawn task is never started");
         var withdrawn = await _store.GetAsync(queued.TaskId, default);
         Assert.That((withdrawn!.State, withdrawn.Error, withdrawn.Attempt), Is.EqualTo((TaskState.Failed, "not confirmed", 0)));
         var error = (await _store.ReadAsync(queued.SessionId, "0", 10, default)).Single(e => e.Type == "error");
@@ -176,7 +205,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     public async Task One_call_appends_the_tokens_of_several_attempts_and_refuses_a_stale_one_alone()
     {
         var (a, b, c) = (await StartedTask(), await StartedTask(), await StartedTask());
-        await _store.StartAttemptAsync(b.TaskId, b.SessionId, null, default); // b is at attempt 2: attempt 1 is stale
+        await _store.StartAttemptAsync(b.TaskId, b.SessionId, null, 0, default); // b is at attempt 2: attempt 1 is stale
 
         var stored = await _store.AppendTokensAsync(
         [
