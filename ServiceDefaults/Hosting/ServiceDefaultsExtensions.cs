@@ -27,6 +27,7 @@ public static class ServiceDefaultsExtensions
     /// </summary>
     public static Deployment AddServiceDefaults(this IHostApplicationBuilder builder)
     {
+        builder.AddOriginalSettings();
         builder.Services.AddSerilog((services, logger) => logger
             .ReadFrom.Configuration(builder.Configuration)
             .MinimumLevel.Information()
@@ -59,6 +60,22 @@ public static class ServiceDefaultsExtensions
         builder.Services.AddHealthChecks().AddCheck("self", () => HealthCheckResult.Healthy(), [HealthTags.Live]);
         builder.Services.AddRedisConnection(deployment);
         return deployment;
+    }
+
+    /// <summary>
+    /// The Python original's settings, read before anything else binds: each one set is read as ours (a line each) or
+    /// named in one warning with what replaces it; an old and a new name that disagree fail validation at start.
+    /// </summary>
+    static void AddOriginalSettings(this IHostApplicationBuilder builder)
+    {
+        var original = OriginalSettings.Apply(builder.Configuration);
+        builder.Services.AddSingleton(original);
+        builder.Services.AddOptions<OriginalSettingsCheck>().ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<OriginalSettingsCheck>, OriginalSettingsValidator>();
+        foreach (var line in original.Read)
+            Log.Information("{Setting}", line);
+        if (original.NotRead.Count > 0)
+            Log.Warning("Settings of the original not read here: {Settings}", string.Join("; ", original.NotRead));
     }
 
     /// <summary>Binds <typeparamref name="T"/> from the environment and validates its data annotations at start.</summary>
