@@ -28,6 +28,13 @@ public sealed class GatewayOptions : IValidatableObject
     public TimeSpan KeepAlive => TimeSpan.FromSeconds(KeepAliveSeconds);
 
     /// <summary>
+    /// Whether /stream names its events (event: token ...). false: they go unnamed with the name in the data's
+    /// <c>event</c>, as clients of the Python original need (EventSource's onmessage sees only unnamed events).
+    /// </summary>
+    [ConfigurationKeyName("STREAM_EVENT_NAMES")]
+    public bool StreamEventNames { get; set; } = true;
+
+    /// <summary>
     /// A task whose worker has been gone this long, with no new attempt started elsewhere, ends failed: its message was
     /// lost with the worker (e.g. a broker node and the worker failed together). Longer than any redelivery takes:
     /// RabbitMQ gives a vanished worker's messages back after its 60 s heartbeat, Redis after REDIS_CLAIM_IDLE_SECONDS.

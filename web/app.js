@@ -237,7 +237,8 @@ function handle(answer, event) {
   }
   if (data.task_id !== answer.taskId) return; // an earlier task of the session
   const cancelling = answer.stateName === "cancelling";
-  switch (event.type) {
+  // With STREAM_EVENT_NAMES=false events come unnamed, their name in the data.
+  switch (event.type === "message" && data.event ? data.event : event.type) {
     case "queued":
       if (!cancelling) setState(answer, "queued", `queued (${data.queue})`);
       break;

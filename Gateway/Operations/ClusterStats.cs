@@ -26,7 +26,14 @@ public sealed record ClusterSnapshot(
     TaskCounts EmbeddingBatches,
     IReadOnlyList<RateLimitLevel> RateLimits,
     int RateLimitedTasks,
-    IReadOnlyDictionary<string, DateTimeOffset> ProviderPauses);
+    IReadOnlyDictionary<string, DateTimeOffset> ProviderPauses)
+{
+    /// <summary>The Python original's field, for its clients: ok when the figures could be read (a failure is a problem response here).</summary>
+    public string Status => "ok";
+
+    /// <summary>The Python original's field: the generations and batches running on the workers now.</summary>
+    public int ActiveTasks => Workers.Sum(w => w.InFlight);
+}
 
 /// <summary>
 /// What the cluster is doing now, from the broker (queue depths, dead letters), the workers' heartbeats (who is

@@ -11,11 +11,11 @@ namespace LlmStream.Gateway.Streaming;
 /// generation (DELETE does).
 /// </summary>
 public sealed class SessionStreamResult(
-    string sessionId, string after, bool finished, ITaskStore store, StreamSignals signals, TimeSpan keepAlive) : IResult
+    string sessionId, string after, bool finished, ITaskStore store, StreamSignals signals, TimeSpan keepAlive, bool eventNames = true) : IResult
 {
     public async Task ExecuteAsync(HttpContext context)
     {
-        var sse = SseWriter.Begin(context.Response);
+        var sse = SseWriter.Begin(context.Response, eventNames);
         // A stopping gateway lets its readers go at once: they resume on another one with Last-Event-ID (browsers by themselves).
         var stop = context.RequestServices.GetRequiredService<GracefulStop>();
         using var reading = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stop.Stopping);

@@ -15,20 +15,26 @@ public sealed class SseWriter
 {
     readonly HttpResponse _response;
     readonly PipeWriter _pipe;
+    readonly bool _eventNames;
 
-    SseWriter(HttpResponse response)
+    SseWriter(HttpResponse response, bool eventNames)
     {
         _response = response;
         _pipe = response.BodyWriter;
+        _eventNames = eventNames;
     }
 
-    /// <summary>Starts an event stream: its content type and the headers that keep caches and proxies out of the way.</summary>
-    public static SseWriter Begin(HttpResponse response)
+    /// <summary>
+    /// Starts an event stream: its content type and the headers that keep caches and proxies out of the way. Without
+    /// <paramref name="eventNames"/> (STREAM_EVENT_NAMES=false) session events go unnamed, with their name in the data,
+    /// for clients that read them with EventSource's onmessage (the Python original's page).
+    /// </summary>
+    public static SseWriter Begin(HttpResponse response, bool eventNames = true)
     {
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no"; // proxies must not buffer the stream
-        return new SseWriter(response);
+        return new SseWriter(response, eventNames);
     }
 
     /// <summary>How soon a browser reconnects after a drop (it sends Last-Event-ID by itself).</summary>
@@ -39,18 +45,62 @@ public sealed class SseWriter
         _pipe.Write("\n\n"u8);
     }
 
-    /// <summary>A stream entry as an event: its id (for Last-Event-ID), its type, and its data (one line of JSON).</summary>
+    /// <summary>
+    /// A stream entry as an event: its id (for Last-Event-ID), its type, and its data (one line of JSON), which also
+    /// carries the fields the Python original's clients read (<see cref="OriginalFields"/>).
+    /// </summary>
     public void Event(StreamEntry entry)
     {
         _pipe.Write("id: "u8);
         Encoding.UTF8.GetBytes(entry.Id, _pipe);
-        _pipe.Write("\nevent: "u8);
-        Encoding.UTF8.GetBytes(entry.Type, _pipe);
+        if (_eventNames)
+        {
+            _pipe.Write("\nevent: "u8);
+            Encoding.UTF8.GetBytes(entry.Type, _pipe);
+        }
         _pipe.Write("\ndata: "u8);
         // Data is one line of JSON: newlines inside text are escaped, so they cannot end the event.
-        Encoding.UTF8.GetBytes(entry.Data, _pipe);
+        var data = entry.Data;
+        if (data.Length > 2 && data[0] == '{')
+        {
+            Encoding.UTF8.GetBytes(OriginalFields(entry.Type), _pipe);
+            if (!_eventNames)
+            {
+                _pipe.Write("\"event\":\""u8);
+                Encoding.UTF8.GetBytes(entry.Type, _pipe);
+                _pipe.Write("\","u8);
+            }
+            // A token's text is its data's last field ({"task_id":…,"attempt":…,"text":"…"}; a quote inside a JSON
+            // string is escaped, so "text": cannot occur within one): the original's content repeats it.
+            var text = entry.Type == StreamEventTypes.Token ? data.LastIndexOf("\"text\":", StringComparison.Ordinal) : -1;
+            if (text > 0)
+            {
+                Encoding.UTF8.GetBytes(data.AsSpan(1, data.Length - 2), _pipe);
+                _pipe.Write(",\"content\":"u8);
+                Encoding.UTF8.GetBytes(data.AsSpan(text + 7), _pipe);
+            }
+            else
+                Encoding.UTF8.GetBytes(data.AsSpan(1), _pipe);
+        }
+        else
+            Encoding.UTF8.GetBytes(data, _pipe);
         _pipe.Write("\n\n"u8);
     }
+
+    /// <summary>
+    /// The start of an event's data with the fields the Python original's clients read: its <c>type</c> (status, chunk,
+    /// complete, error), a status event's <c>status</c>, and for a cancelled task the error that ends their loop.
+    /// </summary>
+    static string OriginalFields(string type) => type switch
+    {
+        StreamEventTypes.Queued => "{\"type\":\"status\",\"status\":\"queued\",",
+        StreamEventTypes.Started => "{\"type\":\"status\",\"status\":\"started\",",
+        StreamEventTypes.Token => "{\"type\":\"chunk\",",
+        StreamEventTypes.Done => "{\"type\":\"complete\",",
+        StreamEventTypes.Error => "{\"type\":\"error\",",
+        StreamEventTypes.Cancelled => "{\"type\":\"error\",\"error\":\"cancelled\",",
+        _ => "{",
+    };
 
     /// <summary>An event of data alone, written as JSON by <paramref name="write"/> (OpenAI's chunks).</summary>
     public void Data(Action<Utf8JsonWriter> write)

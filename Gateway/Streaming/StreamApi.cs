@@ -44,6 +44,6 @@ public static class StreamApi
                 extensions: new Dictionary<string, object?> { ["field"] = "last_event_id" });
         // Resuming after the terminal event of a finished session: nothing more will come.
         var finished = last.IsTerminal && StreamId.Parse(after).CompareTo(StreamId.Parse(last.Id)) >= 0;
-        return new SessionStreamResult(session_id, after, finished, store, signals, options.Value.KeepAlive);
+        return new SessionStreamResult(session_id, after, finished, store, signals, options.Value.KeepAlive, options.Value.StreamEventNames);
     }
 }

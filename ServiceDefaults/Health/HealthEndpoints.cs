@@ -13,7 +13,8 @@ public static class HealthEndpoints
     /// </summary>
     public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
-        var live = new HealthCheckOptions { Predicate = check => check.Tags.Contains(HealthTags.Live) };
+        // JSON as the Python original answered it (status ok, backend), or text for a client asking for text/plain only.
+        var live = new HealthCheckOptions { Predicate = check => check.Tags.Contains(HealthTags.Live), ResponseWriter = HealthReportJson.WriteLivenessAsync };
         app.MapHealthChecks("/health", live);
         app.MapHealthChecks("/health/live", live);
         // MassTransit registers its bus check with the "ready" tag too.

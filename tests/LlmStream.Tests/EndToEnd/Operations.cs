@@ -58,6 +58,12 @@ public sealed class Operations(string broker)
         var fullBody = await full.Content.ReadAsStringAsync();
         Assert.That(full.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable), fullBody);
         Assert.That(Checks(fullBody)["workers"], Is.EqualTo("Unhealthy"));
+        // Beside the checks, the fields the Python original's /health/full had.
+        var original = JsonDocument.Parse(fullBody).RootElement;
+        Assert.That((original.GetProperty("status").GetString(), original.GetProperty("health").GetString()), Is.EqualTo(("unhealthy", "Unhealthy")));
+        Assert.That(original.GetProperty("redis").GetString(), Is.EqualTo("connected"));
+        Assert.That(original.GetProperty("celery_workers").GetString(), Is.EqualTo("no_workers"));
+        Assert.That(original.GetProperty("openai").GetString(), Is.EqualTo("configured"));
 
         var healthFile = Path.Combine(Path.GetTempPath(), $"llmstream-health-{Guid.NewGuid():N}");
         try
@@ -68,6 +74,8 @@ public sealed class Operations(string broker)
             Assert.That((await http.GetAsync("/health/full")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
             await cluster.StartEmbeddingWorkerAsync();
             await WaitFor(async () => Checks(await (await http.GetAsync("/health/full")).Content.ReadAsStringAsync())["workers"] == "Healthy", "both kinds of worker alive", cluster);
+            var healthy = JsonDocument.Parse(await http.GetStringAsync("/health/full")).RootElement;
+            Assert.That((healthy.GetProperty("status").GetString(), healthy.GetProperty("celery_workers").GetString()), Is.EqualTo(("ok", "active")));
 
             await WaitFor(() => Task.FromResult(File.Exists(healthFile)), "the worker touches HEALTH_FILE while healthy", cluster);
             var first = File.GetLastWriteTimeUtc(healthFile);
