@@ -20,6 +20,31 @@ public sealed class ConversationMemory(ITaskStore store, PromptTokens tokens, IO
         public static readonly Recalled Nothing = new([], 0, 0);
     }
 
+    static readonly int[] ReadSizes = [4, 32, TaskStoreLimits.TurnsKept];
+
+    /// <summary>The latest turns that fit the budget, oldest first, their tokens, and whether the budget stopped them.</summary>
+    (List<TaskRecord> Kept, int Used, bool Filled) Fit(string model, IReadOnlyList<TaskRecord> earlier, int budget)
+    {
+        var kept = new List<TaskRecord>();
+        var used = 0;
+        for (var i = earlier.Count - 1; i >= 0; i--)
+        {
+            var task = earlier[i];
+            if (task is not { State: TaskState.Completed, Message: not null, Result: not null })
+                continue;
+            var cost = tokens.Count(model, [task.Message, task.Result]);
+            if (used + cost > budget)
+            {
+                kept.Reverse();
+                return (kept, used, true);
+            }
+            used += cost;
+            kept.Add(task);
+        }
+        kept.Reverse();
+        return (kept, used, false);
+    }
+
     public async Task<Recalled> RecallAsync(ChatRequested request, int promptTokens, int completionTokens, CancellationToken cancellationToken)
     {
         if (request.Conversation is not null || request.History == false)
@@ -28,21 +53,15 @@ public sealed class ConversationMemory(ITaskStore store, PromptTokens tokens, IO
         if (budget <= 0)
             return Recalled.Nothing;
 
-        var earlier = await store.EarlierTasksAsync(request.SessionId, request.TaskId, TaskStoreLimits.TurnsKept, cancellationToken);
-        var kept = new List<TaskRecord>();
-        var used = 0;
-        for (var i = earlier.Count - 1; i >= 0; i--)
+        // Read from the newest back, a few turns first: a session of long messages fills the budget with its latest
+        // turns, and older records (up to a megabyte of message each) are never read.
+        foreach (var count in ReadSizes)
         {
-            var task = earlier[i];
-            if (task is not { State: TaskState.Completed, Message: not null, Result: not null })
-                continue;
-            var cost = tokens.Count(request.Model, [task.Message, task.Result]);
-            if (used + cost > budget)
-                break;
-            used += cost;
-            kept.Add(task);
+            var earlier = await store.EarlierTasksAsync(request.SessionId, request.TaskId, count, cancellationToken);
+            var (kept, used, filled) = Fit(request.Model, earlier, budget);
+            if (filled || earlier.Count < count || count == TaskStoreLimits.TurnsKept)
+                return new Recalled([.. kept.SelectMany(t => new[] { new ChatTurn("user", t.Message!), new ChatTurn("assistant", t.Result!) })], kept.Count, used);
         }
-        kept.Reverse();
-        return new Recalled([.. kept.SelectMany(t => new[] { new ChatTurn("user", t.Message!), new ChatTurn("assistant", t.Result!) })], kept.Count, used);
+        return Recalled.Nothing;
     }
 }

@@ -1,7 +1,10 @@
 using LlmStream.Tests.Infrastructure;
 namespace LlmStream.Tests.EndToEnd;
 
-/// <summary>What a gateway with no worker leaves behind: one message and its records per accepted request, nothing for rejected ones.</summary>
+/// <summary>
+/// What a gateway with no worker leaves behind: one message and its records (the task, its session's stream and the
+/// session's turns) per accepted chat, nothing for rejected ones.
+/// </summary>
 public static class EnqueuedWork
 {
     public static async Task AssertOnlyAcceptedAsync(Cluster cluster, int accepted)
@@ -22,6 +25,7 @@ public static class EnqueuedWork
                 records.Add(key!);
         }
         Assert.That(waiting, Is.EqualTo(accepted), "one waiting entry per accepted message");
-        Assert.That(records, Has.Count.EqualTo(2 * accepted), "no task record or stream for a rejected request: " + string.Join(", ", records));
+        Assert.That(records, Has.Count.EqualTo(3 * accepted), "no task record, stream or turns for a rejected request: " + string.Join(", ", records));
+        Assert.That(records.Count(k => k.Contains(":turns:", StringComparison.Ordinal)), Is.EqualTo(accepted));
     }
 }
