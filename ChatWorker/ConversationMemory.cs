@@ -20,30 +20,8 @@ public sealed class ConversationMemory(ITaskStore store, PromptTokens tokens, IO
         public static readonly Recalled Nothing = new([], 0, 0);
     }
 
-    static readonly int[] ReadSizes = [4, 32, TaskStoreLimits.TurnsKept];
-
-    /// <summary>The latest turns that fit the budget, oldest first, their tokens, and whether the budget stopped them.</summary>
-    (List<TaskRecord> Kept, int Used, bool Filled) Fit(string model, IReadOnlyList<TaskRecord> earlier, int budget)
-    {
-        var kept = new List<TaskRecord>();
-        var used = 0;
-        for (var i = earlier.Count - 1; i >= 0; i--)
-        {
-            var task = earlier[i];
-            if (task is not { State: TaskState.Completed, Message: not null, Result: not null })
-                continue;
-            var cost = tokens.Count(model, [task.Message, task.Result]);
-            if (used + cost > budget)
-            {
-                kept.Reverse();
-                return (kept, used, true);
-            }
-            used += cost;
-            kept.Add(task);
-        }
-        kept.Reverse();
-        return (kept, used, false);
-    }
+    /// <summary>Pages read from the newest back: 4, then 28 more, then the rest of the 200 kept.</summary>
+    static readonly int[] PageSizes = [4, 28, TaskStoreLimits.TurnsKept - 32];
 
     public async Task<Recalled> RecallAsync(ChatRequested request, int promptTokens, int completionTokens, CancellationToken cancellationToken)
     {
@@ -53,15 +31,32 @@ public sealed class ConversationMemory(ITaskStore store, PromptTokens tokens, IO
         if (budget <= 0)
             return Recalled.Nothing;
 
-        // Read from the newest back, a few turns first: a session of long messages fills the budget with its latest
-        // turns, and older records (up to a megabyte of message each) are never read.
-        foreach (var count in ReadSizes)
+        // Newest first, a few records first: a session of long messages fills the budget with its latest turns, and
+        // older records (up to a megabyte of message each) are never read. Each record is read and counted once.
+        var kept = new List<TaskRecord>();
+        var used = 0;
+        var read = 0;
+        foreach (var size in PageSizes)
         {
-            var earlier = await store.EarlierTasksAsync(request.SessionId, request.TaskId, count, cancellationToken);
-            var (kept, used, filled) = Fit(request.Model, earlier, budget);
-            if (filled || earlier.Count < count || count == TaskStoreLimits.TurnsKept)
-                return new Recalled([.. kept.SelectMany(t => new[] { new ChatTurn("user", t.Message!), new ChatTurn("assistant", t.Result!) })], kept.Count, used);
+            var page = await store.EarlierTasksAsync(request.SessionId, request.TaskId, read, size, cancellationToken);
+            read += size;
+            for (var i = page.Count - 1; i >= 0; i--)
+            {
+                if (page[i] is not { State: TaskState.Completed, Message: not null, Result: not null } task)
+                    continue;
+                var cost = tokens.Count(request.Model, [task.Message, task.Result]);
+                if (used + cost > budget)
+                    return Remembered(kept, used);
+                used += cost;
+                kept.Add(task);
+            }
+            if (page.Count < size)
+                break;
         }
-        return Recalled.Nothing;
+        return Remembered(kept, used);
     }
+
+    /// <summary>The kept turns (newest first) as messages, oldest first.</summary>
+    static Recalled Remembered(List<TaskRecord> newestFirst, int tokens) =>
+        new([.. Enumerable.Reverse(newestFirst).SelectMany(t => new[] { new ChatTurn("user", t.Message!), new ChatTurn("assistant", t.Result!) })], newestFirst.Count, tokens);
 }

@@ -46,16 +46,8 @@ public sealed record ChatRequest(string Message, string? SessionId, string? Mode
                 priority = value;
         }
 
-        if (body.TryGetProperty("stream", out var stream) && stream.ValueKind is not (JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null))
-            errors["stream"] = [$"must be true or false, not {Shown(stream)}"];
-        bool? history = null;
-        if (body.TryGetProperty("history", out var h) && h.ValueKind != JsonValueKind.Null)
-        {
-            if (h.ValueKind is JsonValueKind.True or JsonValueKind.False)
-                history = h.GetBoolean();
-            else
-                errors["history"] = [$"must be true or false, not {Shown(h)}"];
-        }
+        Bool(body, "stream", errors);
+        var history = Bool(body, "history", errors);
 
         return errors.Count > 0 ? (null, errors) : (new ChatRequest(message!, sessionId, model, systemPrompt, priority, userId, history), errors);
     }
@@ -89,6 +81,16 @@ public sealed record ChatRequest(string Message, string? SessionId, string? Mode
             return null;
         }
         return text;
+    }
+
+    static bool? Bool(JsonElement body, string name, Dictionary<string, string[]> errors)
+    {
+        if (!body.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        if (value.ValueKind is JsonValueKind.True or JsonValueKind.False)
+            return value.GetBoolean();
+        errors[name] = [$"must be true or false, not {Shown(value)}"];
+        return null;
     }
 
     static string Shown(JsonElement value) => value.ValueKind == JsonValueKind.Number ? value.GetRawText() : JsonBody.Describe(value.ValueKind);

@@ -42,6 +42,10 @@ public sealed class OriginalSettings
         ("OPENAI_ORG_ID", "not sent: requests go out under the key's own organization"),
     ];
 
+    /// <summary>Every name of the original's this reads or names.</summary>
+    public static IEnumerable<string> Names =>
+        Renamed.Select(r => r.Old).Concat(Replaced.Select(r => r.Old)).Concat(["BROKER_URL", "RESULT_BACKEND"]);
+
     readonly List<string> _read = [];
     readonly List<string> _notRead = [];
     readonly List<string> _conflicts = [];

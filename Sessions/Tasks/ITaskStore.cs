@@ -26,11 +26,12 @@ public interface ITaskStore : ISessionStreams
     Task<int?> StartAttemptAsync(string taskId, string sessionId, string? workerId, int historyTurns, CancellationToken cancellationToken);
 
     /// <summary>
-    /// The records of the session's tasks created before <paramref name="taskId"/>, oldest first: the last
-    /// <paramref name="count"/> of them (at most <see cref="TaskStoreLimits.TurnsKept"/>), those expired left out.
-    /// A session's task ids are kept as long as its tasks, so its memory expires with it.
+    /// The records of the session's tasks created before <paramref name="taskId"/>, oldest first: <paramref name="count"/>
+    /// of them, after the newest <paramref name="skip"/> (a page, read from the newest back; at most
+    /// <see cref="TaskStoreLimits.TurnsKept"/> are kept), those expired left out. A session's task ids are kept as long as
+    /// its tasks, so its memory expires with it.
     /// </summary>
-    Task<IReadOnlyList<TaskRecord>> EarlierTasksAsync(string sessionId, string taskId, int count, CancellationToken cancellationToken);
+    Task<IReadOnlyList<TaskRecord>> EarlierTasksAsync(string sessionId, string taskId, int skip, int count, CancellationToken cancellationToken);
 
     /// <summary>
     /// Appends the token events of several running attempts in one call (a worker sends all its streams' new tokens

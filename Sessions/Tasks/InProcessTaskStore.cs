@@ -111,7 +111,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
         return Task.FromResult(true);
     }
 
-    public Task<IReadOnlyList<TaskRecord>> EarlierTasksAsync(string sessionId, string taskId, int count, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<TaskRecord>> EarlierTasksAsync(string sessionId, string taskId, int skip, int count, CancellationToken cancellationToken)
     {
         lock (_lock)
         {
@@ -120,7 +120,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
             var index = session.TaskIds.IndexOf(taskId);
             var before = index < 0 ? session.TaskIds : session.TaskIds.Take(index);
             var now = clock.GetUtcNow();
-            IReadOnlyList<TaskRecord> earlier = [.. before.TakeLast(count)
+            IReadOnlyList<TaskRecord> earlier = [.. before.SkipLast(skip).TakeLast(count)
                 .Select(id => _tasks.TryGetValue(id, out var entry) && entry.ExpiresAt > now ? entry.Task : null)
                 .OfType<TaskRecord>()];
             return Task.FromResult(earlier);

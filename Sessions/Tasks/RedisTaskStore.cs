@@ -247,13 +247,14 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
     public async Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken) =>
         Parse(taskId, await Db.HashGetAllAsync(TaskKey(taskId)));
 
-    public async Task<IReadOnlyList<TaskRecord>> EarlierTasksAsync(string sessionId, string taskId, int count, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<TaskRecord>> EarlierTasksAsync(string sessionId, string taskId, int skip, int count, CancellationToken cancellationToken)
     {
         if (count <= 0)
             return [];
         var ids = (await Db.ListRangeAsync(TurnsKey(sessionId))).Select(id => id.ToString()).ToList();
         var index = ids.IndexOf(taskId);
-        var earlier = (index < 0 ? ids : ids.Take(index)).TakeLast(count).Where(id => CanBelong(id, sessionId)).ToList();
+        // Only ids CreateAsync wrote are here, each in the session's shard.
+        var earlier = (index < 0 ? ids : ids.Take(index)).SkipLast(skip).TakeLast(count).ToList();
         // The records of one session share its slot: one round trip for all of them.
         var batch = Db.CreateBatch();
         var reads = earlier.Select(id => batch.HashGetAllAsync(TaskKey(id))).ToList();

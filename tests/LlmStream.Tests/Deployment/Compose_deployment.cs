@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using LlmStream.Providers;
@@ -309,32 +308,9 @@ public sealed class Compose_deployment
         Assert.That(events.Select(e => e.Event).Where(e => e != "token"), Is.EqualTo(new[] { "queued", "started", "done" }), "the first chat's stream, from before make down");
     }
 
-    async Task<(string TaskId, string SessionId)> PostChatAsync(string message)
-    {
-        using var response = await _http.PostAsJsonAsync("/chat", new { message });
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), text);
-        using var accepted = JsonDocument.Parse(text);
-        return (accepted.RootElement.GetProperty("task_id").GetString()!, accepted.RootElement.GetProperty("session_id").GetString()!);
-    }
+    Task<(string TaskId, string SessionId)> PostChatAsync(string message) => Chats.PostAsync(_http, new { message });
 
-    async Task<JsonElement> WaitForEndAsync(string taskId)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(90);
-        while (true)
-        {
-            using var response = await _http.GetAsync($"/chat/{taskId}");
-            if (response.IsSuccessStatusCode)
-            {
-                var status = await response.Content.ReadFromJsonAsync<JsonElement>();
-                if (status.GetProperty("status").GetString() is "completed" or "failed" or "cancelled")
-                    return status;
-            }
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"task {taskId} did not end: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
-            await Task.Delay(200);
-        }
-    }
+    Task<JsonElement> WaitForEndAsync(string taskId) => Chats.WaitForEndAsync(_http, taskId, TimeSpan.FromSeconds(90));
 
     async Task<Dictionary<string, JsonElement>> QueuesAsync() =>
         (await _deployment.ManagementAsync("/api/queues/%2F")).EnumerateArray().ToDictionary(q => q.GetProperty("name").GetString()!);

@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Net;
-using System.Net.Http.Json;
 using System.Text.Json;
 using LlmStream.FakeOpenAI;
 using LlmStream.Tests.Infrastructure;
@@ -175,30 +173,8 @@ public sealed class Cluster : IAsyncDisposable
             await RedisCluster.DisposeAsync();
     }
 
-    /// <summary>
-    /// Polls GET /chat/{id} until the task reaches a terminal status (bounded). A 503 (Redis away for a moment, as in a
-    /// failover) is asked again, as its Retry-After tells a client to; any other failure is the test's.
-    /// </summary>
-    public async Task<JsonElement> WaitForEndAsync(HttpClient http, string taskId, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            using var response = await http.GetAsync($"/chat/{taskId}");
-            if (response.StatusCode == HttpStatusCode.ServiceUnavailable && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(200);
-                continue;
-            }
-            response.EnsureSuccessStatusCode();
-            var status = await response.Content.ReadFromJsonAsync<JsonElement>();
-            if (status.GetProperty("status").GetString() is "completed" or "failed" or "cancelled")
-                return status;
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"task {taskId} still {status.GetProperty("status").GetString()} after {timeout.TotalSeconds:0} s\n{Logs()}");
-            await Task.Delay(50);
-        }
-    }
+    /// <summary>Polls GET /chat/{id} until the task ends (<see cref="Chats.WaitForEndAsync"/>); the processes' logs on a timeout.</summary>
+    public Task<JsonElement> WaitForEndAsync(HttpClient http, string taskId, TimeSpan timeout) => Chats.WaitForEndAsync(http, taskId, timeout, Logs);
 
     /// <summary>CPU time so far of the gateway, the first chat worker, Redis and this process (the fake provider and the clients), for benchmarks.</summary>
     public Dictionary<string, TimeSpan> CpuTimes() => new()
@@ -215,13 +191,5 @@ public sealed class Cluster : IAsyncDisposable
     public Dictionary<string, TimeSpan> CpuSince(Dictionary<string, TimeSpan> before) =>
         CpuTimes().ToDictionary(p => p.Key, p => p.Value - before[p.Key]);
 
-    public async Task<(string TaskId, string SessionId)> PostChatAsync(HttpClient http, object body)
-    {
-        var response = await http.PostAsJsonAsync("/chat", body);
-        var text = await response.Content.ReadAsStringAsync();
-        if (response.StatusCode != HttpStatusCode.Accepted)
-            throw new InvalidOperationException($"POST /chat answered {(int)response.StatusCode}: {text}");
-        using var accepted = JsonDocument.Parse(text);
-        return (accepted.RootElement.GetProperty("task_id").GetString()!, accepted.RootElement.GetProperty("session_id").GetString()!);
-    }
+    public Task<(string TaskId, string SessionId)> PostChatAsync(HttpClient http, object body) => Chats.PostAsync(http, body);
 }

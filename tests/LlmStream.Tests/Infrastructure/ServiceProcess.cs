@@ -40,7 +40,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         };
         foreach (var argument in arguments)
             info.ArgumentList.Add(argument);
-        foreach (var key in Settings.All)
+        foreach (var key in Settings.All.Concat(LlmStream.ServiceDefaults.Settings.OriginalSettings.Names))
             info.Environment.Remove(key);
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         foreach (var (key, value) in settings)
@@ -154,7 +154,10 @@ public sealed class ServiceProcess : IAsyncDisposable
         _process.Dispose();
     }
 
-    /// <summary>Settings a test process must never inherit from whoever runs the tests.</summary>
+    /// <summary>
+    /// Settings a test process must never inherit from whoever runs the tests (the Python original's names too: they are
+    /// read as these).
+    /// </summary>
     static class Settings
     {
         public static readonly string[] All =

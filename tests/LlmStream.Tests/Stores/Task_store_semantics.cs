@@ -65,17 +65,19 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
                 "{}", default), Is.True);
         }
 
-        var earlier = await _store.EarlierTasksAsync(session, tasks[3].TaskId, 10, default);
+        var earlier = await _store.EarlierTasksAsync(session, tasks[3].TaskId, 0, 10, default);
         Assert.That(earlier.Select(t => t.TaskId), Is.EqualTo(tasks.Take(3).Select(t => t.TaskId)), "the tasks before it, oldest first");
         Assert.That(earlier.Select(t => (t.Message, t.Result, t.State)), Is.EqualTo(new[]
         {
             ("message 0", "answer 0", TaskState.Completed), ("message 1", "answer 1", TaskState.Completed), ("message 2", (string?)null, TaskState.Failed),
         }));
-        Assert.That((await _store.EarlierTasksAsync(session, tasks[3].TaskId, 2, default)).Select(t => t.TaskId), Is.EqualTo(new[] { tasks[1].TaskId, tasks[2].TaskId }),
+        Assert.That((await _store.EarlierTasksAsync(session, tasks[3].TaskId, 0, 2, default)).Select(t => t.TaskId), Is.EqualTo(new[] { tasks[1].TaskId, tasks[2].TaskId }),
             "the latest of them when fewer are asked for");
-        Assert.That(await _store.EarlierTasksAsync(session, tasks[0].TaskId, 10, default), Is.Empty, "nothing before the first");
+        Assert.That((await _store.EarlierTasksAsync(session, tasks[3].TaskId, 2, 2, default)).Select(t => t.TaskId), Is.EqualTo(new[] { tasks[0].TaskId }),
+            "the next page back, after the newest two");
+        Assert.That(await _store.EarlierTasksAsync(session, tasks[0].TaskId, 0, 10, default), Is.Empty, "nothing before the first");
         Assert.That((await _store.GetAsync(tasks[3].TaskId, default))!.HistoryTurns, Is.EqualTo(3));
-        Assert.That(await _store.EarlierTasksAsync(Guid.NewGuid().ToString("N"), tasks[3].TaskId, 10, default), Is.Empty, "another session has none of them");
+        Assert.That(await _store.EarlierTasksAsync(Guid.NewGuid().ToString("N"), tasks[3].TaskId, 0, 10, default), Is.Empty, "another session has none of them");
     }
 
     [Test]
