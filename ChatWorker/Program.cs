@@ -3,7 +3,7 @@ using LlmStream.ServiceDefaults.Hosting;
 
 ServiceDefaultsExtensions.CreateBootstrapLogger();
 
-var builder = Host.CreateApplicationBuilder(args);
+var builder = Host.CreateApplicationBuilder(ServiceDefaultsExtensions.HostArgs(args));
 var deployment = builder.AddServiceDefaults();
 builder.AddChatWorker(deployment);
 builder.AddMessaging(deployment, consumers => consumers.AddChatConsumer(builder.Configuration));

@@ -103,10 +103,12 @@ public static class GatewayExtensions
         if (app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.AllowedOrigins.Count > 0)
             app.UseCors();
         app.UseApiKeys();
-        // The chat page ships next to the gateway's binaries (web/ is copied at build).
+        // The chat page ships next to the gateway's binaries (web/ is copied at build). Looked for only when no endpoint
+        // matched: otherwise every API request would first ask the file system for a file of its path.
         var web = new PhysicalFileProvider(Path.Combine(AppContext.BaseDirectory, "web"));
-        app.UseDefaultFiles(new DefaultFilesOptions { FileProvider = web });
-        app.UseStaticFiles(new StaticFileOptions { FileProvider = web });
+        app.UseWhen(context => context.GetEndpoint() is null, page => page
+            .UseDefaultFiles(new DefaultFilesOptions { FileProvider = web })
+            .UseStaticFiles(new StaticFileOptions { FileProvider = web }));
         return app;
     }
 

@@ -7,7 +7,7 @@ using LlmStream.ServiceDefaults.Hosting;
 
 ServiceDefaultsExtensions.CreateBootstrapLogger();
 
-var builder = WebApplication.CreateBuilder(args);
+var builder = WebApplication.CreateBuilder(ServiceDefaultsExtensions.HostArgs(args));
 var deployment = builder.AddServiceDefaults();
 builder.AddGateway(deployment);
 

@@ -22,6 +22,14 @@ public static class ServiceDefaultsExtensions
             .CreateBootstrapLogger();
 
     /// <summary>
+    /// The command line for the host builder, with reloading configuration files on change turned off: the services read
+    /// their settings from the environment and ship no appsettings file, yet the default watcher would follow every write
+    /// under the content root (under `make cluster` the repository, where Redis, RabbitMQ and every log write), at a cost
+    /// to each request.
+    /// </summary>
+    public static string[] HostArgs(string[] args) => [.. args, "--hostBuilder:reloadConfigOnChange=false"];
+
+    /// <summary>
     /// Logging, telemetry, validated settings, a clean stop, the liveness check and (when the deployment uses it) the Redis
     /// connection: what every LlmStream service shares. Returns the deployment's shape, for the other registrations.
     /// </summary>

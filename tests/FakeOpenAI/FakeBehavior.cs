@@ -150,6 +150,19 @@ public sealed class FakeBehavior
         }
     }
 
+    /// <summary>Delay before the first content chunk (non-streaming: added to the total); null: <see cref="TokenDelay"/>.</summary>
+    public TimeSpan? FirstTokenDelay
+    {
+        get { lock (_gate) return _firstTokenDelay; }
+        set
+        {
+            if (value is { } delay) ArgumentOutOfRangeException.ThrowIfLessThan(delay, TimeSpan.Zero);
+            lock (_gate) _firstTokenDelay = value;
+        }
+    }
+
+    private TimeSpan? _firstTokenDelay;
+
     /// <summary>
     /// Benchmarks: each streamed content chunk is replaced by " " + <see cref="System.Diagnostics.Stopwatch.GetTimestamp"/>
     /// taken as it is sent, so a client in the same process can tell how long the chunk took to reach it.
@@ -345,7 +358,7 @@ public sealed class FakeBehavior
 
     internal Settings Snapshot()
     {
-        lock (_gate) return new Settings(_reply, _toolCall, _tokenDelay, _chunkSize, _stampTokens);
+        lock (_gate) return new Settings(_reply, _toolCall, _tokenDelay, _firstTokenDelay ?? _tokenDelay, _chunkSize, _stampTokens);
     }
 
     internal bool Knows(string? model) => KnownModels is not { } known || (model is not null && known.Contains(model));
@@ -406,6 +419,7 @@ public sealed class FakeBehavior
         Func<string, string> Reply,
         Func<string, FakeToolCall?>? ToolCall,
         TimeSpan TokenDelay,
+        TimeSpan FirstTokenDelay,
         int ChunkSize,
         bool StampTokens);
 }

@@ -114,7 +114,7 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
                 return false;
             }
             return await StreamAsync(ctx, request, id, created, parts, call, "tool_calls", promptTokens, completionTokens,
-                settings.TokenDelay, abortAfter, false, ct);
+                settings.FirstTokenDelay, settings.TokenDelay, abortAfter, false, ct);
         }
 
         var reply = settings.Reply(lastUser) ?? "";
@@ -129,18 +129,18 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
         var chunks = tokens.Chunk(settings.ChunkSize).Select(c => string.Concat(c)).ToArray();
         if (!request.Stream)
         {
-            await Task.Delay(settings.TokenDelay * chunks.Length, ct);
+            await Task.Delay(settings.FirstTokenDelay + settings.TokenDelay * Math.Max(0, chunks.Length - 1), ct);
             await WriteJsonAsync(ctx, 200, w => WriteCompletion(w, id, created, request.Model, reply, null, finish,
                 promptTokens, tokens.Count));
             return false;
         }
         return await StreamAsync(ctx, request, id, created, chunks, null, finish, promptTokens, tokens.Count,
-            settings.TokenDelay, abortAfter, settings.StampTokens, ct);
+            settings.FirstTokenDelay, settings.TokenDelay, abortAfter, settings.StampTokens, ct);
     }
 
     private static async Task<bool> StreamAsync(HttpContext ctx, ChatBody request, string id, long created,
         IReadOnlyList<string> pieces, ToolCallOut? call, string finish, int promptTokens, int completionTokens,
-        TimeSpan tokenDelay, int? abortAfter, bool stampTokens, CancellationToken ct)
+        TimeSpan firstTokenDelay, TimeSpan tokenDelay, int? abortAfter, bool stampTokens, CancellationToken ct)
     {
         var response = ctx.Response;
         response.StatusCode = 200;
@@ -166,7 +166,8 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
         for (var i = 0; i < pieces.Count; i++)
         {
             if (abortAfter == i) return await AbortAsync(ctx, ct);
-            if (tokenDelay > TimeSpan.Zero) await Task.Delay(tokenDelay, ct);
+            var delay = i == 0 ? firstTokenDelay : tokenDelay;
+            if (delay > TimeSpan.Zero) await Task.Delay(delay, ct);
             ct.ThrowIfCancellationRequested();
             var piece = stampTokens ? " " + System.Diagnostics.Stopwatch.GetTimestamp() : pieces[i];
             await WriteEventAsync(response, w => WriteChunk(w, id, created, request.Model, usageNull, null, w2 =>

@@ -3,18 +3,32 @@ using System.Runtime.InteropServices;
 
 namespace LlmStream.FakeOpenAI;
 
-/// <summary>Standalone: dotnet LlmStream.FakeOpenAI.dll [--port N] [--token-delay-ms N]; env FAKE_TOKEN_DELAY_MS.</summary>
+/// <summary>
+/// Standalone: dotnet LlmStream.FakeOpenAI.dll [--port N] [--token-delay-ms N] [--first-token-delay-ms N] [--reply-tokens N];
+/// env FAKE_TOKEN_DELAY_MS. --reply-tokens answers every chat with that many one-word tokens instead of the echo.
+/// </summary>
 internal static class Program
 {
     public static async Task<int> Main(string[] args)
     {
         var port = int.Parse(Option(args, "--port") ?? "0", CultureInfo.InvariantCulture);
         var delayMs = Option(args, "--token-delay-ms") ?? Environment.GetEnvironmentVariable("FAKE_TOKEN_DELAY_MS");
+        var firstDelayMs = Option(args, "--first-token-delay-ms");
+        var replyTokens = Option(args, "--reply-tokens");
 
         await using var server = await FakeOpenAiServer.StartAsync(port);
         if (!string.IsNullOrEmpty(delayMs))
         {
             server.Behavior.TokenDelay = TimeSpan.FromMilliseconds(double.Parse(delayMs, CultureInfo.InvariantCulture));
+        }
+        if (firstDelayMs is not null)
+        {
+            server.Behavior.FirstTokenDelay = TimeSpan.FromMilliseconds(double.Parse(firstDelayMs, CultureInfo.InvariantCulture));
+        }
+        if (replyTokens is not null)
+        {
+            var reply = string.Join(' ', Enumerable.Repeat("tok", int.Parse(replyTokens, CultureInfo.InvariantCulture)));
+            server.Behavior.Reply = _ => reply;
         }
 
         var stop = new TaskCompletionSource();
