@@ -91,8 +91,12 @@ public static class EmbeddingInput
     /// Every text's tokens, counted with the model's tokenizer once, here (they travel in the message), and the first
     /// text over the model's input limit, as (index, tokens).
     /// </summary>
-    public static (int[] Tokens, (int Index, int Tokens)? TooLong) Count(IReadOnlyList<string> texts, string model, int maxTokens, PromptTokens tokens)
+    public static async Task<(int[] Tokens, (int Index, int Tokens)? TooLong)> CountAsync(IReadOnlyList<string> texts, string model, int maxTokens, PromptTokens tokens)
     {
+        // Long inputs are counted on the thread pool, not on the socket thread that read the request (the gateway
+        // schedules request work inline).
+        if (texts.Sum(t => (long)t.Length) >= 32 * 1024)
+            await Task.Yield();
         var counts = new int[texts.Count];
         for (var i = 0; i < texts.Count; i++)
         {

@@ -44,7 +44,7 @@ public static class EmbeddingsApi
         var model = request.Model ?? models.Value.EmbeddingModel;
         if (!catalog.Serves(model))
             return Problems.UnknownModel(model, catalog);
-        var (counts, tooLong) = EmbeddingInput.Count(request.Texts, model, limits.Value.MaxTextTokens, tokens);
+        var (counts, tooLong) = await EmbeddingInput.CountAsync(request.Texts, model, limits.Value.MaxTextTokens, tokens);
         if (tooLong is not null)
         {
             var field = $"texts[{tooLong.Value.Index}]";

@@ -26,7 +26,9 @@ public sealed class PromptBudget(PromptTokens tokens, IOptions<ModelOptions> mod
     {
         if (ChatPrompt.Texts(request).Sum(t => t.Length) < LongPrompt)
             return Check(request, promptParam);
-        // Counting a megabyte takes a core for half a second: long prompts wait for each other, not short ones for them.
+        // Counting a megabyte takes a core for half a second: long prompts wait for each other, not short ones for them,
+        // and never on the socket thread that read the request (the gateway schedules request work inline).
+        await Task.Yield();
         await _longPrompts.WaitAsync(cancellationToken);
         try
         {

@@ -46,7 +46,7 @@ public static class OpenAiEmbeddingsApi
             await OpenAiError.ModelNotFoundAsync(http, request.Model!);
             return;
         }
-        var (counts, tooLong) = EmbeddingInput.Count(request.Texts, request.Model!, limits.Value.MaxTextTokens, tokens);
+        var (counts, tooLong) = await EmbeddingInput.CountAsync(request.Texts, request.Model!, limits.Value.MaxTextTokens, tokens);
         if (tooLong is not null)
         {
             await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest,
