@@ -85,6 +85,7 @@ public static class GatewayExtensions
         });
         builder.Services.AddOpenApi();
         builder.Services.AddHostedService<GatewayStartupReport>();
+        builder.Services.AddHostedService<GatewayWarmUp>();
         builder.AddPrometheusMetrics();
         // CORS_ORIGINS lets pages served elsewhere (the compose web service) call the API; unset, no CORS headers at all.
         if (options.AllowedOrigins.Count > 0)

@@ -21,12 +21,13 @@ public static class JsonBody
             return (default, TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType,
                 title: "Unsupported media type", detail: $"the body must be UTF-8 JSON (Content-Type: application/json), not '{contentType}'"));
 
-        var buffer = new ArrayBufferWriter<byte>(4096);
+        // Sized to the declared length (most clients send one): a small body costs its own size, not a 16 KB buffer.
+        var buffer = new ArrayBufferWriter<byte>(request.ContentLength is { } declared ? (int)Math.Max(declared + 1, 256) : 4096);
         try
         {
             while (true)
             {
-                var memory = buffer.GetMemory(8192);
+                var memory = buffer.GetMemory(1);
                 var read = await request.Body.ReadAsync(memory, cancellationToken);
                 if (read == 0)
                     break;

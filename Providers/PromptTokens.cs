@@ -40,6 +40,12 @@ public sealed class PromptTokens
         return total;
     }
 
+    /// <summary>
+    /// Loads <paramref name="model"/>'s encoding (tens of megabytes of vocabulary, most of a second) and counts once, so
+    /// that the first request does not wait for it.
+    /// </summary>
+    public void Warm(string model) => CountText(model, "warm up");
+
     /// <summary>One text as it is (an embedding input).</summary>
     public int CountText(string model, string text) => Count(For(model), text);
 
