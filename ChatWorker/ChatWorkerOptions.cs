@@ -7,7 +7,7 @@ public sealed class ChatWorkerOptions : IValidatableObject
 {
     /// <summary>In-flight chat messages per worker process (async I/O, so far above a thread pool's size).</summary>
     [ConfigurationKeyName("CHAT_CONCURRENCY"), Range(1, 10_000, ErrorMessage = "CHAT_CONCURRENCY must be between {1} and {2}")]
-    public int Concurrency { get; set; } = 32;
+    public int Concurrency { get; set; } = 100;
 
     /// <summary>The most tokens of a session's earlier turns sent with a /chat message (0: no memory).</summary>
     [ConfigurationKeyName("HISTORY_TOKENS"), Range(0, 10_000_000, ErrorMessage = "HISTORY_TOKENS must be between {1} and {2}")]

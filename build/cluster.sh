@@ -279,7 +279,7 @@ up() {
         --cluster-config-file nodes.conf --cluster-node-timeout 5000 --cluster-require-full-coverage no \
         --appendonly yes --appendfsync everysec --maxmemory-policy noeviction >"$logs/$name.log" 2>&1 &
       record "$name" $! redis-server
-      wait_for 20 Redis redis-cli -p "$port" ping || { tail -n 20 "$logs/$name.log" >&2; false; }
+      wait_for 120 Redis sh -c "redis-cli -p $port ping | grep -qx PONG" || { tail -n 20 "$logs/$name.log" >&2; false; }
       seeds+=("127.0.0.1:$port")
     done
     redis-cli --cluster create "${seeds[@]}" --cluster-replicas 1 --cluster-yes >"$logs/redis-cluster-create.log" 2>&1 \
@@ -292,7 +292,8 @@ up() {
     nohup redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir/redis" --save "" \
       --appendonly yes --appendfsync everysec --maxmemory-policy noeviction >"$logs/redis.log" 2>&1 &
     record redis $! redis-server
-    wait_for 20 Redis redis-cli -p "$REDIS_PORT" ping || { tail -n 20 "$logs/redis.log" >&2; false; }
+    # PONG, not LOADING: a large append-only file takes a while to load, and the services need Redis answering.
+    wait_for 120 Redis sh -c "redis-cli -p $REDIS_PORT ping | grep -qx PONG" || { tail -n 20 "$logs/redis.log" >&2; false; }
   fi
 
   local rabbitmq_url=""

@@ -43,11 +43,37 @@ internal sealed class RedisQueueWorker(
 
     TimeSpan ClaimIdle => TimeSpan.FromSeconds(options.Value.RedisClaimIdleSeconds);
 
+    /// <summary>
+    /// The queues' consumer groups, retried every second while Redis cannot answer (down, or still loading a large
+    /// append-only file after a restart): a worker started beside Redis waits for it instead of exiting.
+    /// </summary>
+    async Task EnsureGroupsAsync(IReadOnlyList<string> names, CancellationToken stoppingToken)
+    {
+        var logged = false;
+        while (true)
+        {
+            try
+            {
+                foreach (var name in names)
+                    await queue.EnsureGroupAsync(name);
+                if (logged)
+                    logger.LogInformation("Redis answers: reading the work queues");
+                return;
+            }
+            catch (Exception e) when (e.IsRedisFailure())
+            {
+                if (!logged)
+                    logger.LogWarning("Redis cannot serve the work queues yet ({Reason}); trying again every second", e.GetBaseException().Message);
+                logged = true;
+                await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
+            }
+        }
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var names = registration.Queues.All;
-        foreach (var name in names)
-            await queue.EnsureGroupAsync(name);
+        await EnsureGroupsAsync(names, stoppingToken);
         var channel = RedisChannel.Literal(RedisWorkQueue.WakeChannel);
         await redis.GetSubscriber().SubscribeAsync(channel, (_, name) =>
         {

@@ -119,7 +119,7 @@ public sealed class Serving_metrics
             Assert.That(DateTime.UtcNow, Is.LessThan(deadline), "the single process's chat worker appears in the gauges\n" + text);
             await Task.Delay(200);
         }
-        Assert.That(Value(text, "llmstream_workers_slots", "work=\"chat\""), Is.EqualTo(32), "CHAT_CONCURRENCY's default");
+        Assert.That(Value(text, "llmstream_workers_slots", "work=\"chat\""), Is.EqualTo(100), "CHAT_CONCURRENCY's default");
         foreach (var queue in new[] { "high", "default", "low", "embeddings-high", "embeddings-default", "embeddings-low" })
             Assert.That(Regex.IsMatch(text, $@"(?m)^llmstream_queue_waiting\{{[^}}]*queue=""{queue}""[^}}]*\}} \d"), Is.True, $"waiting on {queue}\n{text}");
         Assert.That(Regex.IsMatch(text, @"(?m)^llmstream_rate_limit_available\{[^}]*kind=""requests""[^}]*\} \d"), Is.True, text);
