@@ -13,6 +13,13 @@ public sealed class SessionOptions
     public TimeSpan ResultTtl => TimeSpan.FromSeconds(ResultTtlSeconds);
 
     /// <summary>
+    /// The single-process default (no Redis) holds at most this many finished sessions, their streams and task records:
+    /// past it the oldest finished go first, before RESULT_TTL, so that memory under sustained load stays bounded.
+    /// </summary>
+    [ConfigurationKeyName("MAX_FINISHED_STREAMS"), Range(1, 10_000_000, ErrorMessage = "MAX_FINISHED_STREAMS must be between {1} and {2}")]
+    public int MaxFinishedStreams { get; set; } = 10_000;
+
+    /// <summary>
     /// Replicas that must have a task's creation (before the 202), the start of each attempt and its end before the
     /// gateway or worker goes on (Redis WAIT): Redis replicates asynchronously, and a failover loses what no replica had.
     /// 0: no waiting.

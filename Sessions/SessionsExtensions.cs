@@ -47,11 +47,13 @@ public static class SessionsExtensions
         {
             builder.Services.AddSingleton<InProcessTaskCounters>();
             builder.Services.AddSingleton<ITaskCounters>(sp => sp.GetRequiredService<InProcessTaskCounters>());
-            builder.Services.AddSingleton<ITaskStore>(sp => new InProcessTaskStore(
+            builder.Services.AddSingleton(sp => new InProcessTaskStore(
                 sp.GetRequiredService<StreamSignals>(),
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<IOptions<SessionOptions>>().Value.ResultTtl,
-                sp.GetRequiredService<InProcessTaskCounters>()));
+                sp.GetRequiredService<InProcessTaskCounters>(),
+                sp.GetRequiredService<IOptions<SessionOptions>>().Value.MaxFinishedStreams));
+            builder.Services.AddSingleton<ITaskStore>(sp => sp.GetRequiredService<InProcessTaskStore>());
             builder.Services.AddSingleton<IEmbeddingStore>(sp => new InProcessEmbeddingStore(
                 sp.GetRequiredService<StreamSignals>(),
                 sp.GetRequiredService<TimeProvider>(),

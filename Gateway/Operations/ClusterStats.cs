@@ -13,6 +13,9 @@ namespace LlmStream.Gateway.Operations;
 public sealed record QueueStats(
     string Name, string Work, string Priority, long Waiting, long InFlight, long? DeadLettered, double? OldestWaitingSeconds);
 
+/// <summary>The single-process default's finished sessions held in memory, and the most it holds (MAX_FINISHED_STREAMS).</summary>
+public sealed record FinishedStreams(int Held, int Limit);
+
 public sealed record WorkerStats(
     string Id, string Service, string Host, int Pid, int Concurrency, int InFlight, IReadOnlyList<WorkLoad> Work,
     DateTimeOffset StartedAt, DateTimeOffset LastHeartbeat, double SecondsSinceHeartbeat);
@@ -26,7 +29,8 @@ public sealed record ClusterSnapshot(
     TaskCounts EmbeddingBatches,
     IReadOnlyList<RateLimitLevel> RateLimits,
     int RateLimitedTasks,
-    IReadOnlyDictionary<string, DateTimeOffset> ProviderPauses)
+    IReadOnlyDictionary<string, DateTimeOffset> ProviderPauses,
+    FinishedStreams? FinishedStreams = null)
 {
     /// <summary>The Python original's field, for its clients: ok when the figures could be read (a failure is a problem response here).</summary>
     public string Status => "ok";
@@ -89,7 +93,8 @@ public sealed class ClusterStats(
             await counters.ReadAsync(WorkQueues.Embeddings.Work, now),
             await limiter.LevelsAsync(cancellationToken),
             await limiter.WaitingCountAsync(cancellationToken),
-            await limiter.PausesAsync(cancellationToken));
+            await limiter.PausesAsync(cancellationToken),
+            services.GetService<LlmStream.Sessions.Tasks.InProcessTaskStore>()?.FinishedStreams is { } held ? new FinishedStreams(held.Held, held.Limit) : null);
     }
 
     async Task<IReadOnlyList<(long, long, long?, DateTimeOffset?)>> RabbitMqDepthsAsync(

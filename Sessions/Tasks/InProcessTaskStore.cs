@@ -6,9 +6,11 @@ namespace LlmStream.Sessions.Tasks;
 
 /// <summary>
 /// The single-process default (no REDIS_URL): the same semantics as <see cref="RedisTaskStore"/>, held
-/// in memory with stream-style ids. Finished sessions are dropped after the retention period.
+/// in memory with stream-style ids. Finished sessions are dropped after the retention period, or sooner, oldest first,
+/// when more than <paramref name="maxFinished"/> are held.
 /// </summary>
-public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock, TimeSpan retention, InProcessTaskCounters? counters = null) : ITaskStore
+public sealed class InProcessTaskStore(
+    StreamSignals signals, TimeProvider clock, TimeSpan retention, InProcessTaskCounters? counters = null, int maxFinished = int.MaxValue) : ITaskStore
 {
     readonly Lock _lock = new();
     readonly Dictionary<string, (TaskRecord Task, DateTimeOffset ExpiresAt)> _tasks = [];
@@ -16,6 +18,15 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
     long _lastMs;
     long _sequence;
     DateTimeOffset _nextSweep;
+    // Sessions in the order they finished, with the id of the end they had then (a session that went on has a later one).
+    readonly Queue<(string SessionId, string EndId)> _finished = new();
+    int _finishedHeld;
+
+    /// <summary>Finished sessions held now, and the most that are (MAX_FINISHED_STREAMS), for /stats.</summary>
+    public (int Held, int Limit) FinishedStreams
+    {
+        get { lock (_lock) return (_finishedHeld, maxFinished); }
+    }
 
     sealed class Session
     {
@@ -33,6 +44,8 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
                 return Task.FromResult(CreateResult.DuplicateTask);
             if (_sessions.TryGetValue(task.SessionId, out var session) && session.Entries.Count > 0 && !session.Entries[^1].IsTerminal)
                 return Task.FromResult(CreateResult.SessionBusy);
+            if (session is { Entries.Count: > 0 })
+                _finishedHeld--; // it goes on: no longer a finished session
             _tasks[task.TaskId] = (task, Expiry());
             Append(task.SessionId, StreamEventTypes.Queued, queuedEventData);
             var taskIds = _sessions[task.SessionId].TaskIds;
@@ -106,6 +119,7 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
             Append(outcome.SessionId, outcome.State.TerminalEvent(), terminalEventData);
             // Counted before the lock lets anyone read the terminal state: whoever sees the task ended sees it counted.
             counters?.Record(LlmStreamMetrics.Chat, outcome.State.ToWire());
+            Finished(outcome.SessionId);
         }
         signals.Notify(outcome.SessionId);
         return Task.FromResult(true);
@@ -210,6 +224,23 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
         return $"{_lastMs}-{_sequence}";
     }
 
+    /// <summary>Records a session's end and drops the oldest finished sessions beyond the bound.</summary>
+    void Finished(string sessionId)
+    {
+        _finishedHeld++;
+        _finished.Enqueue((sessionId, _sessions[sessionId].Entries[^1].Id));
+        while (_finishedHeld > maxFinished && _finished.TryDequeue(out var oldest))
+        {
+            // Only if it still ends there: a session that went on is counted from its later end.
+            if (!_sessions.TryGetValue(oldest.SessionId, out var old) || old.Entries[^1].Id != oldest.EndId)
+                continue;
+            foreach (var taskId in old.TaskIds)
+                _tasks.Remove(taskId);
+            _sessions.Remove(oldest.SessionId);
+            _finishedHeld--;
+        }
+    }
+
     void Sweep()
     {
         var now = clock.GetUtcNow();
@@ -219,7 +250,16 @@ public sealed class InProcessTaskStore(StreamSignals signals, TimeProvider clock
         foreach (var key in _tasks.Where(t => t.Value.ExpiresAt <= now).Select(t => t.Key).ToList())
             _tasks.Remove(key);
         foreach (var key in _sessions.Where(s => s.Value.ExpiresAt <= now).Select(s => s.Key).ToList())
+        {
+            if (_sessions[key].Entries is [.., { IsTerminal: true }])
+                _finishedHeld--;
             _sessions.Remove(key);
+        }
+        // The order of ends forgets the sessions that expired or went on.
+        var current = _finished.Where(f => _sessions.TryGetValue(f.SessionId, out var s) && s.Entries[^1].Id == f.EndId).ToList();
+        _finished.Clear();
+        foreach (var f in current)
+            _finished.Enqueue(f);
         foreach (var key in _idempotency.Where(i => i.Value.ExpiresAt <= now).Select(i => i.Key).ToList())
             _idempotency.Remove(key);
     }
