@@ -34,7 +34,7 @@ if [ -z "$$mon" ] && $(COMPOSE_ALL) ps --services --filter status=running 2>/dev
 if [ "$$mon" = 1 ]; then export COMPOSE_PROFILES=monitoring OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://otel-collector:4317}; fi
 endef
 
-.PHONY: run build build-dotnet images test test-deps compose-check bench clean \
+.PHONY: run build build-dotnet images test test-deps compose-check bench bench-cluster clean \
 	up down logs status scale docker-engine cluster cluster-down cluster-status
 
 ## run: the single-process default on http://localhost:$(PORT) (in-memory bus, simulated model unless a provider is configured)
@@ -78,7 +78,7 @@ test: test-deps compose-check build-dotnet
 	./build/test-summary.sh TestResults ; summary=$$? ; \
 	[ $$status -eq 0 ] && [ $$summary -eq 0 ]
 
-## bench: the issue-10 targets (enqueue latency and CPU, added time to first token, token events/s), throughput per broker, stream latency and memory per open stream, one node against clusters and wake-ups per gateway (TestResults/bench-*.md)
+## bench: the issue-10 targets (enqueue latency and CPU, added time to first token, token events/s), throughput per broker, stream latency and memory per open stream, one node against clusters and wake-ups per gateway, then the cost per request on make cluster and make run (build/bench-cluster.sh) (TestResults/bench-*.md)
 bench: test-deps build-dotnet
 	mkdir -p TestResults && rm -f TestResults/bench-*.md
 	$(DOTNET) test tests/LlmStream.Tests -c $(CONFIGURATION) --no-build --filter "TestCategory=Benchmark" \
@@ -88,6 +88,12 @@ bench: test-deps build-dotnet
 	@cat TestResults/bench-streams.md
 	@echo "| short chats (time to first token) | p50 ms | p99 ms | max ms |"; echo "|---|---|---|---|"; cat TestResults/bench-hostile.md
 	@cat TestResults/bench-clusters.md
+	./build/bench-cluster.sh
+
+## bench-cluster: only the cost per request on make cluster and make run, with wrk and hey (TestResults/bench-cluster.md)
+bench-cluster: build-dotnet
+	./build/install-test-deps.sh --servers
+	./build/bench-cluster.sh
 
 ## clean: build outputs and test results; with a Docker engine also the compose containers, network and volumes (down -v)
 clean:
