@@ -77,6 +77,7 @@ public sealed class Settings
     [TestCase("LLM_MODEL_CONTEXT_TOKENS", "llama3:8192", "LLM_MODEL_CONTEXT_TOKENS: 'llama3:8192' is not model=number")]
     [TestCase("ORPHAN_GRACE_SECONDS", "1", "ORPHAN_GRACE_SECONDS must be between 3 and 86400")]
     [TestCase("HOST", " ", "HOST must not be empty")]
+    [TestCase("MAX_FINISHED_STREAMS", "0", "MAX_FINISHED_STREAMS must be between 1 and 10000000")]
     public async Task Stop_the_gateway_at_start_with_one_line_naming_a_bad_setting(string setting, string value, string expected)
     {
         await using var gateway = ServiceProcess.StartDotnet("gateway", RepoPaths.Gateway, new Dictionary<string, string>
