@@ -17,7 +17,15 @@ public sealed class GatewayWarmUp(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield(); // the host's start does not wait for this
-        tokens.Warm(models.Value.LlmModel);
+        try
+        {
+            tokens.Warm(models.Value.LlmModel);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The first request loads it then, and reports what fails; a warm-up never stops the gateway.
+            logger.LogWarning("The tokenizer of {Model} was not loaded at start: {Reason}", models.Value.LlmModel, e.GetBaseException().Message);
+        }
         if (broker.Value.Kind == BrokerKind.RabbitMq && services.GetService<RabbitMqWorkTopology>() is { } topology)
         {
             try

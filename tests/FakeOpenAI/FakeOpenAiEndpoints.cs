@@ -129,7 +129,7 @@ internal sealed class FakeOpenAiEndpoints(FakeBehavior behavior, CancellationTok
         var chunks = tokens.Chunk(settings.ChunkSize).Select(c => string.Concat(c)).ToArray();
         if (!request.Stream)
         {
-            await Task.Delay(settings.FirstTokenDelay + settings.TokenDelay * Math.Max(0, chunks.Length - 1), ct);
+            await Task.Delay(chunks.Length == 0 ? TimeSpan.Zero : settings.FirstTokenDelay + settings.TokenDelay * (chunks.Length - 1), ct);
             await WriteJsonAsync(ctx, 200, w => WriteCompletion(w, id, created, request.Model, reply, null, finish,
                 promptTokens, tokens.Count));
             return false;
