@@ -22,7 +22,9 @@ public static class SessionShards
     ];
 
     /// <summary>The shard of an id (a session's, a task's, an embedding batch's): FNV-1a of its characters, stable everywhere.</summary>
-    public static int Of(string id)
+    public static int Of(string id) => Of(id.AsSpan());
+
+    static int Of(ReadOnlySpan<char> id)
     {
         var hash = 2166136261u;
         foreach (var c in id)
@@ -40,31 +42,19 @@ public static class SessionShards
     public static string NewId(int shard)
     {
         // One candidate in 24 lands in the shard. Candidates come 32 at a time from one call to the system's generator
-        // (a call costs far more than its bytes), are hashed as the hex they would print as, and only the winner is printed.
+        // (a call costs far more than its bytes), each printed into one buffer and hashed there; only the winner becomes a string.
         Span<byte> candidates = stackalloc byte[16 * 32];
+        Span<char> hex = stackalloc char[32];
         while (true)
         {
             RandomNumberGenerator.Fill(candidates);
             for (var offset = 0; offset < candidates.Length; offset += 16)
             {
-                var candidate = candidates.Slice(offset, 16);
-                if (OfHex(candidate) == shard)
-                    return Convert.ToHexStringLower(candidate);
+                Convert.TryToHexStringLower(candidates.Slice(offset, 16), hex, out _);
+                if (Of(hex) == shard)
+                    return new string(hex);
             }
         }
-    }
-
-    /// <summary><see cref="Of"/> of the lowercase hex of <paramref name="bytes"/>, without making the string.</summary>
-    static int OfHex(ReadOnlySpan<byte> bytes)
-    {
-        const string digits = "0123456789abcdef";
-        var hash = 2166136261u;
-        foreach (var b in bytes)
-        {
-            hash = (hash ^ digits[b >> 4]) * 16777619u;
-            hash = (hash ^ digits[b & 0xF]) * 16777619u;
-        }
-        return (int)(hash % Count);
     }
 
     /// <summary>A new task id in the shard of <paramref name="sessionId"/>.</summary>

@@ -93,9 +93,9 @@ public static class EmbeddingInput
     /// </summary>
     public static async Task<(int[] Tokens, (int Index, int Tokens)? TooLong)> CountAsync(IReadOnlyList<string> texts, string model, int maxTokens, PromptTokens tokens)
     {
-        // Long inputs are counted on the thread pool, not on the socket thread that read the request (the gateway
+        // Long inputs (as long prompts) are counted on the thread pool, not on the socket thread that read the request (the gateway
         // schedules request work inline).
-        if (texts.Sum(t => (long)t.Length) >= 32 * 1024)
+        if (texts.Sum(t => (long)t.Length) >= Intake.PromptBudget.LongPrompt)
             await Task.Yield();
         var counts = new int[texts.Count];
         for (var i = 0; i < texts.Count; i++)

@@ -16,8 +16,9 @@ public sealed record PromptRefusal(string Code, string Param, string Message);
 /// </summary>
 public sealed class PromptBudget(PromptTokens tokens, IOptions<ModelOptions> models, IOptions<RateLimitOptions> limits)
 {
-    /// <summary>Prompts this long or longer take turns to be counted, so that together they hold one core at most.</summary>
-    const int LongPrompt = 32 * 1024;
+    /// <summary>Prompts this long or longer take turns to be counted, so that together they hold one core at most; embedding
+    /// inputs this long are counted on the thread pool too.</summary>
+    public const int LongPrompt = 32 * 1024;
 
     readonly SemaphoreSlim _longPrompts = new(1, 1);
 
