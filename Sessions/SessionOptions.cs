@@ -20,6 +20,13 @@ public sealed class SessionOptions
     public int MaxFinishedStreams { get; set; } = 10_000;
 
     /// <summary>
+    /// With Redis: once a task ends, its attempt's token events are kept in chunks of up to 64 (one entry each, with the
+    /// task id once) instead of one entry per token; reading and resuming see the same events and ids.
+    /// </summary>
+    [ConfigurationKeyName("COMPACT_FINISHED_STREAMS")]
+    public bool CompactFinishedStreams { get; set; } = true;
+
+    /// <summary>
     /// Replicas that must have a task's creation (before the 202), the start of each attempt and its end before the
     /// gateway or worker goes on (Redis WAIT): Redis replicates asynchronously, and a failover loses what no replica had.
     /// 0: no waiting.

@@ -34,7 +34,8 @@ public static class SessionsExtensions
                 sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<SessionOptions>>().Value.ResultTtl,
                 sp.GetRequiredService<RedisTaskCounters>(),
-                sp.GetRequiredService<RedisReplicaWait>()));
+                sp.GetRequiredService<RedisReplicaWait>(),
+                sp.GetRequiredService<IOptions<SessionOptions>>().Value.CompactFinishedStreams));
             builder.Services.AddSingleton<IEmbeddingStore>(sp => new RedisEmbeddingStore(
                 sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<SessionOptions>>().Value.ResultTtl,

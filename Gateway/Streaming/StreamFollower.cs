@@ -21,14 +21,20 @@ public static class StreamFollower
     /// <summary>At most this many entries are read at once: a slow client holds one batch in memory, not its backlog.</summary>
     public const int BatchSize = 256;
 
-    /// <param name="quiet">After this long with nothing new a <see cref="StreamBatch.Quiet"/> batch comes (a keep-alive is due),
-    /// and the store is read again: a wake-up lost with a dropped subscription shows up there at the latest.</param>
+    /// <summary>How often an idle follower checks that its session has not expired meanwhile.</summary>
+    public static readonly TimeSpan ExpiryCheck = TimeSpan.FromMinutes(5);
+
+    /// <param name="quiet">After this long with nothing new a <see cref="StreamBatch.Quiet"/> batch comes (a keep-alive is due).
+    /// Nothing is read then unless wake-ups may have been lost (<see cref="StreamSignals.WakesMayBeLost"/>), or the
+    /// <see cref="ExpiryCheck"/> is due: an idle stream costs its keep-alives and no Redis call.</param>
     public static async IAsyncEnumerable<StreamBatch> FollowAsync(ISessionStreams store, StreamSignals signals, string sessionId, string after,
         TimeSpan quiet, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         using var watch = await signals.WatchAsync(sessionId);
         var last = after;
         var lastWasTerminal = false;
+        var quietBetweenChecks = Math.Max(1, (int)(ExpiryCheck / quiet));
+        var quietIntervals = 0;
         while (true)
         {
             var entries = await watch.ReadAfterAsync(store, last, BatchSize, cancellationToken);
@@ -45,7 +51,7 @@ public static class StreamFollower
             if (!await watch.WaitAsync(quiet, cancellationToken))
             {
                 yield return StreamBatch.Quiet;
-                if (await store.LastAsync(sessionId, cancellationToken) is null)
+                if (++quietIntervals % quietBetweenChecks == 0 && await store.LastAsync(sessionId, cancellationToken) is null)
                     yield break; // the session expired while we waited
             }
         }

@@ -8,8 +8,24 @@ namespace LlmStream.Sessions.Streams;
 /// The wake channels of the keys this process watches, each subscribed (Redis 7 sharded pub/sub, so on a Redis Cluster
 /// only the node holding the key's shard carries it) while the key has a reader here.
 /// </summary>
-public sealed class RedisWakeSource(IConnectionMultiplexer redis, LlmStreamMetrics? metrics = null) : IWakeSource
+public sealed class RedisWakeSource : IWakeSource
 {
+    readonly IConnectionMultiplexer redis;
+    readonly LlmStreamMetrics? metrics;
+
+    public RedisWakeSource(IConnectionMultiplexer redis, LlmStreamMetrics? metrics = null)
+    {
+        this.redis = redis;
+        this.metrics = metrics;
+        // Messages published while a subscription's connection was down, or before it followed moved slots, are gone.
+        redis.ConnectionFailed += (_, _) => WakesMayBeLost?.Invoke();
+        redis.ConnectionRestored += (_, _) => WakesMayBeLost?.Invoke();
+        redis.HashSlotMoved += (_, _) => WakesMayBeLost?.Invoke();
+        redis.ConfigurationChanged += (_, _) => WakesMayBeLost?.Invoke();
+    }
+
+    public event Action? WakesMayBeLost;
+
     public async Task<IAsyncDisposable> SubscribeAsync(string watchKey, string shardId, StreamSignals signals)
     {
         var channel = RedisChannel.Sharded(WakeChannel.Name(watchKey, shardId));

@@ -11,6 +11,9 @@ public interface IWakeSource
 {
     /// <summary>Subscribes to the wake-ups of <paramref name="watchKey"/> (in the shard of <paramref name="shardId"/>); dispose to unsubscribe.</summary>
     Task<IAsyncDisposable> SubscribeAsync(string watchKey, string shardId, StreamSignals signals);
+
+    /// <summary>Raised when wake-ups may have been lost: a connection failed or came back, or slots moved.</summary>
+    event Action? WakesMayBeLost;
 }
 
 /// <summary>
@@ -19,9 +22,35 @@ public interface IWakeSource
 /// only the sessions its own readers follow. Token events can come with the wake (<see cref="Push"/>), so a reader
 /// that is up to date writes them without a read.
 /// </summary>
-public sealed class StreamSignals(IWakeSource? source = null)
+public sealed class StreamSignals
 {
+    /// <summary>After wakes may have been lost, readers read the store at each quiet interval for this long.</summary>
+    public static readonly TimeSpan Unsettled = TimeSpan.FromSeconds(60);
+
+    readonly IWakeSource? source;
     readonly ConcurrentDictionary<string, Watchers> _sessions = new();
+    long _unsettledUntil;
+
+    public StreamSignals(IWakeSource? source = null)
+    {
+        this.source = source;
+        if (source is not null)
+            source.WakesMayBeLost += OnWakesMayBeLost;
+    }
+
+    /// <summary>
+    /// True for a while after wake-ups may have been lost (<see cref="IWakeSource.WakesMayBeLost"/>): an idle reader then
+    /// reads the store at each quiet interval; otherwise it trusts its wake channel and an idle stream costs no read.
+    /// </summary>
+    public bool WakesMayBeLost => Environment.TickCount64 < Volatile.Read(ref _unsettledUntil);
+
+    /// <summary>Every reader reads the store now, and idle ones again at each quiet interval while <see cref="WakesMayBeLost"/>.</summary>
+    void OnWakesMayBeLost()
+    {
+        Volatile.Write(ref _unsettledUntil, Environment.TickCount64 + (long)Unsettled.TotalMilliseconds);
+        foreach (var key in _sessions.Keys)
+            Notify(key);
+    }
     ConcurrentDictionary<string, Watchers>.AlternateLookup<ReadOnlySpan<char>> BySpan => _sessions.GetAlternateLookup<ReadOnlySpan<char>>();
 
     sealed class Watchers
@@ -256,14 +285,16 @@ public sealed class StreamWatch : IDisposable
     }
 
     /// <summary>
-    /// True when the stream may have grown; false when <paramref name="timeout"/> passed first, and then the next look
-    /// reads the store: a wake lost with a dropped subscription shows up there at the latest.
+    /// True when the stream may have grown; false when <paramref name="timeout"/> passed first. While wakes may have
+    /// been lost (a dropped connection, moved slots) the next look then reads the store: a wake lost that way shows up
+    /// there at the latest. Otherwise a quiet interval reads nothing.
     /// </summary>
     public async Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         if (await _signal.WaitAsync(timeout, cancellationToken))
             return true;
-        ReadStoreNext();
+        if (_owner.WakesMayBeLost)
+            ReadStoreNext();
         return false;
     }
 

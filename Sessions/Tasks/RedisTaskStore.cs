@@ -17,7 +17,9 @@ namespace LlmStream.Sessions.Tasks;
 /// slot of a Redis Cluster.
 /// </summary>
 /// <param name="replicas">With REDIS_WAIT_REPLICAS, a task's creation, the start of each attempt and its end wait for the replicas.</param>
-public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null, RedisReplicaWait? replicas = null) : ITaskStore
+/// <param name="compact">Each attempt's token events are stored in a few entries once the task ends (<see cref="CompactedTokens"/>).</param>
+public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null, RedisReplicaWait? replicas = null,
+    bool compact = true) : ITaskStore
 {
     static RedisKey TaskKey(string taskId) => $"llmstream:{SessionShards.TagOf(taskId)}:task:{taskId}";
 
@@ -61,9 +63,9 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         if not state then return -1 end
         if state ~= 'queued' and state ~= 'started' then return 0 end
         local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-        redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[2], 'worker', ARGV[5], 'history_turns', ARGV[7])
+        local started = redis.call('XADD', KEYS[2], '*', 't', 'started', 'd', ARGV[4] .. attempt .. '}')
+        redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[2], 'worker', ARGV[5], 'history_turns', ARGV[7], 'stream_from', started)
         redis.call('ZADD', KEYS[3], ARGV[2], ARGV[6])
-        redis.call('XADD', KEYS[2], '*', 't', 'started', 'd', ARGV[4] .. attempt .. '}')
         redis.call('EXPIRE', KEYS[2], ARGV[1])
         redis.call('SPUBLISH', ARGV[3], '')
         return attempt
@@ -97,15 +99,17 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
 
     // KEYS: the task, the stream, the running set, then (when counting) the outcome's counters (RedisTaskCounters.Keys).
     // ARGV: retention, event type and data, the session's wake channel, the attempt and the worker it must still be at
-    // ('' for any), the task id, then fields.
+    // ('' for any), the task id, '1' to compact the attempt's tokens, then fields.
     static readonly string FinishScript = $$"""
-        local task = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'worker')
+        {{CompactedTokens.CompactLua}}
+        local task = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'worker', 'stream_from')
         if not task[1] then return -1 end
         if task[1] == 'completed' or task[1] == 'failed' or task[1] == 'cancelled' then return 0 end
         if ARGV[5] ~= '' and task[2] ~= ARGV[5] then return 0 end
         if ARGV[6] ~= '' and task[3] ~= ARGV[6] then return 0 end
-        redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+        redis.call('HSET', KEYS[1], unpack(ARGV, 9))
         redis.call('EXPIRE', KEYS[1], ARGV[1])
+        if ARGV[8] == '1' and task[4] then compact(KEYS[2], task[4]) end
         redis.call('XADD', KEYS[2], '*', 't', ARGV[2], 'd', ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[1])
         redis.call('ZREM', KEYS[3], ARGV[7])
@@ -223,7 +227,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         var args = new List<RedisValue>
         {
             Ttl, outcome.State.TerminalEvent(), terminalEventData, WakeChannel.ForSession(outcome.SessionId),
-            outcome.Attempt?.ToString(CultureInfo.InvariantCulture) ?? "", outcome.Worker ?? "", outcome.TaskId,
+            outcome.Attempt?.ToString(CultureInfo.InvariantCulture) ?? "", outcome.Worker ?? "", outcome.TaskId, compact ? "1" : "",
             "state", outcome.State.ToWire(),
             "finished_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         };
@@ -323,9 +327,18 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         // "(" makes the start exclusive (Redis 6.2+): exactly the entries after the last one seen.
         var start = afterId == "0" ? "-" : "(" + afterId;
         var entries = await Db.StreamRangeAsync(StreamKey(sessionId), start, "+", count);
-        var result = new StreamEntry[entries.Length];
-        for (var i = 0; i < entries.Length; i++)
-            result[i] = new StreamEntry(entries[i].Id!, entries[i]["t"]!, entries[i]["d"]!);
+        var after = StreamId.Parse(afterId);
+        var result = new List<StreamEntry>(entries.Length);
+        foreach (var entry in entries)
+        {
+            string type = entry["t"]!;
+            if (type == CompactedTokens.Type)
+                CompactedTokens.Expand(entry["d"]!, after, result, count); // up to count: the next page starts at the next token
+            else
+                result.Add(new StreamEntry(entry.Id!, type, entry["d"]!));
+            if (result.Count >= count)
+                break;
+        }
         return result;
     }
 

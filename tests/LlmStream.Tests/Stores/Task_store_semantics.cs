@@ -125,6 +125,68 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         Assert.That(await _store.ReadAsync(session, all[^1].Id, 100, default), Is.Empty);
     }
 
+    /// <summary>
+    /// Redis keeps a finished attempt's tokens in chunks (COMPACT_FINISHED_STREAMS): read from the start or resumed after
+    /// any event, in pages of any size, the stream is the same events with the same ids and data as before it ended.
+    /// </summary>
+    [TestCase(TaskState.Completed)]
+    [TestCase(TaskState.Cancelled)]
+    public async Task A_finished_stream_reads_the_same_from_every_event_as_while_it_ran(TaskState end)
+    {
+        var session = Guid.NewGuid().ToString("N");
+        var earlier = NewTask(session);
+        await _store.CreateAsync(earlier, "{}", default);
+        await _store.StartAttemptAsync(earlier.TaskId, session, null, 0, default);
+        await _store.AppendTokensAsync(earlier.TaskId, session, 1, [StreamEvents.Token(earlier.TaskId, 1, "before")], default);
+        await _store.FinishAsync(new TaskOutcome { TaskId = earlier.TaskId, SessionId = session, State = TaskState.Completed, Attempt = 1 }, StreamEvents.Done(earlier.TaskId, 1, "stop", null), default);
+        var task = NewTask(session);
+        await _store.CreateAsync(task, "{}", default);
+        await _store.StartAttemptAsync(task.TaskId, session, null, 0, default);
+        // Texts JSON must escape (line breaks, quotes, the field name itself), non-ASCII, and one longer than a chunk's bytes;
+        // appended in calls of several tokens, some a few milliseconds apart, so ids differ in both parts.
+        string[] odd = ["line\nbreak", "\"text\":", "été 🚀", "\n\ndata: x", new string('z', CompactedTokens.ChunkBytes + 10), "}", "<&>"];
+        var texts = Enumerable.Range(0, 3 * CompactedTokens.ChunkTokens + 5).Select(i => i % 9 < odd.Length ? odd[i % 9] : $" t{i}").ToList();
+        for (var i = 0; i < texts.Count; i += 4)
+        {
+            await _store.AppendTokensAsync(task.TaskId, session, 1, [.. texts.Skip(i).Take(4).Select(t => StreamEvents.Token(task.TaskId, 1, t))], default);
+            if (i % 40 == 0)
+                await Task.Delay(3);
+        }
+        var running = await _store.ReadAsync(session, "0", 10_000, default);
+        Assert.That(running.Count(e => e.Type == StreamEventTypes.Token), Is.EqualTo(texts.Count + 1));
+
+        var outcome = new TaskOutcome { TaskId = task.TaskId, SessionId = session, State = end, Attempt = end == TaskState.Completed ? 1 : null };
+        Assert.That(await _store.FinishAsync(outcome, end == TaskState.Completed ? StreamEvents.Done(task.TaskId, 1, "stop", null) : StreamEvents.Cancelled(task.TaskId), default), Is.True);
+
+        var finished = await _store.ReadAsync(session, "0", 10_000, default);
+        Assert.That(finished.SkipLast(1).Select(e => (e.Id, e.Type, e.Data)), Is.EqualTo(running.Select(e => (e.Id, e.Type, e.Data))));
+        Assert.That(finished[^1].Type, Is.EqualTo(end == TaskState.Completed ? StreamEventTypes.Done : StreamEventTypes.Cancelled));
+        foreach (var pageSize in new[] { 1, 7, 256 })
+        {
+            for (var from = 0; from < finished.Count; from += pageSize == 1 ? 23 : 1)
+            {
+                var read = new List<LlmStream.Sessions.Streams.StreamEntry>();
+                var after = from == 0 ? "0" : finished[from - 1].Id;
+                while (true)
+                {
+                    var page = await _store.ReadAsync(session, after, pageSize, default);
+                    Assert.That(page, Has.Count.LessThanOrEqualTo(pageSize));
+                    if (page.Count == 0)
+                        break;
+                    read.AddRange(page);
+                    after = page[^1].Id;
+                }
+                Assert.That(read.Select(e => (e.Id, e.Type, e.Data)), Is.EqualTo(finished.Skip(from).Select(e => (e.Id, e.Type, e.Data))),
+                    $"resumed after event {from}, pages of {pageSize}");
+            }
+        }
+        if (IsRedis)
+        {
+            var entries = await Connection!.GetDatabase().StreamLengthAsync($"llmstream:{SessionShards.TagOf(session)}:stream:{session}");
+            Assert.That(entries, Is.LessThan(texts.Count / 4), "the finished attempt's tokens are kept in chunks");
+        }
+    }
+
     [Test]
     public async Task A_new_attempt_fences_off_the_previous_one()
     {
