@@ -12,7 +12,7 @@ namespace LlmStream.Sessions.Streams;
 /// </summary>
 /// <remarks>
 /// A chunk's data: the start common to the events' data (up to and with <c>"text":</c>), a line; the events' ids, the
-/// first whole and each next as "milliseconds since the previous-sequence", comma-separated, a line; then each event's
+/// first whole and each next as "milliseconds since the previous-sequence" ("-sequence" left out when 0), comma-separated, a line; then each event's
 /// text as JSON, one per line (JSON text has no raw line break); each event's data is the start, its text and "}".
 /// </remarks>
 public static class CompactedTokens
@@ -45,7 +45,8 @@ public static class CompactedTokens
             if string.sub(d, 1, #prefix) ~= prefix or string.byte(d, -1) ~= 125 then return end
             local ms, seq = string.match(id, '^(%d+)-(%d+)$')
             ms = tonumber(ms)
-            if previous then ids[#ids + 1] = (ms - previous) .. '-' .. seq else ids[1] = id end
+            if not previous then ids[1] = id elseif seq == '0' then ids[#ids + 1] = ms - previous
+            else ids[#ids + 1] = (ms - previous) .. '-' .. seq end
             previous = ms
             texts[#texts + 1] = string.sub(d, #prefix + 1, -2)
             bytes = bytes + #d - #prefix
@@ -76,10 +77,10 @@ public static class CompactedTokens
             ids = comma < 0 ? [] : ids[(comma + 1)..];
             var text = NextLine(ref rest);
             var dash = id.IndexOf('-');
-            var milliseconds = long.Parse(id[..dash], NumberStyles.None, CultureInfo.InvariantCulture);
+            var milliseconds = long.Parse(dash < 0 ? id : id[..dash], NumberStyles.None, CultureInfo.InvariantCulture);
             ms = first ? milliseconds : ms + milliseconds;
             first = false;
-            var tokenId = new StreamId(ms, long.Parse(id[(dash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture));
+            var tokenId = new StreamId(ms, dash < 0 ? 0 : long.Parse(id[(dash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture));
             if (tokenId.CompareTo(after) > 0)
                 into.Add(new StreamEntry(tokenId.ToString(), StreamEventTypes.Token, string.Concat(prefix, text, "}")));
         }

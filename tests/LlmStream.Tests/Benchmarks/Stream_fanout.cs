@@ -94,35 +94,117 @@ public sealed class Stream_fanout
         return long.Parse(digits[..digits.IndexOf('"')], CultureInfo.InvariantCulture);
     }
 
+    /// <summary>
+    /// Open streams that wait (their task stays queued: no worker), each of its own session, keep-alives only: the
+    /// gateway's memory per stream, and what gateway and Redis spend on them per second, as a share of one core.
+    /// </summary>
     [TestCase(10_000)]
-    public async Task Idle_open_streams_memory(int streams)
+    public async Task Idle_open_streams(int streams)
     {
-        // No worker: the task stays queued and every stream stays open, idle but for keep-alives.
         await using var cluster = await Cluster.StartAsync("bench-idle", workers: 0);
         using var http = cluster.Client();
-        var (_, sessionId) = await cluster.PostChatAsync(http, new { message = "idle" });
+        var sessions = new ConcurrentBag<string>();
+        await Parallel.ForEachAsync(Enumerable.Range(0, streams), new ParallelOptions { MaxDegreeOfParallelism = 32 }, async (i, _) =>
+            sessions.Add((await cluster.PostChatAsync(http, new { message = $"idle {i}" })).SessionId));
         var gateway = cluster.Gateway!.Pid;
         await Task.Delay(1000);
         var before = ProcessStats.ResidentBytes(gateway);
 
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        var connected = 0;
         var opened = new ConcurrentBag<HttpResponseMessage>();
-        await Parallel.ForEachAsync(Enumerable.Range(0, streams), new ParallelOptions { MaxDegreeOfParallelism = 64 }, async (_, ct) =>
+        await Parallel.ForEachAsync(sessions, new ParallelOptions { MaxDegreeOfParallelism = 64 }, async (session, _) =>
         {
-            var response = await http.GetAsync($"/stream/{sessionId}", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+            var response = await http.GetAsync($"/stream/{session}", HttpCompletionOption.ResponseHeadersRead, cts.Token);
             response.EnsureSuccessStatusCode();
             opened.Add(response);
-            Interlocked.Increment(ref connected);
         });
-        await Task.Delay(2000);
+        // Every client drains its stream (the keep-alives), as a browser would.
+        var draining = opened.Select(r => Task.Run(async () =>
+        {
+            var buffer = new byte[256];
+            var body = await r.Content.ReadAsStreamAsync(cts.Token);
+            try
+            {
+                while (await body.ReadAsync(buffer, cts.Token) > 0) { }
+            }
+            catch (OperationCanceledException) { }
+        })).ToList();
+        await Task.Delay(TimeSpan.FromSeconds(5));
         var after = ProcessStats.ResidentBytes(gateway);
-        var line = $"| {connected} idle open streams | gateway RSS {before / 1048576.0:0} MB → {after / 1048576.0:0} MB | " +
-                   $"{(after - before) / (double)connected / 1024:0.0} KB per open stream |";
+        // Four keep-alive intervals (SSE_KEEPALIVE_SECONDS=15) with every stream idle.
+        var window = TimeSpan.FromSeconds(60);
+        var (gatewayCpu, redisCpu) = (ProcessStats.CpuTime(gateway), ProcessStats.CpuTime(cluster.Redis.Pid));
+        await Task.Delay(window);
+        var gatewayShare = (ProcessStats.CpuTime(gateway) - gatewayCpu) / window;
+        var redisShare = (ProcessStats.CpuTime(cluster.Redis.Pid) - redisCpu) / window;
+        var line = $"| {opened.Count} idle open streams, one session each | gateway RSS {before / 1048576.0:0} MB → {after / 1048576.0:0} MB, " +
+                   $"{(after - before) / (double)opened.Count / 1024:0.0} KB per open stream | CPU over {window.TotalSeconds:0} s: gateway {gatewayShare:P2} of a core, Redis {redisShare:P2} |";
         TestContext.Progress.WriteLine(line);
         await File.AppendAllTextAsync(Path.Combine(RepoPaths.Root, "TestResults", "bench-streams.md"), line + "\n");
+        Assert.That(draining.Count(t => t.IsCompleted), Is.Zero, "every stream stayed open");
+        await cts.CancelAsync();
         foreach (var response in opened)
             response.Dispose();
-        Assert.That(connected, Is.EqualTo(streams));
+        await Task.WhenAll(draining);
+    }
+
+    /// <summary>
+    /// Bytes Redis holds per finished chat of 500 tokens (its stream, task record and session index), with and without
+    /// COMPACT_FINISHED_STREAMS: used_memory after 200 such chats, each of its own session, less before, per chat.
+    /// </summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task Redis_bytes_per_finished_chat(bool compact)
+    {
+        const int Chats = 200;
+        const int Tokens = 500;
+        await using var cluster = await Cluster.StartAsync("bench-bytes", settings: new Dictionary<string, string>
+        {
+            ["COMPACT_FINISHED_STREAMS"] = compact ? "true" : "false",
+            ["CHAT_CONCURRENCY"] = "32",
+            ["LLM_RPM"] = "0",
+            ["LLM_TPM"] = "0",
+        });
+        using var http = cluster.Client();
+        string[] words = [" the", " model", " answers", " with", " tokens", " of", " about", " four", " bytes", " too"];
+        cluster.Provider.Behavior.Reply = _ => string.Concat(Enumerable.Range(0, Tokens).Select(i => words[i % words.Length]));
+        cluster.Provider.Behavior.TokenDelay = TimeSpan.FromMilliseconds(1);
+        await using var redis = await cluster.ConnectRedisAsync();
+        var server = redis.GetServer(redis.GetEndPoints()[0]);
+        async Task<long> UsedMemory()
+        {
+            var info = await server.InfoRawAsync("memory") ?? "";
+            var line = info.Split('\n').First(l => l.StartsWith("used_memory:", StringComparison.Ordinal));
+            return long.Parse(line["used_memory:".Length..].Trim(), CultureInfo.InvariantCulture);
+        }
+        var message = "Explain in a few paragraphs how a message queue keeps work that was accepted from being lost.";
+        // One chat first: connections, scripts and pools exist before the measure starts.
+        var (warm, _) = await cluster.PostChatAsync(http, new { message });
+        await cluster.WaitForEndAsync(http, warm, TimeSpan.FromSeconds(60));
+        var before = await UsedMemory();
+        var posted = new ConcurrentBag<(string TaskId, string SessionId)>();
+        await Parallel.ForEachAsync(Enumerable.Range(0, Chats), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (_, _) =>
+            posted.Add(await cluster.PostChatAsync(http, new { message })));
+        foreach (var (taskId, _) in posted)
+        {
+            var end = await cluster.WaitForEndAsync(http, taskId, TimeSpan.FromSeconds(120));
+            Assert.That(end.GetProperty("status").GetString(), Is.EqualTo("completed"));
+        }
+        // The queues and consumer bookkeeping of the broker are not the chats': RabbitMQ carries them here.
+        var perChat = (await UsedMemory() - before) / (double)Chats;
+        var (_, session) = posted.First();
+        var tag = LlmStream.Sessions.SessionShards.TagOf(session);
+        var db = redis.GetDatabase();
+        var streamBytes = (long?)await db.ExecuteAsync("MEMORY", "USAGE", $"llmstream:{tag}:stream:{session}", "SAMPLES", "0") ?? 0;
+        var taskBytes = (long?)await db.ExecuteAsync("MEMORY", "USAGE", $"llmstream:{tag}:task:{posted.First().TaskId}", "SAMPLES", "0") ?? 0;
+        var turnsBytes = (long?)await db.ExecuteAsync("MEMORY", "USAGE", $"llmstream:{tag}:turns:{session}", "SAMPLES", "0") ?? 0;
+        var entries = await db.StreamLengthAsync($"llmstream:{tag}:stream:{session}");
+        var events = (await SseClient.ReadAllAsync(http, $"/stream/{session}", TimeSpan.FromSeconds(30))).Count(e => e.Event == "token");
+        var line = $"| finished chat of {Tokens} tokens, COMPACT_FINISHED_STREAMS={compact.ToString().ToLowerInvariant()} | used_memory {perChat / 1024:0.0} KB per chat " +
+                   $"| one chat: stream {streamBytes / 1024.0:0.0} KB in {entries} entries, task record {taskBytes / 1024.0:0.0} KB, session index {turnsBytes} B " +
+                   $"| 1 million chats a day at RESULT_TTL=86400: {perChat * 1_000_000 / 1e9:0.0} GB |";
+        TestContext.Progress.WriteLine(line);
+        await File.AppendAllTextAsync(Path.Combine(RepoPaths.Root, "TestResults", "bench-streams.md"), line + "\n");
+        Assert.That(events, Is.EqualTo(Tokens), "a reader of the finished stream gets every token");
     }
 }
