@@ -22,17 +22,26 @@ public sealed class Answer
 
     public string Text => _text.ToString();
 
-    public void Add(ChatResponseUpdate update)
+    /// <summary>Adds one update; its text (the token), or "" when it has none.</summary>
+    public string Add(ChatResponseUpdate update)
     {
-        if (update.Text is { Length: > 0 } token)
+        var token = update.Text;
+        if (token.Length > 0)
         {
             _text.Append(token);
             Tokens++;
         }
-        Usage = update.Contents.OfType<UsageContent>().FirstOrDefault()?.Details ?? Usage;
         _finishReason = update.FinishReason ?? _finishReason;
-        foreach (var call in update.Contents.OfType<FunctionCallContent>())
-            _toolCalls.Add(new ToolCall(call.CallId, call.Name, JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>())));
+        // A plain loop: this runs for every chunk of every stream.
+        var contents = update.Contents;
+        for (var i = 0; i < contents.Count; i++)
+        {
+            if (contents[i] is UsageContent usage)
+                Usage = usage.Details;
+            else if (contents[i] is FunctionCallContent call)
+                _toolCalls.Add(new ToolCall(call.CallId, call.Name, JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>())));
+        }
+        return token;
     }
 
     /// <summary>The provider's finish_reason, or what the answer implies when it gave none.</summary>

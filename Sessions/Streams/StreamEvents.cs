@@ -23,8 +23,25 @@ public static class StreamEvents
 
     public static string Started(string taskId, int attempt) => StartedPrefix(taskId) + attempt + "}";
 
-    public static string Token(string taskId, int attempt, string text) =>
-        JsonSerializer.Serialize(new TokenEvent(taskId, attempt, text), Json);
+    public static string Token(string taskId, int attempt, string text) => Token(TokenPrefix(taskId, attempt), text);
+
+    /// <summary>What every token event of one attempt starts with: its data is this, the text as a JSON string, and "}".</summary>
+    public static string TokenPrefix(string taskId, int attempt) =>
+        $"{{\"task_id\":{JsonSerializer.Serialize(taskId, Json)},\"attempt\":{attempt.ToString(System.Globalization.CultureInfo.InvariantCulture)},\"text\":";
+
+    /// <summary>A token event from its attempt's <see cref="TokenPrefix"/>: the same JSON the serializer writes, without building it for every token.</summary>
+    public static string Token(string prefix, string text)
+    {
+        try
+        {
+            return string.Concat(prefix, "\"", JsonEncodedText.Encode(text, Json.Encoder).Value, "\"}");
+        }
+        catch (ArgumentException)
+        {
+            // Half of a surrogate pair (a provider may split one between chunks): the serializer escapes it as \uXXXX.
+            return string.Concat(prefix, JsonSerializer.Serialize(text, Json), "}");
+        }
+    }
 
     /// <param name="toolCalls">JSON array of {id, name, arguments}: the function calls the model asked for, if any.</param>
     public static string Done(string taskId, int attempt, string? finishReason, TokenUsage? usage, string? toolCalls = null) =>
@@ -38,7 +55,6 @@ public static class StreamEvents
     public static string Cancelled(string taskId) => JsonSerializer.Serialize(new CancelledEvent(taskId), Json);
 
     sealed record QueuedEvent(string TaskId, string Model, int Priority, string Queue);
-    sealed record TokenEvent(string TaskId, int Attempt, string Text);
     sealed record DoneEvent(string TaskId, int Attempt, string? FinishReason, TokenUsage? Usage, JsonElement? ToolCalls);
     sealed record ErrorEvent(string TaskId, int? Attempt, string Error, string? Code, int? Status, bool? Retryable);
     sealed record CancelledEvent(string TaskId);

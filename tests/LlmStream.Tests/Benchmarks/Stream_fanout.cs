@@ -39,6 +39,7 @@ public sealed class Stream_fanout
             var latencies = new ConcurrentBag<double>();
             var broken = 0;
             var cpuBefore = cluster.CpuTimes();
+            var commandsBefore = await RedisCommands(cluster);
             var clock = Stopwatch.StartNew();
             var readers = Enumerable.Range(0, streams).Select(async i =>
             {
@@ -66,6 +67,7 @@ public sealed class Stream_fanout
             await Task.WhenAll(readers);
             var elapsed = clock.Elapsed;
             var cpu = cluster.CpuSince(cpuBefore);
+            var commands = (await RedisCommands(cluster)).ToDictionary(c => c.Key, c => c.Value - commandsBefore.GetValueOrDefault(c.Key));
 
             TestContext.Progress.WriteLine($"round {round}: {elapsed.TotalSeconds:0.0} s, CPU s gateway {cpu["gateway"].TotalSeconds:0.0}, worker {cpu["worker"].TotalSeconds:0.0}, " +
                                            $"worker RSS {ProcessStats.ResidentBytes(cluster.Workers[0].Pid) / 1048576} MB, gateway RSS {ProcessStats.ResidentBytes(cluster.Gateway!.Pid) / 1048576} MB");
@@ -78,11 +80,23 @@ public sealed class Stream_fanout
             var line = $"| {streams} streams × {tokensPerSecond} tokens/s × {tokensPerAnswer} tokens | {events / elapsed.TotalSeconds:0} events/s | " +
                        $"p50 {Percentile(0.50):0.0} ms | p99 {Percentile(0.99):0.0} ms | max {sorted[^1]:0} ms | lost or repeated: {broken} | " +
                        "CPU µs per event: " + string.Join(", ", cpu.Select(p => $"{p.Key} {p.Value.TotalMicroseconds / events:0.0}")) + " | " +
-                       $"CPU use {cpu.Values.Sum(c => c.TotalSeconds) / elapsed.TotalSeconds:0.00} of 2 cores over {elapsed.TotalSeconds:0.0} s |";
+                       $"CPU use {cpu.Values.Sum(c => c.TotalSeconds) / elapsed.TotalSeconds:0.00} of 2 cores over {elapsed.TotalSeconds:0.0} s | " +
+                       $"Redis per token event: {commands.GetValueOrDefault("evalsha") / (double)events:0.000} script calls, {commands.GetValueOrDefault("xadd") / (double)events:0.00} XADD, " +
+                       $"{commands.GetValueOrDefault("spublish") / (double)events:0.00} SPUBLISH |";
             TestContext.Progress.WriteLine(line);
             await File.AppendAllTextAsync(Path.Combine(RepoPaths.Root, "TestResults", "bench-streams.md"), line + "\n");
             Assert.That(broken, Is.Zero, "no lost or repeated event");
         }
+    }
+
+    /// <summary>Calls of each command Redis has run so far (INFO commandstats).</summary>
+    static async Task<Dictionary<string, long>> RedisCommands(Cluster cluster)
+    {
+        await using var redis = await cluster.ConnectRedisAsync();
+        var info = await redis.GetServer(redis.GetEndPoints()[0]).InfoRawAsync("commandstats") ?? "";
+        return info.Split('\n').Where(l => l.StartsWith("cmdstat_", StringComparison.Ordinal)).ToDictionary(
+            l => l["cmdstat_".Length..l.IndexOf(':')],
+            l => long.Parse(l[(l.IndexOf("calls=", StringComparison.Ordinal) + 6)..l.IndexOf(',')], CultureInfo.InvariantCulture));
     }
 
     /// <summary>The provider's send stamp in a token event's text, read without a JSON parser so the clients stay cheap.</summary>
@@ -107,7 +121,15 @@ public sealed class Stream_fanout
         await Parallel.ForEachAsync(Enumerable.Range(0, streams), new ParallelOptions { MaxDegreeOfParallelism = 32 }, async (i, _) =>
             sessions.Add((await cluster.PostChatAsync(http, new { message = $"idle {i}" })).SessionId));
         var gateway = cluster.Gateway!.Pid;
-        await Task.Delay(1000);
+        // Four keep-alive intervals (SSE_KEEPALIVE_SECONDS=15), first with no stream open, then with every stream idle.
+        var window = TimeSpan.FromSeconds(60);
+        async Task<(double Gateway, double Redis)> CpuShare()
+        {
+            var (gatewayCpu, redisCpu) = (ProcessStats.CpuTime(gateway), ProcessStats.CpuTime(cluster.Redis.Pid));
+            await Task.Delay(window);
+            return ((ProcessStats.CpuTime(gateway) - gatewayCpu) / window, (ProcessStats.CpuTime(cluster.Redis.Pid) - redisCpu) / window);
+        }
+        var none = await CpuShare();
         var before = ProcessStats.ResidentBytes(gateway);
 
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
@@ -131,14 +153,10 @@ public sealed class Stream_fanout
         })).ToList();
         await Task.Delay(TimeSpan.FromSeconds(5));
         var after = ProcessStats.ResidentBytes(gateway);
-        // Four keep-alive intervals (SSE_KEEPALIVE_SECONDS=15) with every stream idle.
-        var window = TimeSpan.FromSeconds(60);
-        var (gatewayCpu, redisCpu) = (ProcessStats.CpuTime(gateway), ProcessStats.CpuTime(cluster.Redis.Pid));
-        await Task.Delay(window);
-        var gatewayShare = (ProcessStats.CpuTime(gateway) - gatewayCpu) / window;
-        var redisShare = (ProcessStats.CpuTime(cluster.Redis.Pid) - redisCpu) / window;
+        var idle = await CpuShare();
         var line = $"| {opened.Count} idle open streams, one session each | gateway RSS {before / 1048576.0:0} MB → {after / 1048576.0:0} MB, " +
-                   $"{(after - before) / (double)opened.Count / 1024:0.0} KB per open stream | CPU over {window.TotalSeconds:0} s: gateway {gatewayShare:P2} of a core, Redis {redisShare:P2} |";
+                   $"{(after - before) / (double)opened.Count / 1024:0.0} KB per open stream | CPU over {window.TotalSeconds:0} s: gateway {idle.Gateway:P2} of a core, " +
+                   $"Redis {idle.Redis:P2} (with no stream open: {none.Gateway:P2}, {none.Redis:P2}) |";
         TestContext.Progress.WriteLine(line);
         await File.AppendAllTextAsync(Path.Combine(RepoPaths.Root, "TestResults", "bench-streams.md"), line + "\n");
         Assert.That(draining.Count(t => t.IsCompleted), Is.Zero, "every stream stayed open");
