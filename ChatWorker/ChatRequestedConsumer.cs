@@ -147,14 +147,13 @@ public sealed class ChatRequestedConsumer(
         try
         {
             var tokens = tokenBatcher.Start(request.TaskId, request.SessionId, attempt);
-            var tokenPrefix = StreamEvents.TokenPrefix(request.TaskId, attempt);
             await foreach (var update in models.For(request.Model).GetStreamingResponseAsync(ProviderRequest.Messages(request, history.Messages), ProviderRequest.Options(request), limit.Token))
             {
                 var first = answer.Tokens == 0;
                 var token = answer.Add(update);
                 if (token.Length > 0 && first)
                     call.FirstToken();
-                if (token.Length > 0 && !tokens.Add(StreamEvents.Token(tokenPrefix, token)))
+                if (token.Length > 0 && !tokens.Add(token))
                 {
                     // Cancelled, or another attempt took over: leaving the loop cancels the provider call.
                     logger.LogInformation("Task {TaskId} attempt {Attempt} is no longer current; generation stopped", request.TaskId, attempt);

@@ -9,6 +9,13 @@ public sealed class ChatWorkerOptions : IValidatableObject
     [ConfigurationKeyName("CHAT_CONCURRENCY"), Range(1, 10_000, ErrorMessage = "CHAT_CONCURRENCY must be between {1} and {2}")]
     public int Concurrency { get; set; } = 100;
 
+    /// <summary>
+    /// Tokens of one stream that go to the store in the same call (they arrived while the previous call was in flight)
+    /// become one event with their text joined: one stream entry, one wake, one SSE event instead of several.
+    /// </summary>
+    [ConfigurationKeyName("STREAM_MERGE_TOKENS")]
+    public bool MergeTokens { get; set; }
+
     /// <summary>The most tokens of a session's earlier turns sent with a /chat message (0: no memory).</summary>
     [ConfigurationKeyName("HISTORY_TOKENS"), Range(0, 10_000_000, ErrorMessage = "HISTORY_TOKENS must be between {1} and {2}")]
     public int HistoryTokens { get; set; } = 8_000;

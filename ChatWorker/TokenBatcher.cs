@@ -1,4 +1,6 @@
+using Microsoft.Extensions.Options;
 using System.Runtime.ExceptionServices;
+using LlmStream.Sessions.Streams;
 using LlmStream.Sessions.Tasks;
 
 namespace LlmStream.ChatWorker;
@@ -9,8 +11,10 @@ namespace LlmStream.ChatWorker;
 /// once; a busy one sends many streams' tokens in one round trip (and one wake message to the gateways) instead of
 /// one per token. Each stream's tokens keep their order, since calls leave one after the other.
 /// </summary>
-public sealed class TokenBatcher(ITaskStore store)
+public sealed class TokenBatcher(ITaskStore store, IOptions<ChatWorkerOptions> options)
 {
+    readonly bool _merge = options.Value.MergeTokens;
+
     readonly Lock _lock = new();
     // Appenders with tokens waiting; two lists and each appender's two token lists are reused, call after call.
     List<TokenAppender> _waiting = [];
@@ -22,13 +26,13 @@ public sealed class TokenBatcher(ITaskStore store)
     public TokenAppender Start(string taskId, string sessionId, int attempt) => new(this, taskId, sessionId, attempt);
 
     /// <summary>Queues a token; the task completes once the call that carries it has ended (stored, refused or failed).</summary>
-    internal Task Add(TokenAppender appender, string eventData)
+    internal Task Add(TokenAppender appender, string text)
     {
         Task call;
         bool startPump;
         lock (_lock)
         {
-            appender.Waiting.Add(eventData);
+            appender.Waiting.Add(text);
             if (!appender.IsWaiting)
             {
                 appender.IsWaiting = true;
@@ -71,7 +75,7 @@ public sealed class TokenBatcher(ITaskStore store)
             {
                 var appends = new TokenAppend[batch.Count];
                 for (var i = 0; i < appends.Length; i++)
-                    appends[i] = new TokenAppend(batch[i].TaskId, batch[i].SessionId, batch[i].Attempt, batch[i].Sending);
+                    appends[i] = new TokenAppend(batch[i].TaskId, batch[i].SessionId, batch[i].Attempt, batch[i].Events(_merge));
                 var stored = await store.AppendTokensAsync(appends, CancellationToken.None);
                 for (var i = 0; i < appends.Length; i++)
                 {
@@ -101,19 +105,33 @@ public sealed class TokenAppender
     readonly TokenBatcher _batcher;
     Task _lastCall = Task.CompletedTask;
 
+    readonly string _prefix;
+
     internal TokenAppender(TokenBatcher batcher, string taskId, string sessionId, int attempt)
     {
         _batcher = batcher;
         TaskId = taskId;
         SessionId = sessionId;
         Attempt = attempt;
+        _prefix = StreamEvents.TokenPrefix(taskId, attempt);
+    }
+
+    /// <summary>The token events of the texts being sent: one each, or with <paramref name="merge"/> one for all of them.</summary>
+    internal List<string> Events(bool merge)
+    {
+        if (merge && Sending.Count > 1)
+            return [StreamEvents.Token(_prefix, string.Concat(Sending))];
+        var events = new List<string>(Sending.Count);
+        foreach (var text in Sending)
+            events.Add(StreamEvents.Token(_prefix, text));
+        return events;
     }
 
     public string TaskId { get; }
     public string SessionId { get; }
     public int Attempt { get; }
 
-    // Tokens waiting for the next call, and those in the call in flight (the batcher swaps the two).
+    // Texts waiting for the next call, and those in the call in flight (the batcher swaps the two).
     internal List<string> Waiting = [];
     internal List<string> Sending = [];
     internal bool IsWaiting;
@@ -124,13 +142,13 @@ public sealed class TokenAppender
     /// <summary>Set when a call failed (Redis unreachable): the consumer sees it on its next add or flush.</summary>
     internal volatile ExceptionDispatchInfo? Failure;
 
-    /// <summary>False once the store refused a batch: the attempt was cancelled or superseded.</summary>
-    public bool Add(string eventData)
+    /// <summary>Queues a token's text; false once the store refused a batch: the attempt was cancelled or superseded.</summary>
+    public bool Add(string text)
     {
         Failure?.Throw();
         if (Stale)
             return false;
-        _lastCall = _batcher.Add(this, eventData);
+        _lastCall = _batcher.Add(this, text);
         return true;
     }
 
