@@ -66,8 +66,8 @@ public static class CompactedTokens
     public static void Expand(string data, StreamId after, List<StreamEntry> into, int limit)
     {
         var rest = data.AsSpan();
-        var prefix = NextLine(ref rest);
-        var ids = NextLine(ref rest);
+        var prefix = TextLines.Next(ref rest);
+        var ids = TextLines.Next(ref rest);
         var ms = 0L;
         var first = true;
         while (ids.Length > 0 && into.Count < limit)
@@ -75,7 +75,7 @@ public static class CompactedTokens
             var comma = ids.IndexOf(',');
             var id = comma < 0 ? ids : ids[..comma];
             ids = comma < 0 ? [] : ids[(comma + 1)..];
-            var text = NextLine(ref rest);
+            var text = TextLines.Next(ref rest);
             var dash = id.IndexOf('-');
             var milliseconds = long.Parse(dash < 0 ? id : id[..dash], NumberStyles.None, CultureInfo.InvariantCulture);
             ms = first ? milliseconds : ms + milliseconds;
@@ -84,13 +84,5 @@ public static class CompactedTokens
             if (tokenId.CompareTo(after) > 0)
                 into.Add(new StreamEntry(tokenId.ToString(), StreamEventTypes.Token, string.Concat(prefix, text, "}")));
         }
-    }
-
-    static ReadOnlySpan<char> NextLine(ref ReadOnlySpan<char> rest)
-    {
-        var end = rest.IndexOf('\n');
-        var line = end < 0 ? rest : rest[..end];
-        rest = end < 0 ? [] : rest[(end + 1)..];
-        return line;
     }
 }

@@ -10,13 +10,13 @@ namespace LlmStream.Sessions.Streams;
 /// </summary>
 public sealed class RedisWakeSource : IWakeSource
 {
-    readonly IConnectionMultiplexer redis;
-    readonly LlmStreamMetrics? metrics;
+    readonly IConnectionMultiplexer _redis;
+    readonly LlmStreamMetrics? _metrics;
 
     public RedisWakeSource(IConnectionMultiplexer redis, LlmStreamMetrics? metrics = null)
     {
-        this.redis = redis;
-        this.metrics = metrics;
+        _redis = redis;
+        _metrics = metrics;
         // Messages published while a subscription's connection was down, or before it followed moved slots, are gone.
         redis.ConnectionFailed += (_, _) => WakesMayBeLost?.Invoke();
         redis.ConnectionRestored += (_, _) => WakesMayBeLost?.Invoke();
@@ -32,9 +32,9 @@ public sealed class RedisWakeSource : IWakeSource
         Action<RedisChannel, RedisValue> handler = (_, message) =>
         {
             var tokenEvents = WakeMessage.Dispatch(watchKey, ((string?)message).AsSpan(), signals);
-            metrics?.WakeReceived(tokenEvents);
+            _metrics?.WakeReceived(tokenEvents);
         };
-        var subscriber = redis.GetSubscriber();
+        var subscriber = _redis.GetSubscriber();
         await subscriber.SubscribeAsync(channel, handler);
         return new Subscription(subscriber, channel, handler);
     }
@@ -72,23 +72,15 @@ public static class WakeMessage
             return 0;
         }
         var rest = message[2..];
-        var previousId = NextLine(ref rest).ToString();
-        var count = int.Parse(NextLine(ref rest), NumberStyles.None, CultureInfo.InvariantCulture);
+        var previousId = TextLines.Next(ref rest).ToString();
+        var count = int.Parse(TextLines.Next(ref rest), NumberStyles.None, CultureInfo.InvariantCulture);
         var entries = new StreamEntry[count];
         for (var i = 0; i < count; i++)
         {
-            var id = NextLine(ref rest).ToString();
-            entries[i] = new StreamEntry(id, StreamEventTypes.Token, NextLine(ref rest).ToString());
+            var id = TextLines.Next(ref rest).ToString();
+            entries[i] = new StreamEntry(id, StreamEventTypes.Token, TextLines.Next(ref rest).ToString());
         }
         signals.Push(watchKey, previousId, entries);
         return count;
-    }
-
-    static ReadOnlySpan<char> NextLine(ref ReadOnlySpan<char> rest)
-    {
-        var end = rest.IndexOf('\n');
-        var line = end < 0 ? rest : rest[..end];
-        rest = end < 0 ? [] : rest[(end + 1)..];
-        return line;
     }
 }

@@ -27,7 +27,7 @@ public static class StreamEvents
 
     /// <summary>What every token event of one attempt starts with: its data is this, the text as a JSON string, and "}".</summary>
     public static string TokenPrefix(string taskId, int attempt) =>
-        $"{{\"task_id\":{JsonSerializer.Serialize(taskId, Json)},\"attempt\":{attempt.ToString(System.Globalization.CultureInfo.InvariantCulture)},\"text\":";
+        StartedPrefix(taskId) + attempt.ToString(System.Globalization.CultureInfo.InvariantCulture) + ",\"text\":";
 
     /// <summary>A token event from its attempt's <see cref="TokenPrefix"/>: the same JSON the serializer writes, without building it for every token.</summary>
     public static string Token(string prefix, string text)

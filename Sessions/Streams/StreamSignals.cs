@@ -27,13 +27,13 @@ public sealed class StreamSignals
     /// <summary>After wakes may have been lost, readers read the store at each quiet interval for this long.</summary>
     public static readonly TimeSpan Unsettled = TimeSpan.FromSeconds(60);
 
-    readonly IWakeSource? source;
+    readonly IWakeSource? _source;
     readonly ConcurrentDictionary<string, Watchers> _sessions = new();
     long _unsettledUntil;
 
     public StreamSignals(IWakeSource? source = null)
     {
-        this.source = source;
+        _source = source;
         if (source is not null)
             source.WakesMayBeLost += OnWakesMayBeLost;
     }
@@ -77,8 +77,8 @@ public sealed class StreamSignals
                 if (!_sessions.TryGetValue(key, out var current) || current != watchers)
                     continue;
                 watchers.List.Add(watch);
-                if (source is not null)
-                    subscribed = watchers.Subscription ??= source.SubscribeAsync(key, shardId ?? key, this);
+                if (_source is not null)
+                    subscribed = watchers.Subscription ??= _source.SubscribeAsync(key, shardId ?? key, this);
                 break;
             }
         }

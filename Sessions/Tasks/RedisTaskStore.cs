@@ -21,17 +21,17 @@ namespace LlmStream.Sessions.Tasks;
 public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retention, RedisTaskCounters? counters = null, RedisReplicaWait? replicas = null,
     bool compact = true) : ITaskStore
 {
-    static RedisKey TaskKey(string taskId) => $"llmstream:{SessionShards.TagOf(taskId)}:task:{taskId}";
+    public static RedisKey TaskKey(string taskId) => $"llmstream:{SessionShards.TagOf(taskId)}:task:{taskId}";
 
     /// <summary>The tasks of one shard a worker has started and that have not ended, scored by when their current attempt started.</summary>
     static RedisKey Running(string tag) => $"llmstream:{tag}:running";
 
     static RedisKey RunningOf(string taskId) => Running(SessionShards.TagOf(taskId));
 
-    static RedisKey StreamKey(string sessionId) => $"llmstream:{SessionShards.TagOf(sessionId)}:stream:{sessionId}";
+    public static RedisKey StreamKey(string sessionId) => $"llmstream:{SessionShards.TagOf(sessionId)}:stream:{sessionId}";
 
     /// <summary>The session's task ids in the order they were created (the last <see cref="TaskStoreLimits.TurnsKept"/>): its memory's index.</summary>
-    static RedisKey TurnsKey(string sessionId) => $"llmstream:{SessionShards.TagOf(sessionId)}:turns:{sessionId}";
+    public static RedisKey TurnsKey(string sessionId) => $"llmstream:{SessionShards.TagOf(sessionId)}:turns:{sessionId}";
 
     /// <summary>A task can be of a session only in its shard (<see cref="CreateAsync"/> refuses others): any other pair is unknown.</summary>
     static bool CanBelong(string taskId, string sessionId) => SessionShards.Of(taskId) == SessionShards.Of(sessionId);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using LlmStream.Sessions.Tasks;
 using LlmStream.Tests.EndToEnd;
 using LlmStream.Tests.Infrastructure;
 
@@ -43,7 +44,7 @@ public sealed class Stream_fanout
             var broken = 0;
             var tokenEvents = 0;
             var cpuBefore = cluster.CpuTimes();
-            var commandsBefore = await RedisCommands(cluster);
+            var commandsBefore = await cluster.RedisCommandCallsAsync();
             var clock = Stopwatch.StartNew();
             var readers = Enumerable.Range(0, streams).Select(async i =>
             {
@@ -75,7 +76,7 @@ public sealed class Stream_fanout
             await Task.WhenAll(readers);
             var elapsed = clock.Elapsed;
             var cpu = cluster.CpuSince(cpuBefore);
-            var commands = (await RedisCommands(cluster)).ToDictionary(c => c.Key, c => c.Value - commandsBefore.GetValueOrDefault(c.Key));
+            var commands = (await cluster.RedisCommandCallsAsync()).ToDictionary(c => c.Key, c => c.Value - commandsBefore.GetValueOrDefault(c.Key));
 
             TestContext.Progress.WriteLine($"round {round}: {elapsed.TotalSeconds:0.0} s, CPU s gateway {cpu["gateway"].TotalSeconds:0.0}, worker {cpu["worker"].TotalSeconds:0.0}, " +
                                            $"worker RSS {ProcessStats.ResidentBytes(cluster.Workers[0].Pid) / 1048576} MB, gateway RSS {ProcessStats.ResidentBytes(cluster.Gateway!.Pid) / 1048576} MB");
@@ -95,16 +96,6 @@ public sealed class Stream_fanout
             await File.AppendAllTextAsync(Path.Combine(RepoPaths.Root, "TestResults", "bench-streams.md"), line + "\n");
             Assert.That(broken, Is.Zero, "no lost or repeated event");
         }
-    }
-
-    /// <summary>Calls of each command Redis has run so far (INFO commandstats).</summary>
-    static async Task<Dictionary<string, long>> RedisCommands(Cluster cluster)
-    {
-        await using var redis = await cluster.ConnectRedisAsync();
-        var info = await redis.GetServer(redis.GetEndPoints()[0]).InfoRawAsync("commandstats") ?? "";
-        return info.Split('\n').Where(l => l.StartsWith("cmdstat_", StringComparison.Ordinal)).ToDictionary(
-            l => l["cmdstat_".Length..l.IndexOf(':')],
-            l => long.Parse(l[(l.IndexOf("calls=", StringComparison.Ordinal) + 6)..l.IndexOf(',')], CultureInfo.InvariantCulture));
     }
 
     /// <summary>The provider's send stamps in a token event's text (" stamp" per token), read without a JSON parser so the clients stay cheap.</summary>
@@ -226,12 +217,11 @@ public sealed class Stream_fanout
         // The queues and consumer bookkeeping of the broker are not the chats': RabbitMQ carries them here.
         var perChat = (await UsedMemory() - before) / (double)Chats;
         var (_, session) = posted.First();
-        var tag = LlmStream.Sessions.SessionShards.TagOf(session);
         var db = redis.GetDatabase();
-        var streamBytes = (long?)await db.ExecuteAsync("MEMORY", "USAGE", $"llmstream:{tag}:stream:{session}", "SAMPLES", "0") ?? 0;
-        var taskBytes = (long?)await db.ExecuteAsync("MEMORY", "USAGE", $"llmstream:{tag}:task:{posted.First().TaskId}", "SAMPLES", "0") ?? 0;
-        var turnsBytes = (long?)await db.ExecuteAsync("MEMORY", "USAGE", $"llmstream:{tag}:turns:{session}", "SAMPLES", "0") ?? 0;
-        var entries = await db.StreamLengthAsync($"llmstream:{tag}:stream:{session}");
+        var streamBytes = (long?)await db.ExecuteAsync("MEMORY", "USAGE", RedisTaskStore.StreamKey(session).ToString(), "SAMPLES", "0") ?? 0;
+        var taskBytes = (long?)await db.ExecuteAsync("MEMORY", "USAGE", RedisTaskStore.TaskKey(posted.First().TaskId).ToString(), "SAMPLES", "0") ?? 0;
+        var turnsBytes = (long?)await db.ExecuteAsync("MEMORY", "USAGE", RedisTaskStore.TurnsKey(session).ToString(), "SAMPLES", "0") ?? 0;
+        var entries = await db.StreamLengthAsync(RedisTaskStore.StreamKey(session));
         var events = (await SseClient.ReadAllAsync(http, $"/stream/{session}", TimeSpan.FromSeconds(30))).Count(e => e.Event == "token");
         var line = $"| finished chat of {Tokens} tokens, COMPACT_FINISHED_STREAMS={compact.ToString().ToLowerInvariant()} | used_memory {perChat / 1024:0.0} KB per chat " +
                    $"| one chat: stream {streamBytes / 1024.0:0.0} KB in {entries} entries, task record {taskBytes / 1024.0:0.0} KB, session index {turnsBytes} B " +

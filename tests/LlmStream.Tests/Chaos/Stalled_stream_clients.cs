@@ -140,13 +140,7 @@ public sealed class Stalled_stream_clients
         return long.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    static async Task<long> StreamRangeCalls(Cluster cluster)
-    {
-        await using var redis = await cluster.Redis.ConnectAsync();
-        var info = await redis.GetServer(redis.GetEndPoints()[0]).InfoRawAsync("commandstats") ?? "";
-        var line = info.Split('\n').FirstOrDefault(l => l.StartsWith("cmdstat_xrange:", StringComparison.Ordinal));
-        return line is null ? 0 : long.Parse(line.Split(',')[0].Split('=')[1], System.Globalization.CultureInfo.InvariantCulture);
-    }
+    static async Task<long> StreamRangeCalls(Cluster cluster) => (await cluster.RedisCommandCallsAsync()).GetValueOrDefault("xrange");
 
     /// <summary>Waits (bounded) until the process uses under a tenth of a core over half a second.</summary>
     static async Task<TimeSpan> UntilIdle(int pid)

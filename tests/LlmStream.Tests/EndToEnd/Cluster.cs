@@ -191,5 +191,15 @@ public sealed class Cluster : IAsyncDisposable
     public Dictionary<string, TimeSpan> CpuSince(Dictionary<string, TimeSpan> before) =>
         CpuTimes().ToDictionary(p => p.Key, p => p.Value - before[p.Key]);
 
+    /// <summary>Calls of each command the cluster's redis-server has run so far (INFO commandstats), by command name.</summary>
+    public async Task<Dictionary<string, long>> RedisCommandCallsAsync()
+    {
+        await using var redis = await Redis.ConnectAsync();
+        var info = await redis.GetServer(redis.GetEndPoints()[0]).InfoRawAsync("commandstats") ?? "";
+        return info.Split('\n').Where(l => l.StartsWith("cmdstat_", StringComparison.Ordinal)).ToDictionary(
+            l => l["cmdstat_".Length..l.IndexOf(':')],
+            l => long.Parse(l[(l.IndexOf("calls=", StringComparison.Ordinal) + 6)..l.IndexOf(',')], System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     public Task<(string TaskId, string SessionId)> PostChatAsync(HttpClient http, object body) => Chats.PostAsync(http, body);
 }

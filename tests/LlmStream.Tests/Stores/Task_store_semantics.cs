@@ -182,7 +182,7 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
         }
         if (IsRedis)
         {
-            var entries = await Connection!.GetDatabase().StreamLengthAsync($"llmstream:{SessionShards.TagOf(session)}:stream:{session}");
+            var entries = await Connection!.GetDatabase().StreamLengthAsync(RedisTaskStore.StreamKey(session));
             Assert.That(entries, Is.LessThan(texts.Count / 4), "the finished attempt's tokens are kept in chunks");
         }
     }
