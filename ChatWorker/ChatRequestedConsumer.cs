@@ -63,8 +63,15 @@ public sealed class ChatRequestedConsumer(
     {
         var request = context.Message;
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
-        if (!await IsStillWantedAsync(request, context.CancellationToken))
+        if (await IsStillWantedAsync(request, context.CancellationToken) is not { } task)
             return;
+        if (request.RetryAfterOutput == false && task.Attempt > 0
+            && (await store.LastAsync(request.SessionId, context.CancellationToken))?.Type == StreamEventTypes.Token)
+        {
+            // An earlier attempt (its worker died) streamed part of an answer that a stream may be showing now.
+            await Fail(request, task.Attempt, FailureDetail.MidAnswer.Message!, FailureDetail.MidAnswer);
+            return;
+        }
         var prompt = request.PromptTokens ?? promptTokens.CountPrompt(request);
         var history = await memory.RecallAsync(request, prompt, request.MaxTokens ?? rateLimitOptions.Value.ExpectedCompletionTokens, context.CancellationToken);
         // Registered before the rate-limit wait, so DELETE also frees a task that waits for the limit.
@@ -81,12 +88,12 @@ public sealed class ChatRequestedConsumer(
     /// Looked up before anything is reserved: a message for a task that ended (cancelled while queued, or redelivered
     /// after it finished) takes nothing from the rate limit, and a live task never waits for a dead one's reservation.
     /// </summary>
-    async Task<bool> IsStillWantedAsync(ChatRequested request, CancellationToken cancellationToken)
+    async Task<TaskRecord?> IsStillWantedAsync(ChatRequested request, CancellationToken cancellationToken)
     {
         if (await store.GetAsync(request.TaskId, cancellationToken) is { } task && !task.State.IsTerminal())
-            return true;
+            return task;
         logger.LogInformation("Task {TaskId} has already ended or expired; message acknowledged without a new generation", request.TaskId);
-        return false;
+        return null;
     }
 
     /// <summary>
@@ -200,7 +207,7 @@ public sealed class ChatRequestedConsumer(
         {
             call.Ended("error");
             await rateLimiter.SettleAsync(request.Model, reserved, reserved - rateLimitOptions.Value.ExpectedCompletionTokens, CancellationToken.None);
-            await ProviderFailedAsync(context, attempt, e, activity);
+            await ProviderFailedAsync(context, attempt, e, activity, answered: answer.Tokens > 0);
             return null;
         }
     }
@@ -210,7 +217,8 @@ public sealed class ChatRequestedConsumer(
     /// for the retry policy (after the provider's Retry-After); anything else ends the task with a reason a person can
     /// read and the status an OpenAI client should see.
     /// </summary>
-    async Task ProviderFailedAsync(ConsumeContext<ChatRequested> context, int attempt, Exception e, Activity? activity)
+    /// <param name="answered">Part of the answer went out: a request that must not be retried then (<see cref="ChatRequested.RetryAfterOutput"/>) fails.</param>
+    async Task ProviderFailedAsync(ConsumeContext<ChatRequested> context, int attempt, Exception e, Activity? activity, bool answered)
     {
         var request = context.Message;
         var failure = ProviderFailure.From(e);
@@ -221,6 +229,11 @@ public sealed class ChatRequestedConsumer(
             await rateLimiter.PauseAsync(request.Model, pause, CancellationToken.None);
             logger.LogWarning("Provider rate limit hit for {Model}: the cluster pauses it for {Pause}", request.Model, pause);
             failure = failure with { RetryAfter = null }; // the next attempt waits for the pause in the limiter
+        }
+        if (failure.IsTransient && answered && request.RetryAfterOutput == false)
+        {
+            await Fail(request, attempt, $"{FailureDetail.MidAnswer.Message} ({failure.Reason})", FailureDetail.MidAnswer);
+            return;
         }
         if (failure.IsTransient && context.GetRetryAttempt() < retryOptions.Value.RetryLimit)
         {

@@ -7,17 +7,21 @@ namespace LlmStream.ChatWorker;
 /// <summary>A chat request in Microsoft.Extensions.AI's terms: the messages and the options the provider call takes.</summary>
 public static class ProviderRequest
 {
-    /// <summary>The system prompt, the session's earlier turns (oldest first), then the message; or the whole /v1 conversation.</summary>
+    /// <summary>
+    /// The system prompt (a response's instructions), the session's earlier turns (oldest first), then the message or
+    /// the /v1 conversation.
+    /// </summary>
     public static List<ChatMessage> Messages(ChatRequested request, IReadOnlyList<ChatTurn>? history = null)
     {
-        if (request.Conversation is { Count: > 0 } conversation)
-            return [.. conversation.Select(Message)];
-        var messages = new List<ChatMessage>(2 + (history?.Count ?? 0));
+        var messages = new List<ChatMessage>(2 + (history?.Count ?? 0) + (request.Conversation?.Count ?? 0));
         if (!string.IsNullOrWhiteSpace(request.SystemPrompt))
             messages.Add(new ChatMessage(ChatRole.System, request.SystemPrompt));
         if (history is not null)
             messages.AddRange(history.Select(Message));
-        messages.Add(new ChatMessage(ChatRole.User, request.Message));
+        if (request.Conversation is { Count: > 0 } conversation)
+            messages.AddRange(conversation.Select(Message));
+        else
+            messages.Add(new ChatMessage(ChatRole.User, request.Message));
         return messages;
     }
 

@@ -32,8 +32,23 @@ public sealed record ChatRequested
     /// </summary>
     public bool? History { get; init; }
 
-    /// <summary>The whole conversation (OpenAI-compatible requests). When set, it replaces Message and SystemPrompt.</summary>
+    /// <summary>
+    /// The whole conversation (OpenAI-compatible requests). When set, it replaces Message; a SystemPrompt (a response's
+    /// instructions) goes before it, and with <see cref="PreviousTaskId"/> the earlier turns go between the two.
+    /// </summary>
     public IReadOnlyList<ChatTurn>? Conversation { get; init; }
+
+    /// <summary>
+    /// The task this one continues (/v1/responses' previous_response_id): the worker sends the turns of that task and of
+    /// those it continued, from the session's memory, before <see cref="Conversation"/>.
+    /// </summary>
+    public string? PreviousTaskId { get; init; }
+
+    /// <summary>
+    /// False when a new attempt must not start once an earlier one streamed part of an answer (/v1/responses, whose
+    /// stream may be read later by anyone): the task fails instead, as a /v1 chat stream ends it. Absent: retry.
+    /// </summary>
+    public bool? RetryAfterOutput { get; init; }
 
     public float? Temperature { get; init; }
     public float? TopP { get; init; }

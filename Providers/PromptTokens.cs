@@ -100,6 +100,8 @@ public static class ChatPrompt
     /// <summary>The messages' text, the tool calls they carry and the tools offered (their schemas are part of the prompt too).</summary>
     public static IEnumerable<string> Texts(Contracts.ChatRequested request)
     {
+        if (!string.IsNullOrWhiteSpace(request.SystemPrompt))
+            yield return request.SystemPrompt;
         if (request.Conversation is { Count: > 0 } conversation)
         {
             foreach (var turn in conversation)
@@ -110,11 +112,7 @@ public static class ChatPrompt
             }
         }
         else
-        {
-            if (!string.IsNullOrWhiteSpace(request.SystemPrompt))
-                yield return request.SystemPrompt;
             yield return request.Message;
-        }
         foreach (var tool in request.Tools ?? [])
             yield return tool.Name + " " + tool.Description + " " + tool.Parameters;
     }

@@ -48,7 +48,8 @@ public sealed class ChatIntake(
     /// <see cref="SubmitAsync"/> with the count in the message.
     /// </summary>
     /// <param name="promptField">What names the prompt in the API's words: message (/chat) or messages (/v1).</param>
-    public async Task<Admission> AdmitAsync(HttpRequest http, System.Text.Json.JsonElement body, ChatRequested message, string promptField)
+    /// <param name="response">A /v1/responses request's parameters (JSON), kept in the task's record.</param>
+    public async Task<Admission> AdmitAsync(HttpRequest http, System.Text.Json.JsonElement body, ChatRequested message, string promptField, string? response = null)
     {
         var idempotencyKey = http.Headers["Idempotency-Key"].FirstOrDefault();
         if (idempotencyKey is not null && !IsValidIdempotencyKey(idempotencyKey))
@@ -59,7 +60,7 @@ public sealed class ChatIntake(
         var (promptTokens, refusal) = await budget.CheckAsync(message, promptField, http.HttpContext.RequestAborted);
         if (refusal is not null)
             return Refused(400, refusal.Param, refusal.Code, "Prompt refused", refusal.Message);
-        return new Admission(await SubmitAsync(message with { PromptTokens = promptTokens }, idempotencyKey, http.HttpContext.IdempotencyScope(), Fingerprint(http, body)), null);
+        return new Admission(await SubmitAsync(message with { PromptTokens = promptTokens }, idempotencyKey, http.HttpContext.IdempotencyScope(), Fingerprint(http, body), response), null);
     }
 
     static Admission Refused(int status, string field, string? code, string title, string message) =>
@@ -67,7 +68,7 @@ public sealed class ChatIntake(
 
     /// <param name="idempotencyKey">Repeating a request with the same key (within <paramref name="scope"/>) returns the first task instead of
     /// starting another; the same key with another request (another <paramref name="fingerprint"/>) is refused.</param>
-    public async Task<IntakeResult> SubmitAsync(ChatRequested request, string? idempotencyKey = null, string scope = "anonymous", string fingerprint = "")
+    public async Task<IntakeResult> SubmitAsync(ChatRequested request, string? idempotencyKey = null, string scope = "anonymous", string fingerprint = "", string? response = null)
     {
         // Every line logged for this intake carries the ids, as the worker's lines for the same task do.
         using var logScope = logger.BeginScope(new Dictionary<string, object> { ["TaskId"] = request.TaskId, ["SessionId"] = request.SessionId });
@@ -97,7 +98,7 @@ public sealed class ChatIntake(
             }
         }
 
-        var outcome = await CreateAndDispatch(request, address);
+        var outcome = await CreateAndDispatch(request, address, response);
         if (outcome != IntakeOutcome.Accepted && idempotencyKey is not null)
         {
             try { await store.ReleaseIdempotencyKeyAsync(scope, idempotencyKey, CancellationToken.None); }
@@ -106,7 +107,7 @@ public sealed class ChatIntake(
         return new IntakeResult(outcome, request.TaskId, request.SessionId, address.Queue);
     }
 
-    async Task<IntakeOutcome> CreateAndDispatch(ChatRequested request, WorkAddress address)
+    async Task<IntakeOutcome> CreateAndDispatch(ChatRequested request, WorkAddress address, string? response)
     {
         var queue = address.Queue;
         var task = new TaskRecord
@@ -120,6 +121,7 @@ public sealed class ChatIntake(
             ApiKeyName = request.ApiKeyName,
             // A /chat message is half of the turn a later task of its session remembers; /v1 requests carry their whole conversation.
             Message = request.Conversation is null ? request.Message : null,
+            Response = response,
             CreatedAt = request.AcceptedAt,
         };
         try

@@ -49,9 +49,8 @@ public sealed class CompletionWriter(string id, long created, string model)
                         case StreamEventTypes.Started when root.GetProperty("attempt").GetInt32() > 1 && tokensSent:
                             // A retry after tokens went out cannot be expressed in this format (there is no "forget what you
                             // got"): the task ends here, so the retry is stopped instead of answering again unseen.
-                            const string reason = "the provider failed mid-answer and a streamed answer cannot start over; repeat the request";
-                            await endTask(reason);
-                            await EndWithErrorAsync(Begun(), new FailureDetail(502, "server_error", "provider_unavailable", null, reason, Retryable: true), reason);
+                            await endTask(FailureDetail.MidAnswer.Message!);
+                            await EndWithErrorAsync(Begun(), FailureDetail.MidAnswer, FailureDetail.MidAnswer.Message!);
                             return;
                         case StreamEventTypes.Token when root.GetProperty("attempt").GetInt32() < fromAttempt:
                             break;

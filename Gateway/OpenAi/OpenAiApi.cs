@@ -27,6 +27,7 @@ public static class OpenAiApi
         v1.MapPost("/chat/completions", CreateChatCompletion)
             .WithSummary("Create a chat completion (streaming or not), queued with priority (X-Priority header or priority field)");
         v1.MapOpenAiEmbeddings();
+        v1.MapResponses();
         return app;
     }
 
@@ -138,8 +139,7 @@ public static class OpenAiApi
                 // retry, so no second answer runs that nobody reads.
                 try
                 {
-                    if (await store.FailAsync(result.TaskId, result.SessionId, reason,
-                            failure: new FailureDetail(502, "server_error", "provider_unavailable", null, reason, Retryable: true)))
+                    if (await store.FailAsync(result.TaskId, result.SessionId, reason, failure: FailureDetail.MidAnswer with { Message = reason }))
                     {
                         await cancellation.SignalAsync(result.TaskId);
                         logger.LogWarning("Task {TaskId} failed mid-answer on a /v1 stream; ended instead of retried", result.TaskId);

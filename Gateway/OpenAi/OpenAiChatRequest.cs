@@ -50,7 +50,7 @@ public sealed record OpenAiChatRequest(
         }
     }
 
-    sealed class InvalidRequest(string message, string? param) : Exception(message)
+    internal sealed class InvalidRequest(string message, string? param) : Exception(message)
     {
         public string? Param { get; } = param;
     }
@@ -111,17 +111,7 @@ public sealed record OpenAiChatRequest(
         var includeUsage = body.TryGetProperty("stream_options", out var options) && options.ValueKind == JsonValueKind.Object
             && options.TryGetProperty("include_usage", out var usage) && usage.ValueKind == JsonValueKind.True;
 
-        var priority = 0;
-        if (body.TryGetProperty("priority", out var p) && p.ValueKind != JsonValueKind.Null)
-        {
-            if (p.ValueKind != JsonValueKind.Number || !p.TryGetInt32(out priority) || !WorkQueues.IsValidPriority(priority))
-                throw new InvalidRequest("'priority' must be an integer between -10 and 10", "priority");
-        }
-        else if (priorityHeader is not null)
-        {
-            if (!WorkQueues.TryParsePriority(priorityHeader, "X-Priority header", out priority, out var invalid))
-                throw new InvalidRequest(invalid!, "X-Priority");
-        }
+        var priority = ReadPriority(body, priorityHeader);
 
         var maxTokens = OptionalInt(body, "max_completion_tokens") ?? OptionalInt(body, "max_tokens");
         var stop = body.TryGetProperty("stop", out var st) ? st.ValueKind switch
@@ -146,6 +136,23 @@ public sealed record OpenAiChatRequest(
             ReadResponseFormat(body), ReadReasoningEffort(body), OptionalBool(body, "store"), ReadMetadata(body));
     }
 
+    /// <summary>The body's priority field, else the X-Priority header, else 0.</summary>
+    internal static int ReadPriority(JsonElement body, string? priorityHeader)
+    {
+        var priority = 0;
+        if (body.TryGetProperty("priority", out var p) && p.ValueKind != JsonValueKind.Null)
+        {
+            if (p.ValueKind != JsonValueKind.Number || !p.TryGetInt32(out priority) || !WorkQueues.IsValidPriority(priority))
+                throw new InvalidRequest("'priority' must be an integer between -10 and 10", "priority");
+        }
+        else if (priorityHeader is not null)
+        {
+            if (!WorkQueues.TryParsePriority(priorityHeader, "X-Priority header", out priority, out var invalid))
+                throw new InvalidRequest(invalid!, "X-Priority");
+        }
+        return priority;
+    }
+
     /// <summary>A level name such as low or high, passed on: providers add levels, and the provider answers for an unknown one.</summary>
     static string? ReadReasoningEffort(JsonElement body)
     {
@@ -156,7 +163,7 @@ public sealed record OpenAiChatRequest(
     }
 
     /// <summary>OpenAI's limits: up to 16 pairs, keys up to 64 characters, values up to 512, all strings.</summary>
-    static Dictionary<string, string>? ReadMetadata(JsonElement body)
+    internal static Dictionary<string, string>? ReadMetadata(JsonElement body)
     {
         if (!body.TryGetProperty("metadata", out var metadata) || metadata.ValueKind == JsonValueKind.Null)
             return null;
@@ -173,7 +180,7 @@ public sealed record OpenAiChatRequest(
         return pairs.Count == 0 ? null : pairs;
     }
 
-    static bool? OptionalBool(JsonElement body, string name) =>
+    internal static bool? OptionalBool(JsonElement body, string name) =>
         !body.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
         : v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean()
         : throw new InvalidRequest($"'{name}' must be a boolean", name);
@@ -301,17 +308,17 @@ public sealed record OpenAiChatRequest(
         throw new InvalidRequest($"{param}.content must be a string or an array of text parts", param + ".content");
     }
 
-    static string? OptionalString(JsonElement body, string name, string? param = null) =>
+    internal static string? OptionalString(JsonElement body, string name, string? param = null) =>
         !body.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
         : v.ValueKind == JsonValueKind.String ? v.GetString()
         : throw new InvalidRequest($"'{param ?? name}' must be a string", param ?? name);
 
-    static int? OptionalInt(JsonElement body, string name) =>
+    internal static int? OptionalInt(JsonElement body, string name) =>
         !body.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
         : v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) && i > 0 ? i
         : throw new InvalidRequest($"'{name}' must be a positive integer", name);
 
-    static float? OptionalFloat(JsonElement body, string name, float min, float max) =>
+    internal static float? OptionalFloat(JsonElement body, string name, float min, float max) =>
         !body.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
         : v.ValueKind == JsonValueKind.Number && v.TryGetSingle(out var f) && f >= min && f <= max ? f
         : throw new InvalidRequest($"'{name}' must be a number between {min} and {max}", name);

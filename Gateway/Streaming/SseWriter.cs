@@ -111,6 +111,15 @@ public sealed class SseWriter
         _pipe.Write("\n\n"u8);
     }
 
+    /// <summary>A named event whose data is written as JSON by <paramref name="write"/> (the Responses API's events).</summary>
+    public void Named(string type, Action<Utf8JsonWriter> write)
+    {
+        _pipe.Write("event: "u8);
+        Encoding.UTF8.GetBytes(type, _pipe);
+        _pipe.Write("\n"u8);
+        Data(write);
+    }
+
     /// <summary>A data line as it is (OpenAI's closing <c>[DONE]</c>).</summary>
     public void Data(ReadOnlySpan<byte> raw)
     {

@@ -13,4 +13,8 @@ public sealed record FailureDetail(int Status, string Type, string? Code = null,
 {
     /// <summary>The worker failed in a way no retry of the same request mends.</summary>
     public static readonly FailureDetail Internal = new(500, "server_error");
+
+    /// <summary>An attempt failed after part of its answer was streamed: a retry would splice a second answer onto it.</summary>
+    public static readonly FailureDetail MidAnswer = new(502, "server_error", "provider_unavailable", null,
+        "the provider failed mid-answer and a streamed answer cannot start over; repeat the request", Retryable: true);
 }

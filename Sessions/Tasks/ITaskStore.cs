@@ -45,6 +45,12 @@ public interface ITaskStore : ISessionStreams
 
     Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Removes an ended task's record (DELETE /v1/responses/{id}): it can no longer be read, nor continued, nor sent as a
+    /// turn. Its events stay in the session's stream until it expires. False when it is unknown or has not ended.
+    /// </summary>
+    Task<bool> DeleteAsync(string taskId, CancellationToken cancellationToken);
+
     /// <summary>Shows in the task's status that it waits for the provider's rate limit until then (null: it no longer waits).</summary>
     Task SetRateLimitedUntilAsync(string taskId, DateTimeOffset? until, CancellationToken cancellationToken);
 

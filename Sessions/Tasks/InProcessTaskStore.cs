@@ -147,6 +147,12 @@ public sealed class InProcessTaskStore(
             return Task.FromResult(_tasks.TryGetValue(taskId, out var entry) && entry.ExpiresAt > clock.GetUtcNow() ? entry.Task : null);
     }
 
+    public Task<bool> DeleteAsync(string taskId, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+            return Task.FromResult(_tasks.TryGetValue(taskId, out var entry) && entry.Task.State.IsTerminal() && _tasks.Remove(taskId));
+    }
+
     public Task SetRateLimitedUntilAsync(string taskId, DateTimeOffset? until, CancellationToken cancellationToken)
     {
         lock (_lock)

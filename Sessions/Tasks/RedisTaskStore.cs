@@ -142,6 +142,8 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             args.AddRange(["api_key", task.ApiKeyName]);
         if (task.Message is not null)
             args.AddRange(["message", task.Message]);
+        if (task.Response is not null)
+            args.AddRange(["response", task.Response]);
 
         var result = (string?)await Db.ScriptEvaluateAsync(CreateScript, [TaskKey(task.TaskId), StreamKey(task.SessionId), TurnsKey(task.SessionId)], [.. args]);
         if (result is not ("duplicate" or "busy") && replicas is not null)
@@ -248,6 +250,16 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         return result == 1;
     }
 
+    // Only an ended task: a running one would be recreated field by field by its worker's HSETs, without a TTL.
+    const string DeleteScript = """
+        local state = redis.call('HGET', KEYS[1], 'state')
+        if state ~= 'completed' and state ~= 'failed' and state ~= 'cancelled' then return 0 end
+        return redis.call('DEL', KEYS[1])
+        """;
+
+    public async Task<bool> DeleteAsync(string taskId, CancellationToken cancellationToken) =>
+        (long)await Db.ScriptEvaluateAsync(DeleteScript, [TaskKey(taskId)]) == 1;
+
     public async Task<TaskRecord?> GetAsync(string taskId, CancellationToken cancellationToken) =>
         Parse(taskId, await Db.HashGetAllAsync(TaskKey(taskId)));
 
@@ -282,6 +294,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             UserId = f.GetValueOrDefault("user"),
             ApiKeyName = f.GetValueOrDefault("api_key"),
             Message = f.GetValueOrDefault("message"),
+            Response = f.GetValueOrDefault("response"),
             HistoryTurns = f.TryGetValue("history_turns", out var turns) ? int.Parse(turns, CultureInfo.InvariantCulture) : 0,
             Attempt = int.Parse(f["attempt"], CultureInfo.InvariantCulture),
             CreatedAt = FromMs(f["created_at"]),

@@ -54,6 +54,9 @@ public sealed record TaskRecord
     /// <summary>What the user said (POST /chat): with the answer (<see cref="Result"/>), a turn a later task of the session remembers.</summary>
     public string? Message { get; init; }
 
+    /// <summary>For a /v1/responses task: what the request asked for, as JSON (the gateway's and the worker's StoredResponse).</summary>
+    public string? Response { get; init; }
+
     /// <summary>How many earlier turns of the session the current attempt sent with the message (0: none).</summary>
     public int HistoryTurns { get; init; }
 
