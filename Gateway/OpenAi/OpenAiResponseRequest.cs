@@ -105,7 +105,7 @@ public sealed record OpenAiResponseRequest(
         if (!body.TryGetProperty("input", out var input) || input.ValueKind == JsonValueKind.Null)
             throw new InvalidRequest("'input' is required: a string, or a list of input items", "input");
         if (input.ValueKind == JsonValueKind.String)
-            return [new ChatTurn("user", input.GetString()!)];
+            return input.GetString() is { Length: > 0 } text ? [new ChatTurn("user", text)] : throw new InvalidRequest("'input' must not be empty", "input");
         if (input.ValueKind != JsonValueKind.Array || input.GetArrayLength() == 0)
             throw new InvalidRequest("'input' must be a string or a non-empty list of input items", "input");
         var turns = new List<ChatTurn>();

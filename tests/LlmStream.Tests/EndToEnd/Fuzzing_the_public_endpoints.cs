@@ -33,7 +33,7 @@ public sealed class Fuzzing_the_public_endpoints
         await _cluster.DisposeAsync();
     }
 
-    static readonly string[] BodyEndpoints = ["/chat", "/embeddings", "/v1/chat/completions", "/v1/embeddings"];
+    static readonly string[] BodyEndpoints = ["/chat", "/embeddings", "/v1/chat/completions", "/v1/embeddings", "/v1/responses"];
 
     /// <summary>A valid body per endpoint: every mutation below breaks it.</summary>
     static string ValidBody(string endpoint) => endpoint switch
@@ -41,6 +41,7 @@ public sealed class Fuzzing_the_public_endpoints
         "/chat" => """{"message":"hello","priority":3,"model":"gpt-4o-mini"}""",
         "/embeddings" => """{"texts":["one","two"],"priority":0}""",
         "/v1/chat/completions" => """{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"stream":false}""",
+        "/v1/responses" => """{"model":"gpt-4o-mini","input":[{"role":"user","content":"hello"}],"stream":false}""",
         _ => """{"model":"text-embedding-3-small","input":["one","two"]}""",
     };
 
@@ -162,6 +163,8 @@ public sealed class Fuzzing_the_public_endpoints
             {
                 (HttpMethod.Get, $"/chat/{id}"), (HttpMethod.Delete, $"/chat/{id}"), (HttpMethod.Get, $"/embeddings/{id}"),
                 (HttpMethod.Get, $"/stream/{id}"), (HttpMethod.Get, $"/stream/{id}?last_event_id={id}"),
+                (HttpMethod.Get, $"/v1/responses/{id}"), (HttpMethod.Get, $"/v1/responses/resp_{id}?stream=true&starting_after={id}"),
+                (HttpMethod.Post, $"/v1/responses/resp_{id}/cancel"), (HttpMethod.Delete, $"/v1/responses/resp_{id}"),
             })
             {
                 using var request = new HttpRequestMessage(method, path);
