@@ -144,7 +144,9 @@ public static class ResponsesApi
         http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId;
         if ((await store.GetAsync(result.TaskId, CancellationToken.None) is { } task ? ResponseObject.Of(task) : null) is not { } response)
         {
-            await OpenAiError.WriteAsync(http, StatusCodes.Status500InternalServerError, $"the response's record {result.TaskId} has expired", null);
+            // A repeat whose first response is gone since (deleted, not stored, expired): nothing to answer for it.
+            await OpenAiError.WriteAsync(http, StatusCodes.Status404NotFound,
+                $"Response with id '{ResponseIds.Of(result.TaskId)}', which this Idempotency-Key was first used for, no longer exists.", "Idempotency-Key", code: "not_found");
             return;
         }
         using var waiting = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted, stop.Expired);
