@@ -281,7 +281,7 @@ public static class ResponsesApi
             return;
         }
         if (renderer.Spliced)
-            await EndSplicedAsync(store, response);
+            await EndSplicedAsync(http, store, response);
         var task = await store.GetAsync(response.Task.TaskId, CancellationToken.None);
         if (task?.State == TaskState.Failed || task is null)
             await OpenAiError.WriteEndedAsync(http, task); // the status an SDK decides its retry on, as on /v1/chat/completions
@@ -327,7 +327,7 @@ public static class ResponsesApi
                     break;
             }
             if (renderer.Spliced)
-                await EndSplicedAsync(store, response);
+                await EndSplicedAsync(http, store, response);
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
         {
@@ -353,11 +353,12 @@ public static class ResponsesApi
         data.TryGetProperty("task_id", out var id) && id.ValueEquals(response.Task.TaskId);
 
     /// <summary>A retry began after text went out: the task ends as the stream showed it, so the retry stops instead of answering unseen.</summary>
-    static async Task EndSplicedAsync(ITaskStore store, ResponseObject response)
+    static async Task EndSplicedAsync(HttpContext http, ITaskStore store, ResponseObject response)
     {
         try
         {
-            await store.FailAsync(response.Task.TaskId, response.Task.SessionId, FailureDetail.MidAnswer.Message!, failure: FailureDetail.MidAnswer);
+            if (await store.FailAsync(response.Task.TaskId, response.Task.SessionId, FailureDetail.MidAnswer.Message!, failure: FailureDetail.MidAnswer))
+                await http.RequestServices.GetRequiredService<TaskCancellation>().SignalAsync(response.Task.TaskId); // the retry stops at the provider
         }
         catch (Exception e) when (e.IsRedisFailure())
         {
