@@ -31,6 +31,43 @@ public static class OpenAiApi
         return app;
     }
 
+    /// <summary>
+    /// Answers, in OpenAI's words, a request the intake refused or could not queue; false when it was accepted or
+    /// repeated (an Idempotency-Key's first task), for the caller to answer.
+    /// </summary>
+    internal static async Task<bool> WriteNotAdmittedAsync(HttpContext http, Admission admission, string model)
+    {
+        if (admission.Refusal is { } refusal)
+        {
+            // OpenAI's own words for a model it does not serve; the others as the intake put them.
+            if (refusal.Code == "model_not_found")
+                await OpenAiError.ModelNotFoundAsync(http, model);
+            else
+                await OpenAiError.WriteAsync(http, refusal.Status, refusal.Message, refusal.Field, code: refusal.Code);
+            return true;
+        }
+        var result = admission.Result;
+        switch (result.Outcome)
+        {
+            case IntakeOutcome.Accepted or IntakeOutcome.Repeated:
+                return false;
+            case IntakeOutcome.IdempotencyKeyReused:
+                await OpenAiError.WriteAsync(http, StatusCodes.Status422UnprocessableEntity,
+                    $"Idempotency-Key '{http.Request.Headers["Idempotency-Key"]}' was first used with another request; send that request again, or use a new key", "Idempotency-Key");
+                return true;
+            case IntakeOutcome.StoreUnavailable or IntakeOutcome.BrokerDown:
+                http.Response.Headers.RetryAfter = "5";
+                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable,
+                    result.Outcome == IntakeOutcome.StoreUnavailable ? ChatIntake.StoreDown : ChatIntake.BrokerDown, null, "server_error", "service_unavailable");
+                return true;
+            default:
+                http.Response.Headers.RetryAfter = "5";
+                http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId; // its record says failed
+                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable, ChatIntake.BrokerDown, null, "server_error", "service_unavailable");
+                return true;
+        }
+    }
+
     static object Model(string id) => new { id, @object = "model", created = 0, owned_by = "llmstream" };
 
     static IResult ListModels(ModelCatalog catalog) => Results.Json(new { @object = "list", data = catalog.Names.Select(Model) });
@@ -90,35 +127,9 @@ public static class OpenAiApi
             EndUserId = request.User,
         };
         var admission = await intake.AdmitAsync(http.Request, body, message, "messages");
-        if (admission.Refusal is { } refusal)
-        {
-            // OpenAI's own words for a model it does not serve; the others as the intake put them.
-            if (refusal.Code == "model_not_found")
-                await OpenAiError.ModelNotFoundAsync(http, message.Model);
-            else
-                await OpenAiError.WriteAsync(http, refusal.Status, refusal.Message, refusal.Field, code: refusal.Code);
+        if (await WriteNotAdmittedAsync(http, admission, message.Model))
             return;
-        }
         var result = admission.Result;
-        switch (result.Outcome)
-        {
-            case IntakeOutcome.Accepted or IntakeOutcome.Repeated:
-                break;
-            case IntakeOutcome.IdempotencyKeyReused:
-                await OpenAiError.WriteAsync(http, StatusCodes.Status422UnprocessableEntity,
-                    $"Idempotency-Key '{http.Request.Headers["Idempotency-Key"]}' was first used with another request; send that request again, or use a new key", "Idempotency-Key");
-                return;
-            case IntakeOutcome.StoreUnavailable or IntakeOutcome.BrokerDown:
-                http.Response.Headers.RetryAfter = "5";
-                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable,
-                    result.Outcome == IntakeOutcome.StoreUnavailable ? ChatIntake.StoreDown : ChatIntake.BrokerDown, null, "server_error", "service_unavailable");
-                return;
-            default:
-                http.Response.Headers.RetryAfter = "5";
-                http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId; // its record says failed
-                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable, ChatIntake.BrokerDown, null, "server_error", "service_unavailable");
-                return;
-        }
 
         // A repeated Idempotency-Key follows the first request's task: the same answer, no second generation.
         http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId;

@@ -34,11 +34,15 @@ public sealed record OpenAiChatRequest(
         _ => false,
     };
 
-    public static (OpenAiChatRequest? Request, Error? Error) Parse(JsonElement body, string? priorityHeader, string defaultModel)
+    public static (OpenAiChatRequest? Request, Error? Error) Parse(JsonElement body, string? priorityHeader, string defaultModel) =>
+        Parsing(() => Read(body, priorityHeader, defaultModel));
+
+    /// <summary>A request read by <paramref name="read"/>, or the error that names what is wrong with it.</summary>
+    internal static (T? Request, Error? Error) Parsing<T>(Func<T> read) where T : class
     {
         try
         {
-            return (Read(body, priorityHeader, defaultModel), null);
+            return (read(), null);
         }
         catch (InvalidRequest e)
         {

@@ -36,21 +36,8 @@ public sealed record OpenAiResponseRequest(
         _ => false,
     };
 
-    public static (OpenAiResponseRequest? Request, Error? Error) Parse(JsonElement body, string? priorityHeader, string defaultModel)
-    {
-        try
-        {
-            return (Read(body, priorityHeader, defaultModel), null);
-        }
-        catch (InvalidRequest e)
-        {
-            return (null, new Error(e.Message, e.Param));
-        }
-        catch (InvalidOperationException)
-        {
-            return (null, new Error("the body contains text that is not valid UTF-8", null));
-        }
-    }
+    public static (OpenAiResponseRequest? Request, Error? Error) Parse(JsonElement body, string? priorityHeader, string defaultModel) =>
+        Parsing(() => Read(body, priorityHeader, defaultModel));
 
     static OpenAiResponseRequest Read(JsonElement body, string? priorityHeader, string defaultModel)
     {

@@ -105,40 +105,17 @@ public static class ResponsesApi
             User = request.User,
         };
         var admission = await intake.AdmitAsync(http.Request, body, message, "input", JsonSerializer.Serialize(stored, StreamEvents.Json));
-        if (admission.Refusal is { } refusal)
+        if (admission is { Refusal: null, Result.Outcome: IntakeOutcome.SessionBusy })
         {
-            if (refusal.Code == "model_not_found")
-                await OpenAiError.ModelNotFoundAsync(http, message.Model);
-            else
-                await OpenAiError.WriteAsync(http, refusal.Status, refusal.Message, refusal.Field == "messages" ? "input" : refusal.Field, code: refusal.Code);
+            // 400, not 409: OpenAI's SDKs retry a 409 by themselves.
+            await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest,
+                $"Previous response with id '{request.PreviousResponseId}' has not finished, or another response continues it now: wait for it to end, or cancel it",
+                "previous_response_id", code: "previous_response_in_progress");
             return;
         }
+        if (await OpenAiApi.WriteNotAdmittedAsync(http, admission, message.Model))
+            return;
         var result = admission.Result;
-        switch (result.Outcome)
-        {
-            case IntakeOutcome.Accepted or IntakeOutcome.Repeated:
-                break;
-            case IntakeOutcome.SessionBusy:
-                // 400, not 409: OpenAI's SDKs retry a 409 by themselves.
-                await OpenAiError.WriteAsync(http, StatusCodes.Status400BadRequest,
-                    $"Previous response with id '{request.PreviousResponseId}' has not finished, or another response continues it now: wait for it to end, or cancel it",
-                    "previous_response_id", code: "previous_response_in_progress");
-                return;
-            case IntakeOutcome.IdempotencyKeyReused:
-                await OpenAiError.WriteAsync(http, StatusCodes.Status422UnprocessableEntity,
-                    $"Idempotency-Key '{http.Request.Headers["Idempotency-Key"]}' was first used with another request; send that request again, or use a new key", "Idempotency-Key");
-                return;
-            case IntakeOutcome.StoreUnavailable or IntakeOutcome.BrokerDown:
-                http.Response.Headers.RetryAfter = "5";
-                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable,
-                    result.Outcome == IntakeOutcome.StoreUnavailable ? ChatIntake.StoreDown : ChatIntake.BrokerDown, null, "server_error", "service_unavailable");
-                return;
-            default:
-                http.Response.Headers.RetryAfter = "5";
-                http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId; // its record says failed
-                await OpenAiError.WriteAsync(http, StatusCodes.Status503ServiceUnavailable, ChatIntake.BrokerDown, null, "server_error", "service_unavailable");
-                return;
-        }
 
         // A repeated Idempotency-Key answers for the first request's response: the same events, no second generation.
         http.Response.Headers["X-LlmStream-Task-Id"] = result.TaskId;
