@@ -18,6 +18,9 @@ public sealed class ResponseObject(TaskRecord task, StoredResponse request)
     public StoredResponse Request => request;
     public string Id => ResponseIds.Of(task.TaskId);
 
+    /// <summary>Where a reader of this response's events starts in its session's stream: just before its queued event.</summary>
+    public string StreamAfter => task.StreamStart is { } start && StreamId.TryParse(start, out var id) ? id.Before().ToString() : "0";
+
     /// <summary>A task's stored request; null for a task that is no response (a /chat or /v1 chat task).</summary>
     public static ResponseObject? Of(TaskRecord task) =>
         task.Response is null ? null : new ResponseObject(task, JsonSerializer.Deserialize<StoredResponse>(task.Response, StreamEvents.Json)!);

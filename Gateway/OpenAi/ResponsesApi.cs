@@ -236,7 +236,7 @@ public static class ResponsesApi
         var renderer = new ResponseEvents(response);
         try
         {
-            await foreach (var batch in StreamFollower.FollowAsync(store, signals, response.Task.SessionId, "0", keepAlive, cancellationToken))
+            await foreach (var batch in StreamFollower.FollowAsync(store, signals, response.Task.SessionId, response.StreamAfter, keepAlive, cancellationToken))
             {
                 foreach (var entry in batch.Entries)
                 {
@@ -287,7 +287,7 @@ public static class ResponsesApi
         }
         try
         {
-            await foreach (var batch in StreamFollower.FollowAsync(store, signals, response.Task.SessionId, "0", keepAlive, cancellationToken))
+            await foreach (var batch in StreamFollower.FollowAsync(store, signals, response.Task.SessionId, response.StreamAfter, keepAlive, cancellationToken))
             {
                 if (batch.IsQuiet)
                     sse.KeepAlive();

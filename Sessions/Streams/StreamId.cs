@@ -22,5 +22,8 @@ public readonly record struct StreamId(long Milliseconds, long Sequence) : IComp
     public int CompareTo(StreamId other) =>
         Milliseconds != other.Milliseconds ? Milliseconds.CompareTo(other.Milliseconds) : Sequence.CompareTo(other.Sequence);
 
+    /// <summary>The greatest id before this one: reading after it starts at this entry.</summary>
+    public StreamId Before() => Sequence > 0 ? new(Milliseconds, Sequence - 1) : new(Milliseconds - 1, long.MaxValue);
+
     public override string ToString() => $"{Milliseconds}-{Sequence}";
 }

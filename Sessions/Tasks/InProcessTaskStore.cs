@@ -46,8 +46,7 @@ public sealed class InProcessTaskStore(
                 return Task.FromResult(CreateResult.SessionBusy);
             if (session is { Entries.Count: > 0 })
                 _finishedHeld--; // it goes on: no longer a finished session
-            _tasks[task.TaskId] = (task, Expiry());
-            Append(task.SessionId, StreamEventTypes.Queued, queuedEventData);
+            _tasks[task.TaskId] = (task with { StreamStart = Append(task.SessionId, StreamEventTypes.Queued, queuedEventData) }, Expiry());
             var taskIds = _sessions[task.SessionId].TaskIds;
             taskIds.Add(task.TaskId);
             if (taskIds.Count > TaskStoreLimits.TurnsKept)
@@ -213,12 +212,15 @@ public sealed class InProcessTaskStore(
 
     DateTimeOffset Expiry() => clock.GetUtcNow() + retention;
 
-    void Append(string sessionId, string type, string data)
+    /// <summary>Appends an event to the session's stream; its id.</summary>
+    string Append(string sessionId, string type, string data)
     {
         if (!_sessions.TryGetValue(sessionId, out var session))
             _sessions[sessionId] = session = new Session();
-        session.Entries.Add(new StreamEntry(NextId(), type, data));
+        var id = NextId();
+        session.Entries.Add(new StreamEntry(id, type, data));
         session.ExpiresAt = Expiry();
+        return id;
     }
 
     // Same shape as Redis stream ids, so clients and Last-Event-ID work the same in both modes.

@@ -48,6 +48,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
         redis.call('HSET', KEYS[1], unpack(ARGV, 6))
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         local id = redis.call('XADD', KEYS[2], '*', 't', 'queued', 'd', ARGV[2])
+        redis.call('HSET', KEYS[1], 'stream_start', id)
         redis.call('EXPIRE', KEYS[2], ARGV[1])
         redis.call('RPUSH', KEYS[3], ARGV[4])
         redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
@@ -295,6 +296,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, TimeSpan retent
             ApiKeyName = f.GetValueOrDefault("api_key"),
             Message = f.GetValueOrDefault("message"),
             Response = f.GetValueOrDefault("response"),
+            StreamStart = f.GetValueOrDefault("stream_start"),
             HistoryTurns = f.TryGetValue("history_turns", out var turns) ? int.Parse(turns, CultureInfo.InvariantCulture) : 0,
             Attempt = int.Parse(f["attempt"], CultureInfo.InvariantCulture),
             CreatedAt = FromMs(f["created_at"]),

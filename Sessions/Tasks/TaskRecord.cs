@@ -57,6 +57,12 @@ public sealed record TaskRecord
     /// <summary>For a /v1/responses task: what the request asked for, as JSON (the gateway's and the worker's StoredResponse).</summary>
     public string? Response { get; init; }
 
+    /// <summary>
+    /// The id of the task's queued event in its session's stream: a reader of this task alone starts there, not at the
+    /// session's first turn. Absent from records created before it was kept.
+    /// </summary>
+    public string? StreamStart { get; init; }
+
     /// <summary>How many earlier turns of the session the current attempt sent with the message (0: none).</summary>
     public int HistoryTurns { get; init; }
 

@@ -107,6 +107,33 @@ public sealed class Task_store_semantics(string kind) : RedisOrInProcess(kind)
     }
 
     [Test]
+    public async Task A_record_keeps_its_response_and_where_its_events_start_and_only_an_ended_one_is_deleted()
+    {
+        var session = Guid.NewGuid().ToString("N");
+        var first = NewTask(session);
+        await _store.CreateAsync(first, "{}", default);
+        await _store.FinishAsync(new TaskOutcome { TaskId = first.TaskId, SessionId = session, State = TaskState.Completed, Result = "a" }, "{}", default);
+        var task = NewTask(session) with { Response = """{"input":[{"role":"user","content":"hi"}],"background":true}""" };
+        await _store.CreateAsync(task, StreamEvents.Queued(task.TaskId, "m", 3, "default"), default);
+
+        var record = (await _store.GetAsync(task.TaskId, default))!;
+        Assert.That(record.Response, Is.EqualTo(task.Response));
+        var entries = await _store.ReadAsync(session, "0", 100, default);
+        Assert.That(record.StreamStart, Is.EqualTo(entries.Single(e => e.Type == "queued" && e.Data.Contains(task.TaskId, StringComparison.Ordinal)).Id),
+            "the id of its own queued event, after the session's earlier task");
+        Assert.That((await _store.ReadAsync(session, StreamId.Parse(record.StreamStart!).Before().ToString(), 100, default))[0].Id, Is.EqualTo(record.StreamStart),
+            "reading after the id before it starts at it");
+
+        Assert.That(await _store.DeleteAsync(task.TaskId, default), Is.False, "a task that has not ended stays");
+        await _store.FinishAsync(new TaskOutcome { TaskId = task.TaskId, SessionId = session, State = TaskState.Cancelled }, StreamEvents.Cancelled(task.TaskId), default);
+        Assert.That(await _store.DeleteAsync(task.TaskId, default), Is.True);
+        Assert.That(await _store.GetAsync(task.TaskId, default), Is.Null);
+        Assert.That(await _store.DeleteAsync(task.TaskId, default), Is.False, "once");
+        Assert.That((await _store.EarlierTasksAsync(session, "later", 0, 10, default)).Select(t => t.TaskId), Is.EqualTo(new[] { first.TaskId }),
+            "a deleted record is no turn");
+    }
+
+    [Test]
     public async Task Reading_after_an_id_returns_exactly_the_later_entries()
     {
         var session = Guid.NewGuid().ToString("N");
