@@ -213,6 +213,22 @@ public sealed class Responses_api(string broker)
         Assert.That(_cluster.Provider.Behavior.Requests.Count(r => r.Messages[^1].Content == "only once"), Is.EqualTo(1));
     }
 
+    [Test]
+    public async Task An_answer_cut_short_by_max_output_tokens_is_incomplete()
+    {
+        using var response = await _http.PostAsJsonAsync("/v1/responses", new { model = Model, input = "cut me short", stream = true, max_output_tokens = 3 });
+        var events = SseEvents(await response.Content.ReadAsStringAsync());
+        Assert.That(events[^1].GetProperty("type").GetString(), Is.EqualTo("response.incomplete"));
+        var incomplete = events[^1].GetProperty("response");
+        Assert.That((incomplete.GetProperty("status").GetString(), incomplete.GetProperty("incomplete_details").GetProperty("reason").GetString()),
+            Is.EqualTo(("incomplete", "max_output_tokens")));
+        Assert.That(incomplete.GetProperty("max_output_tokens").GetInt32(), Is.EqualTo(3));
+        var polled = await _http.GetFromJsonAsync<JsonElement>($"/v1/responses/{incomplete.GetProperty("id").GetString()}");
+        Assert.That(polled.GetProperty("status").GetString(), Is.EqualTo("incomplete"));
+        Assert.That(polled.GetProperty("output")[0].GetProperty("content")[0].GetProperty("text").GetString(),
+            Is.EqualTo(string.Concat(events.Where(e => e.GetProperty("type").GetString() == "response.output_text.delta").Select(e => e.GetProperty("delta").GetString()))));
+    }
+
     /// <summary>The data of each event of a Responses stream, checking that its event name is its type.</summary>
     internal static List<JsonElement> SseEvents(string body)
     {
