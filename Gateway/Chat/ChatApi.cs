@@ -110,12 +110,8 @@ public static class ChatApi
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown task",
                 detail: $"no task '{task_id}': it never existed or its result has expired");
 
-        // Marking the task first fences the worker off (its next token is refused), then the signal stops the provider call.
-        var cancelled = await store.FinishAsync(new TaskOutcome { TaskId = task.TaskId, SessionId = task.SessionId, State = TaskState.Cancelled },
-            StreamEvents.Cancelled(task.TaskId), CancellationToken.None);
-        if (cancelled)
+        if (await cancellation.CancelAsync(store, task.TaskId, task.SessionId))
         {
-            await cancellation.SignalAsync(task.TaskId);
             logger.LogInformation("Cancelled task {TaskId} ({State})", task.TaskId, task.State.ToWire());
             return TypedResults.Ok(new ChatCancelled(task.TaskId, "cancelled"));
         }

@@ -17,9 +17,9 @@ public sealed class CompletionWriter(string id, long created, string model)
     /// chunks of one batch of events go out together.
     /// </remarks>
     /// <param name="fromAttempt">Tokens of earlier attempts are skipped: a retry replaced them before this stream joined.</param>
-    /// <param name="endTask">Ends the task as failed with the reason given, when a retry would start a second answer.</param>
+    /// <param name="endTask">Ends the task as failed mid-answer, when a retry would start a second answer.</param>
     public async Task StreamAsync(HttpContext http, IAsyncEnumerable<StreamBatch> batches, bool includeUsage, int fromAttempt,
-        ITaskStore store, string taskId, Func<string, Task> endTask)
+        ITaskStore store, string taskId, Func<Task> endTask)
     {
         using var open = http.RequestServices.GetRequiredService<LlmStreamMetrics>().StreamOpened("openai");
         SseWriter? sse = null;
@@ -49,7 +49,7 @@ public sealed class CompletionWriter(string id, long created, string model)
                         case StreamEventTypes.Started when root.GetProperty("attempt").GetInt32() > 1 && tokensSent:
                             // A retry after tokens went out cannot be expressed in this format (there is no "forget what you
                             // got"): the task ends here, so the retry is stopped instead of answering again unseen.
-                            await endTask(FailureDetail.MidAnswer.Message!);
+                            await endTask();
                             await EndWithErrorAsync(Begun(), FailureDetail.MidAnswer, FailureDetail.MidAnswer.Message!);
                             return;
                         case StreamEventTypes.Token when root.GetProperty("attempt").GetInt32() < fromAttempt:

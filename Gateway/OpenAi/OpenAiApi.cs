@@ -144,15 +144,14 @@ public static class OpenAiApi
                 ? Math.Max(1, (await store.GetAsync(result.TaskId, http.RequestAborted))?.Attempt ?? 1)
                 : 1;
             var events = StreamFollower.FollowAsync(store, signals, result.SessionId, "0", gateway.Value.KeepAlive, waiting.Token);
-            await completion.StreamAsync(http, events, request.IncludeUsage, fromAttempt, store, result.TaskId, async reason =>
+            await completion.StreamAsync(http, events, request.IncludeUsage, fromAttempt, store, result.TaskId, async () =>
             {
                 // Only this request's clients read the task (this one, and repeats with its key): ending it stops the
                 // retry, so no second answer runs that nobody reads.
                 try
                 {
-                    if (await store.FailAsync(result.TaskId, result.SessionId, reason, failure: FailureDetail.MidAnswer with { Message = reason }))
+                    if (await cancellation.FailMidAnswerAsync(store, result.TaskId, result.SessionId))
                     {
-                        await cancellation.SignalAsync(result.TaskId);
                         logger.LogWarning("Task {TaskId} failed mid-answer on a /v1 stream; ended instead of retried", result.TaskId);
                     }
                 }

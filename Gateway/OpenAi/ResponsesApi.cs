@@ -198,14 +198,8 @@ public static class ResponsesApi
     /// <summary>Cancels a response that has not ended (marking it first fences its worker off, then the signal stops the provider call).</summary>
     static async Task EndAsync(TaskRecord task, ITaskStore store, TaskCancellation cancellation, ILoggerFactory loggers)
     {
-        if (task.State.IsTerminal())
-            return;
-        if (await store.FinishAsync(new TaskOutcome { TaskId = task.TaskId, SessionId = task.SessionId, State = TaskState.Cancelled },
-                StreamEvents.Cancelled(task.TaskId), CancellationToken.None))
-        {
-            await cancellation.SignalAsync(task.TaskId);
+        if (!task.State.IsTerminal() && await cancellation.CancelAsync(store, task.TaskId, task.SessionId))
             loggers.CreateLogger(typeof(ResponsesApi).FullName!).LogInformation("Cancelled response task {TaskId} ({State})", task.TaskId, task.State.ToWire());
-        }
     }
 
     /// <summary>A stored response this caller may see; null for an unknown id, another key's, or one not stored.</summary>
@@ -334,8 +328,7 @@ public static class ResponsesApi
     {
         try
         {
-            if (await store.FailAsync(response.Task.TaskId, response.Task.SessionId, FailureDetail.MidAnswer.Message!, failure: FailureDetail.MidAnswer))
-                await http.RequestServices.GetRequiredService<TaskCancellation>().SignalAsync(response.Task.TaskId); // the retry stops at the provider
+            await http.RequestServices.GetRequiredService<TaskCancellation>().FailMidAnswerAsync(store, response.Task.TaskId, response.Task.SessionId);
         }
         catch (Exception e) when (e.IsRedisFailure())
         {

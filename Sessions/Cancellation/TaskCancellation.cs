@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using LlmStream.Sessions.Streams;
+using LlmStream.Sessions.Tasks;
 using Microsoft.Extensions.Hosting;
 using StackExchange.Redis;
 
@@ -20,6 +22,29 @@ public sealed class TaskCancellation(IConnectionMultiplexer? redis = null)
         var source = new CancellationTokenSource();
         _running[taskId] = source;
         return new Registration(this, taskId, source);
+    }
+
+    /// <summary>
+    /// Cancels a task that has not ended. Marking it first fences its worker off (its next token is refused); the signal
+    /// then stops the provider call. False when it had ended already.
+    /// </summary>
+    public Task<bool> CancelAsync(ITaskStore store, string taskId, string sessionId) =>
+        SignalIfEndedAsync(taskId, store.FinishAsync(new TaskOutcome { TaskId = taskId, SessionId = sessionId, State = TaskState.Cancelled },
+            StreamEvents.Cancelled(taskId), CancellationToken.None));
+
+    /// <summary>
+    /// Fails a task whose next attempt began after part of an answer was streamed (<see cref="FailureDetail.MidAnswer"/>),
+    /// then signals, so that the retry stops at the provider instead of answering again unseen. False when it had ended.
+    /// </summary>
+    public Task<bool> FailMidAnswerAsync(ITaskStore store, string taskId, string sessionId) =>
+        SignalIfEndedAsync(taskId, store.FailAsync(taskId, sessionId, FailureDetail.MidAnswer.Message!, failure: FailureDetail.MidAnswer));
+
+    async Task<bool> SignalIfEndedAsync(string taskId, Task<bool> ending)
+    {
+        if (!await ending)
+            return false;
+        await SignalAsync(taskId);
+        return true;
     }
 
     public async Task SignalAsync(string taskId)
