@@ -234,31 +234,45 @@ public sealed record OpenAiChatRequest(
             if (tool.ValueKind != JsonValueKind.Object || OptionalString(tool, "type", param + ".type") != "function"
                 || !tool.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object)
                 throw new InvalidRequest($"{param} must be {{type: \"function\", function: {{name, description, parameters}}}}", param);
-            var name = OptionalString(function, "name", param + ".function.name");
-            if (string.IsNullOrEmpty(name) || name.Length > 64 || !name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '_' or '-'))
-                throw new InvalidRequest($"{param}.function.name must be 1 to 64 letters, digits, '_' or '-'", param + ".function.name");
-            var parameters = function.TryGetProperty("parameters", out var p) && p.ValueKind != JsonValueKind.Null ? p : default;
-            if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Object))
-                throw new InvalidRequest($"{param}.function.parameters must be a JSON schema object", param + ".function.parameters");
-            list.Add(new ToolDefinition(name, OptionalString(function, "description", param + ".function.description"),
-                parameters.ValueKind == JsonValueKind.Object ? parameters.GetRawText() : "{\"type\":\"object\",\"properties\":{}}"));
+            list.Add(ReadFunction(function, param + ".function"));
         }
         return list.Count == 0 ? null : list;
+    }
+
+    /// <summary>A function's declaration: its name, description and parameters' schema (an empty object schema when absent).</summary>
+    /// <param name="param">Where it stands in the request (tools[0].function on chat completions, tools[0] on responses).</param>
+    internal static ToolDefinition ReadFunction(JsonElement function, string param)
+    {
+        var name = OptionalString(function, "name", param + ".name");
+        if (string.IsNullOrEmpty(name) || name.Length > 64 || !name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '_' or '-'))
+            throw new InvalidRequest($"{param}.name must be 1 to 64 letters, digits, '_' or '-'", param + ".name");
+        var parameters = function.TryGetProperty("parameters", out var p) && p.ValueKind != JsonValueKind.Null ? p : default;
+        if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Object))
+            throw new InvalidRequest($"{param}.parameters must be a JSON schema object", param + ".parameters");
+        return new ToolDefinition(name, OptionalString(function, "description", param + ".description"),
+            parameters.ValueKind == JsonValueKind.Object ? parameters.GetRawText() : "{\"type\":\"object\",\"properties\":{}}");
+    }
+
+    /// <summary>auto, none, required, or the name of a function in <paramref name="tools"/>; a 400 with <paramref name="shape"/> when there is no value.</summary>
+    internal static string CheckToolChoice(string? value, IReadOnlyList<ToolDefinition>? tools, string shape)
+    {
+        if (value is null)
+            throw new InvalidRequest(shape, "tool_choice");
+        if (value is not ("auto" or "none" or "required") && tools?.Any(t => t.Name == value) != true)
+            throw new InvalidRequest($"tool_choice names '{value}', which is not in 'tools'", "tool_choice");
+        return value;
     }
 
     static string? ReadToolChoice(JsonElement body, List<ToolDefinition>? tools)
     {
         if (!body.TryGetProperty("tool_choice", out var choice) || choice.ValueKind == JsonValueKind.Null)
             return null;
-        var value = choice.ValueKind switch
+        return CheckToolChoice(choice.ValueKind switch
         {
             JsonValueKind.String when choice.GetString() is "auto" or "none" or "required" => choice.GetString(),
             JsonValueKind.Object when choice.TryGetProperty("function", out var f) && f.ValueKind == JsonValueKind.Object => OptionalString(f, "name", "tool_choice.function.name"),
             _ => null,
-        } ?? throw new InvalidRequest("'tool_choice' must be auto, none, required or {type: \"function\", function: {name}}", "tool_choice");
-        if (value is not ("auto" or "none" or "required") && tools?.Any(t => t.Name == value) != true)
-            throw new InvalidRequest($"tool_choice names '{value}', which is not in 'tools'", "tool_choice");
-        return value;
+        }, tools, "'tool_choice' must be auto, none, required or {type: \"function\", function: {name}}");
     }
 
     static List<ToolCall>? ReadToolCalls(JsonElement message, string param)

@@ -189,15 +189,8 @@ public sealed record OpenAiResponseRequest(
             var type = OptionalString(tool, "type", param + ".type");
             if (type != "function")
                 throw new InvalidRequest($"{param}.type '{type}' is not supported by this gateway: only function tools are", param + ".type");
-            var name = OptionalString(tool, "name", param + ".name");
-            if (string.IsNullOrEmpty(name) || name.Length > 64 || !name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '_' or '-'))
-                throw new InvalidRequest($"{param}.name must be 1 to 64 letters, digits, '_' or '-'", param + ".name");
-            var parameters = tool.TryGetProperty("parameters", out var p) && p.ValueKind != JsonValueKind.Null ? p : default;
-            if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Object))
-                throw new InvalidRequest($"{param}.parameters must be a JSON schema object", param + ".parameters");
             OptionalBool(tool, "strict");
-            list.Add(new ToolDefinition(name, OptionalString(tool, "description", param + ".description"),
-                parameters.ValueKind == JsonValueKind.Object ? parameters.GetRawText() : "{\"type\":\"object\",\"properties\":{}}"));
+            list.Add(ReadFunction(tool, param));
         }
         return list.Count == 0 ? (null, null) : (list, tools.GetRawText());
     }
@@ -206,14 +199,12 @@ public sealed record OpenAiResponseRequest(
     {
         if (!body.TryGetProperty("tool_choice", out var choice) || choice.ValueKind == JsonValueKind.Null)
             return (null, null);
-        var value = choice.ValueKind switch
+        var value = CheckToolChoice(choice.ValueKind switch
         {
             JsonValueKind.String when choice.GetString() is "auto" or "none" or "required" => choice.GetString(),
             JsonValueKind.Object when OptionalString(choice, "type", "tool_choice.type") == "function" => OptionalString(choice, "name", "tool_choice.name"),
             _ => null,
-        } ?? throw new InvalidRequest("'tool_choice' must be auto, none, required or {type: \"function\", name}", "tool_choice");
-        if (value is not ("auto" or "none" or "required") && tools?.Any(t => t.Name == value) != true)
-            throw new InvalidRequest($"tool_choice names '{value}', which is not in 'tools'", "tool_choice");
+        }, tools, "'tool_choice' must be auto, none, required or {type: \"function\", name}");
         return (value, choice.GetRawText());
     }
 }
