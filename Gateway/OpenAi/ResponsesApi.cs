@@ -227,20 +227,9 @@ public static class ResponsesApi
     /// <summary>A response that is neither streamed nor in the background: answered once its task ended.</summary>
     static async Task WaitAndWriteAsync(HttpContext http, ResponseObject response, ITaskStore store, StreamSignals signals, TimeSpan keepAlive, CancellationToken cancellationToken)
     {
-        var renderer = new ResponseEvents(response);
         try
         {
-            await foreach (var batch in StreamFollower.FollowAsync(store, signals, response.Task.SessionId, response.StreamAfter, keepAlive, cancellationToken))
-            {
-                foreach (var entry in batch.Entries)
-                {
-                    using var data = JsonDocument.Parse(entry.Data);
-                    if (IsOf(data.RootElement, response))
-                        renderer.Render(entry, data.RootElement, static (_, _, _) => { });
-                }
-                if (renderer.Ended)
-                    break;
-            }
+            await RenderAsync(http, response, store, signals, keepAlive, static (_, _, _) => { }, _ => Task.CompletedTask, cancellationToken);
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
         {
@@ -251,8 +240,6 @@ public static class ResponsesApi
             await OpenAiError.WriteStoppingAsync(http);
             return;
         }
-        if (renderer.Spliced)
-            await EndSplicedAsync(http, store, response);
         var task = await store.GetAsync(response.Task.TaskId, CancellationToken.None);
         if (task?.State == TaskState.Failed || task is null)
             await OpenAiError.WriteEndedAsync(http, task); // the status an SDK decides its retry on, as on /v1/chat/completions
@@ -266,7 +253,6 @@ public static class ResponsesApi
     {
         using var open = http.RequestServices.GetRequiredService<LlmStreamMetrics>().StreamOpened("responses");
         var sse = SseWriter.Begin(http.Response);
-        var renderer = new ResponseEvents(response);
         void Emit(string type, int sequence, Action<Utf8JsonWriter> fields)
         {
             if (sequence > startingAfter)
@@ -281,24 +267,12 @@ public static class ResponsesApi
         }
         try
         {
-            await foreach (var batch in StreamFollower.FollowAsync(store, signals, response.Task.SessionId, response.StreamAfter, keepAlive, cancellationToken))
+            await RenderAsync(http, response, store, signals, keepAlive, Emit, async batch =>
             {
                 if (batch.IsQuiet)
                     sse.KeepAlive();
-                foreach (var entry in batch.Entries)
-                {
-                    using var data = JsonDocument.Parse(entry.Data);
-                    if (IsOf(data.RootElement, response))
-                        renderer.Render(entry, data.RootElement, Emit);
-                    if (renderer.Ended)
-                        break;
-                }
                 await sse.FlushAsync(http.RequestAborted);
-                if (renderer.Ended)
-                    break;
-            }
-            if (renderer.Spliced)
-                await EndSplicedAsync(http, store, response);
+            }, cancellationToken);
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
         {
@@ -318,6 +292,32 @@ public static class ResponsesApi
             });
             await sse.FlushAsync(CancellationToken.None);
         }
+    }
+
+    /// <summary>
+    /// Follows the response's task from its queued event and renders each of its events to <paramref name="emit"/> until
+    /// its last; <paramref name="batchDone"/> after each batch read (or quiet interval). A retry spliced after text ends the task.
+    /// </summary>
+    static async Task RenderAsync(HttpContext http, ResponseObject response, ITaskStore store, StreamSignals signals, TimeSpan keepAlive,
+        ResponseEvents.Emit emit, Func<StreamBatch, Task> batchDone, CancellationToken cancellationToken)
+    {
+        var renderer = new ResponseEvents(response);
+        await foreach (var batch in StreamFollower.FollowAsync(store, signals, response.Task.SessionId, response.StreamAfter, keepAlive, cancellationToken))
+        {
+            foreach (var entry in batch.Entries)
+            {
+                using var data = JsonDocument.Parse(entry.Data);
+                if (IsOf(data.RootElement, response))
+                    renderer.Render(entry, data.RootElement, emit);
+                if (renderer.Ended)
+                    break;
+            }
+            await batchDone(batch);
+            if (renderer.Ended)
+                break;
+        }
+        if (renderer.Spliced)
+            await EndSplicedAsync(http, store, response);
     }
 
     static bool IsOf(JsonElement data, ResponseObject response) =>
