@@ -149,6 +149,9 @@ public sealed class Cluster : IAsyncDisposable
         return worker;
     }
 
+    /// <summary>Where one gateway listens.</summary>
+    public Uri UrlOf(int gateway) => _gateways[gateway].Url;
+
     /// <summary>A client of one gateway (the first unless told).</summary>
     public HttpClient Client(int gateway = 0) => new(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue })
     {

@@ -57,9 +57,8 @@ public sealed class Responses_api(string broker)
         behavior.ToolCall = message => message.Contains("weather", StringComparison.Ordinal) ? new FakeToolCall("get_weather", """{"city":"Paris"}""") : null;
     }
 
-    Uri V1(int gateway) => new(_cluster.Gateways.Count > gateway ? GatewayUrl(gateway) : _cluster.GatewayUrl, "/v1");
-
-    Uri GatewayUrl(int gateway) => new(_cluster.Client(gateway).BaseAddress!.ToString());
+    /// <summary>A gateway's /v1; in memory, where there is one gateway, the same for both.</summary>
+    Uri V1(int gateway) => new(_cluster.UrlOf(Math.Min(gateway, _cluster.Gateways.Count - 1)), "/v1");
 
     IReadOnlyList<string> MessagesTo(string lastUserMessage) =>
         _cluster.Provider.Behavior.Requests.Last(r => r.Messages.LastOrDefault(m => m.Role == "user").Content == lastUserMessage)
